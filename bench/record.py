@@ -1,0 +1,185 @@
+"""The run model: one record per run, the single source of truth.
+
+``record.json``, the database rows and every report are produced from a :class:`RunRecord`
+(and the sample file it references); nothing downstream changes it. Samples are kept out of
+the record because a 24-hour run at 1 s holds ~86,000 of them: they live in ``samples.csv``
+in the run folder (columns :data:`SAMPLE_COLUMNS`), referenced by SHA-256 in ``files``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+N_CELLS = 8
+
+Verdict = Literal["pass", "fail", "aborted", "running"]
+
+#: Columns of ``samples.csv``, in order. Currents: + = into the pack (charge).
+SAMPLE_COLUMNS: tuple[str, ...] = (
+    "t_s",                # bench seconds since the run started
+    "step",               # step id
+    "pack_v",             # bench (instrument) pack voltage, V
+    "pack_i",             # bench current, A, + = charge
+    *(f"cell{i}_v" for i in range(1, N_CELLS + 1)),  # BMS cell voltages, V
+    "temp_max_c",
+    "temp_min_c",
+    "bms_pack_v",
+    "bms_i",
+    "bms_soc_pct",
+    "ref_soc_pct",        # the bench's reference SOC
+    "ah",                 # cumulative net Ah (bench), + = into the pack
+    "wh",                 # cumulative net Wh (bench)
+    "step_ah",
+    "divergence_v",
+    "supply_on",
+    "load_on",
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InstrumentIdentity(_Model):
+    name: str
+    role: Literal["supply", "load", "adapter"]
+    family: str
+    resource: str
+    make: str = ""
+    model: str = ""
+    serial: str = ""
+    firmware: str = ""
+    calibration_due: date | None = None
+    calibration_overdue: bool = False
+
+
+class AsReceived(_Model):
+    soc_pct: float | None = None
+    soh_pct: float | None = None
+    cycle_count: int | None = None
+    learned_capacity_ah: float | None = None
+    dtcs: list[str] = Field(default_factory=list)
+
+
+class PackIdentity(_Model):
+    serial: str
+    part_number: str = ""
+    bms_serial: str = ""
+    bms_sw_version: str = ""
+    bms_hw_version: str = ""
+    nominal_capacity_ah: float = 200.0
+    as_received: AsReceived = Field(default_factory=AsReceived)
+
+
+class ProcedureIdentity(_Model):
+    name: str
+    version: str
+    sha256: str
+    path: str = ""
+
+
+class StationIdentity(_Model):
+    name: str
+    location: str = ""
+    simulated: bool
+    production: bool = False
+    scenario: str | None = None
+
+
+class StepRecord(_Model):
+    id: str
+    kind: str
+    start_s: float
+    end_s: float | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    end_reason: str = ""
+    ah: float = 0.0
+    wh: float = 0.0
+    ah_charged: float = 0.0
+    ah_discharged: float = 0.0
+    resumed: bool = False
+    note: str = ""
+
+
+class CheckRecord(_Model):
+    id: str
+    step_id: str
+    description: str = ""
+    t_s: float
+    value: float | str | bool | None
+    unit: str = ""
+    low: float | None = None
+    high: float | None = None
+    reference: float | None = None
+    tolerance: float | None = None
+    tolerance_kind: Literal["abs", "pct"] | None = None
+    passed: bool
+    decision_rule: str = "simple acceptance (value inside limits, measurement uncertainty not guard-banded)"
+    message: str = ""
+
+
+class EventRecord(_Model):
+    t_s: float
+    at: datetime | None = None
+    kind: Literal["info", "warning", "trip", "pause", "resume", "abort", "operator", "watchdog", "resume_run"]
+    message: str
+    actor: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class FileRecord(_Model):
+    name: str
+    sha256: str
+    bytes: int
+
+
+class SocCheckpoint(_Model):
+    t_s: float
+    true_soc_pct: float
+    bms_soc_pct: float
+    reference_soc_pct: float | None
+
+
+class SimTruth(_Model):
+    capacity_ah: float
+    scenario: str
+    soc_checkpoints: list[SocCheckpoint] = Field(default_factory=list)
+    outputs_off_at_end: bool | None = None
+
+
+class RunRecord(_Model):
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    verdict: Verdict = "running"
+    abort_reason: str | None = None
+    procedure: ProcedureIdentity
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    station: StationIdentity
+    software_version: str
+    operator: str = ""
+    started_at: datetime
+    ended_at: datetime | None = None
+    instruments: list[InstrumentIdentity] = Field(default_factory=list)
+    pack: PackIdentity
+    steps: list[StepRecord] = Field(default_factory=list)
+    checks: list[CheckRecord] = Field(default_factory=list)
+    events: list[EventRecord] = Field(default_factory=list)
+    ah_charged: float = 0.0
+    ah_discharged: float = 0.0
+    wh_charged: float = 0.0
+    wh_discharged: float = 0.0
+    reference_capacity_ah: float | None = None
+    bms_learned_capacity_ah: float | None = None
+    bench_hours: float = 0.0
+    sample_count: int = 0
+    files: list[FileRecord] = Field(default_factory=list)
+    sim_truth: SimTruth | None = None
+
+    @property
+    def failed_checks(self) -> list[CheckRecord]:
+        return [c for c in self.checks if not c.passed]
