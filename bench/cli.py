@@ -1,0 +1,231 @@
+"""The ``bench`` command line.
+
+Exit codes everywhere: 0 pass/ok, 1 fail, 2 invalid input (one readable message naming file,
+line and field, no traceback, no instrument touched), 3 aborted or instrument failure.
+Sub-applications (validate/schema, report, db, fleet, station) live beside the code they
+drive and are mounted here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from bench.errors import BenchError, InputError
+
+app = typer.Typer(
+    name="bench",
+    help="Bench controller for the Vethy VS02 PRO pack BMS: calibration, diagnostics, simulator.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+sim_app = typer.Typer(help="The simulated VS02 bench (pack, BMS, supply, load, CAN adapter).",
+                      no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_ABORTED = 0, 1, 2, 3
+
+StationOpt = Annotated[str | None, typer.Option("--station", help="Station file (default: the embedded simulated bench).")]
+ScenarioOpt = Annotated[str | None, typer.Option("--scenario", help="Simulator scenario: a built-in name or a YAML file.")]
+
+
+def _fail_input(exc: InputError) -> None:
+    err.print(f"error: {exc.format()}", markup=False)
+    raise typer.Exit(EXIT_INPUT)
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError(f"--param expects NAME=VALUE, got {item!r}", field="--param")
+        name, value = item.split("=", 1)
+        params[name.strip()] = value.strip()
+    return params
+
+
+class _Terminate(KeyboardInterrupt):
+    """SIGTERM is handled like Ctrl-C: the engine's finally turns the outputs off."""
+
+
+def _install_sigterm() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Terminate()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@app.command()
+def run(
+    procedure: Annotated[Path, typer.Argument(help="Procedure YAML file.")],
+    station: StationOpt = None,
+    scenario: ScenarioOpt = None,
+    serial: Annotated[str | None, typer.Option("--serial", help="Pack serial number (default: read from the BMS).")] = None,
+    operator: Annotated[str, typer.Option("--operator", help="Who runs it (recorded).")] = "",
+    param: Annotated[list[str] | None, typer.Option("--param", help="Override a parameter: NAME=VALUE (repeatable).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<run-id>).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Answer operator prompts with their first choice (unattended).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record's summary as one JSON object.")] = False,
+    db: Annotated[str | None, typer.Option("--db", help="Records database URL (default: BENCH_DB, the station's, or SQLite in the runs folder).")] = None,
+    no_watchdog: Annotated[bool, typer.Option("--no-watchdog", help="Do not start the watchdog process.")] = False,
+) -> None:
+    """Run a procedure on the bench (the embedded simulated bench by default)."""
+    from bench.run import RunRequest, execute_run
+
+    try:
+        request = RunRequest(
+            procedure=procedure, station=station, scenario=scenario, serial=serial, operator=operator,
+            params=_parse_params(param or []), out_dir=out_dir, yes=yes, db=db,
+            watchdog=not no_watchdog, interactive=not as_json and sys.stdin.isatty(),
+        )
+        _install_sigterm()
+        record = execute_run(request, console=None if as_json else out)
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    except BenchError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_ABORTED) from None
+    _finish(record, as_json)
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder of an interrupted run.")],
+    yes: Annotated[bool, typer.Option("--yes")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    db: Annotated[str | None, typer.Option("--db")] = None,
+) -> None:
+    """Continue a run killed at any point, from its last checkpoint."""
+    from bench.run import resume_run
+
+    try:
+        _install_sigterm()
+        record = resume_run(run_dir, yes=yes, db=db, console=None if as_json else out)
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    except BenchError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_ABORTED) from None
+    _finish(record, as_json)
+
+
+def _finish(record: Any, as_json: bool) -> None:
+    summary = {
+        "run_id": record.run_id, "verdict": record.verdict, "abort_reason": record.abort_reason,
+        "procedure": record.procedure.name, "pack_serial": record.pack.serial,
+        "bench_hours": round(record.bench_hours, 3), "ah_charged": round(record.ah_charged, 3),
+        "ah_discharged": round(record.ah_discharged, 3),
+        "reference_capacity_ah": record.reference_capacity_ah,
+        "bms_learned_capacity_ah": record.bms_learned_capacity_ah,
+        "checks": [{"id": c.id, "passed": c.passed, "message": c.message} for c in record.checks],
+        "failed_checks": [c.message for c in record.failed_checks],
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    code = {"pass": EXIT_OK, "fail": EXIT_FAIL}.get(record.verdict, EXIT_ABORTED)
+    raise typer.Exit(code)
+
+
+@sim_app.command("serve")
+def sim_serve(
+    scenario: Annotated[str, typer.Option("--scenario", help="Built-in scenario name or YAML file.")] = "healthy",
+    speed: Annotated[float, typer.Option("--speed", help="Simulated seconds per real second.")] = 1.0,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    supply_family: Annotated[str | None, typer.Option("--supply-family")] = None,
+    load_family: Annotated[str | None, typer.Option("--load-family")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the endpoints as one JSON object.")] = False,
+) -> None:
+    """Serve the simulated bench standalone at --speed x real time until SIGINT/SIGTERM."""
+    from bench.sim.serve import serve
+
+    if speed <= 0:
+        _fail_input(InputError("must be positive", field="--speed"))
+    try:
+        serve(scenario=scenario, speed=speed, host=host, supply_family=supply_family,
+              load_family=load_family, as_json=as_json, console=out)
+    except InputError as exc:
+        _fail_input(exc)
+
+
+@sim_app.command("scenarios")
+def sim_scenarios() -> None:
+    """List the built-in scenarios."""
+    from bench.sim.scenario import builtin_scenarios, load_scenario
+
+    for name in builtin_scenarios():
+        out.print(f"{name:22s} {load_scenario(name).description}", markup=False)
+
+
+@app.command()
+def instruments(station: StationOpt = None, scenario: ScenarioOpt = None) -> None:
+    """Connect to every instrument of a station; print identity, status, calibration and enforceable limits."""
+    from bench.instruments_cmd import list_instruments
+
+    try:
+        code = list_instruments(station, scenario, out)
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    raise typer.Exit(code)
+
+
+def _mount_subapps() -> None:
+    """Mount the sub-applications that live beside the code they drive."""
+    import importlib
+
+    mounts = [
+        ("bench.procedure.cli", None),  # validate, schema (commands at top level)
+        ("reports.cli", None),
+        ("bench.store.cli", "db"),
+        ("bench.fleet.cli", "fleet"),
+        ("bench.diag", None),
+        ("bench.ui.cli", "station"),
+    ]
+    for module_name, group in mounts:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # that part of the project is not installed/built yet
+            raise
+        sub = getattr(module, "app", None)
+        if sub is None:
+            continue
+        if group is None:
+            for command in sub.registered_commands:
+                app.registered_commands.append(command)
+        else:
+            app.add_typer(sub, name=group)
+
+
+_mount_subapps()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except InputError as exc:  # raised outside a command (e.g. at mount time)
+        err.print(f"error: {exc.format()}", markup=False)
+        sys.exit(EXIT_INPUT)
+    except BenchError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(EXIT_ABORTED)
+
+
+if __name__ == "__main__":
+    main()

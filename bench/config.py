@@ -1,0 +1,156 @@
+"""Station configuration: which instruments, which CAN adapter, which pack, where records go.
+
+A station file is YAML validated by :class:`StationConfig` (unknown keys are errors, every
+error located as ``file:line:column``). ``load_station(None)`` gives the embedded default
+station, ``bench/stations/sim.yaml``: the whole bench simulated in-process.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bench.errors import BenchError
+from bench.yamlio import load_model
+
+#: The embedded default station (package data).
+SIM_STATION = Path(__file__).with_name("stations") / "sim.yaml"
+
+#: Resource strings that mean "the in-process simulator's instrument", resolved at connect time.
+SIM_RESOURCES = frozenset({"sim:supply", "sim:load"})
+SIM_CAN_CHANNEL = "sim:can"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReconnectConfig(_Model):
+    attempts: int = Field(default=0, ge=0)
+    delay_s: float = Field(default=1.0, ge=0)
+
+
+class InstrumentRanges(_Model):
+    """An instrument's output/input range; overrides what the driver registry knows."""
+
+    voltage_max_v: float = Field(gt=0)
+    current_max_a: float = Field(gt=0)
+    power_max_w: float = Field(gt=0)
+
+
+class ScpiInstrumentConfig(_Model):
+    family: str = Field(description="driver family name from drivers.registry")
+    model: str | None = None
+    resource: str = Field(description='VISA resource string, or "sim:supply"/"sim:load" for the '
+                                      "in-process simulator's instrument")
+    timeout_s: float = Field(default=2.0, gt=0)
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
+    calibration_due: date | None = None
+    calibration_certificate: str = ""
+    serial_expected: str | None = Field(default=None,
+                                        description="refuse to run if *IDN? reports another serial")
+    ranges: InstrumentRanges | None = None
+
+    @property
+    def simulated(self) -> bool:
+        return self.resource in SIM_RESOURCES
+
+
+class SeedKeyConfig(_Model):
+    algorithm: str = "hmac_sha256_4"
+    secret: str | None = Field(default=None, description="prefer secret_env: keep secrets out of files")
+    secret_env: str = "BENCH_SEEDKEY_SECRET"
+
+
+class AdapterConfig(_Model):
+    interface: str = Field(description="python-can interface: virtual, slcan, socketcan, pcan, kvaser, ...")
+    channel: str = Field(description='python-can channel, or "sim:can" for the in-process simulator bus')
+    bitrate: int = Field(default=500000, gt=0)          # battery.md §6.1: 500 kbit/s
+    request_id: int = Field(default=0x7E4, ge=0, le=0x7FF)   # battery.md §6.2: UDS 0x7E4 / 0x7EC
+    response_id: int = Field(default=0x7EC, ge=0, le=0x7FF)
+    seedkey: SeedKeyConfig = Field(default_factory=SeedKeyConfig)
+    stale_after_s: float = Field(default=3.0, gt=0)     # §6.1: inverters stop if 0x351 is missing for 3 s
+    extra: dict[str, Any] = Field(default_factory=dict, description="extra python-can Bus kwargs")
+
+
+class SimulatorConfig(_Model):
+    mode: Literal["in_process", "external"] = "in_process"
+    scenario: str = "healthy"
+    speed: float = Field(default=1.0, gt=0, description="external: the speed `bench sim serve` runs at")
+    supply_family: str | None = None
+    load_family: str | None = None
+
+
+class PackConfig(_Model):
+    part_number: str = "VS02-PRO-200"
+    nominal_capacity_ah: float = Field(default=200.0, gt=0)
+    cells_in_series: int = Field(default=8, ge=1)
+    cell_v_max_abs: float = Field(default=3.65, gt=0)          # battery.md §2.1/§8: 3.65 V absolute max
+    cell_v_min_abs: float = Field(default=2.50, gt=0)          # battery.md §2.1/§8: 2.50 V absolute min
+    max_charge_current_a: float = Field(default=100.0, gt=0)   # battery.md §2.2: <= 100 A charge
+    max_discharge_current_a: float = Field(default=200.0, gt=0)  # battery.md §2.2: <= 200 A discharge
+
+    @property
+    def pack_v_max(self) -> float:
+        return self.cells_in_series * self.cell_v_max_abs
+
+    @property
+    def pack_v_min(self) -> float:
+        return self.cells_in_series * self.cell_v_min_abs
+
+
+class WatchdogConfig(_Model):
+    enabled: bool = True
+    missed_intervals: int = Field(default=3, ge=1)
+
+
+class StationConfig(_Model):
+    name: str
+    location: str = ""
+    production: bool = False
+    supply: ScpiInstrumentConfig
+    load: ScpiInstrumentConfig
+    adapter: AdapterConfig
+    simulator: SimulatorConfig | None = Field(default=None, description="absent = real hardware")
+    pack: PackConfig = Field(default_factory=PackConfig)
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
+    database_url: str | None = None
+    runs_dir: str = "runs"
+
+    @property
+    def simulated(self) -> bool:
+        return self.simulator is not None
+
+
+def load_station(path: str | Path | None) -> StationConfig:
+    """Load a station file; ``None`` -> the embedded simulator station. Located InputErrors."""
+    return load_model(StationConfig, SIM_STATION if path is None else path)
+
+
+def instrument_ranges(instrument: ScpiInstrumentConfig) -> InstrumentRanges | None:
+    """Max voltage/current/power of a station instrument, or None when unknown.
+
+    The station's ``ranges`` win; otherwise the driver registry's family table gives the
+    model's ranges (``drivers.registry.driver_class(family).family.models[model]``; a family
+    with a single model needs no ``model:``). Kept in this one function so the lookup can change
+    in one place.
+    """
+    if instrument.ranges is not None:
+        return instrument.ranges
+    try:
+        from drivers.registry import driver_class
+
+        models: dict[str, Any] = driver_class(instrument.family).family.models
+    except (ImportError, AttributeError, BenchError):
+        return None
+    if instrument.model is not None:
+        found = models.get(instrument.model)
+    else:
+        found = next(iter(models.values())) if len(models) == 1 else None
+    if found is None:
+        return None
+    return InstrumentRanges(voltage_max_v=float(found.v_max), current_max_a=float(found.i_max),
+                            power_max_w=float(found.p_max))

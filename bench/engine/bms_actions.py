@@ -1,0 +1,55 @@
+"""``bms`` step actions: UDS service calls through the adapter driver, results as variables.
+
+Variables produced: ``<into>.<did>`` (or ``<did>``) for reads, ``<into>.<field>`` and
+``<into>.status`` for routine results, ``<into>.count`` / ``<into>.codes`` for DTC reads.
+Results that feed verdicts also land under fixed names the record picks up
+(``bms_learned_capacity_ah``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _numeric(value: Any) -> Any:
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple) and value and all(isinstance(v, int | float) for v in value):
+        return value
+    return str(value)
+
+
+def run_bms_action(adapter: Any, item: Any) -> dict[str, Any]:
+    produced: dict[str, Any] = {}
+    if hasattr(item, "session"):
+        adapter.session(item.session)
+    elif hasattr(item, "unlock"):
+        adapter.unlock(item.unlock)
+    elif hasattr(item, "ecu_reset"):
+        adapter.ecu_reset(item.ecu_reset)
+    elif hasattr(item, "routine"):
+        call = item.routine
+        option = bytes.fromhex(call.option.removeprefix("0x")) if call.option else b""
+        result = adapter.routine(call.name, call.action, option)
+        prefix = call.into or call.name
+        produced[f"{prefix}.status"] = result.status or ""
+        for key, value in result.values.items():
+            produced[f"{prefix}.{key}"] = _numeric(value)
+        learned = result.values.get("learned_capacity")
+        if call.action == "results" and isinstance(learned, int | float):
+            produced["bms_learned_capacity_ah"] = float(learned)
+    elif hasattr(item, "read"):
+        values = adapter.read_dids(item.read)
+        for key, value in values.items():
+            produced[f"{item.into}.{key}" if item.into else key] = _numeric(value)
+    elif hasattr(item, "read_dtcs"):
+        spec = item.read_dtcs
+        dtcs = adapter.read_dtcs(spec.mask)
+        prefix = spec.into or "dtcs"
+        produced[f"{prefix}.count"] = len(dtcs)
+        produced[f"{prefix}.codes"] = " ".join(d.code_hex for d in dtcs)
+    elif hasattr(item, "clear_dtcs"):
+        adapter.clear_dtcs(item.clear_dtcs.group)
+    else:  # the model guarantees one of the above
+        raise ValueError(f"unknown bms action {item!r}")
+    return produced

@@ -1,0 +1,98 @@
+"""Checkpoints: everything needed to continue a run killed at any point.
+
+``checkpoint.json`` holds the engine state (position in the procedure, integrators, reference
+SOC, variables, timers); with the embedded simulator, ``sim_state.pkl`` holds the simulated
+hardware's state taken at the same instant, so a resumed run continues on the same pack.
+Both are written to a temporary file, fsynced and renamed, so a kill mid-write leaves the
+previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.engine.throughput import ReferenceSoc, Throughput
+from bench.errors import InputError
+
+
+@dataclass
+class EngineState:
+    run_id: str
+    step_pos: int | None = None
+    step_started_at: float | None = None
+    t_s: float = 0.0
+    next_tick: float = 0.0
+    throughput: Throughput = field(default_factory=Throughput)
+    step_throughput: Throughput = field(default_factory=Throughput)
+    reference: ReferenceSoc = field(default_factory=lambda: ReferenceSoc(capacity_ah=200.0))
+    vars: dict[str, Any] = field(default_factory=dict)
+    repeat_counts: dict[str, int] = field(default_factory=dict)
+    compare_marks: dict[str, float] = field(default_factory=dict)
+    hold_since: dict[str, float] = field(default_factory=dict)
+    finished: bool = False
+
+    @classmethod
+    def new(cls, run_id: str) -> EngineState:
+        return cls(run_id=run_id)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> EngineState:
+        data = json.loads(text)
+        data["throughput"] = Throughput(**data["throughput"])
+        data["step_throughput"] = Throughput(**data["step_throughput"])
+        data["reference"] = ReferenceSoc(**data["reference"])
+        return cls(**data)
+
+
+class CheckpointWriter:
+    def __init__(self, run_dir: Path, every_s: float) -> None:
+        self.run_dir = run_dir
+        self.every_s = every_s
+        self._last: float = float("-inf")
+
+    def due(self, t_s: float) -> bool:
+        return t_s - self._last >= self.every_s
+
+    def write(self, state: EngineState, t_s: float, sim_state: bytes | None) -> None:
+        self._last = t_s
+        if sim_state is not None:
+            _atomic_write(self.run_dir / "sim_state.pkl", sim_state)
+        _atomic_write(self.run_dir / "checkpoint.json", state.to_json().encode())
+
+    def mark_finished(self) -> None:
+        path = self.run_dir / "checkpoint.json"
+        if path.exists():
+            state = EngineState.from_json(path.read_text(encoding="utf-8"))
+            state.finished = True
+            _atomic_write(path, state.to_json().encode())
+
+
+def load_checkpoint(run_dir: Path) -> tuple[EngineState, bytes | None]:
+    path = run_dir / "checkpoint.json"
+    if not path.exists():
+        raise InputError("no checkpoint in this run folder (was it started by bench run?)",
+                         file=str(run_dir))
+    try:
+        state = EngineState.from_json(path.read_text(encoding="utf-8"))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InputError(f"checkpoint is unreadable: {exc}", file=str(path)) from None
+    if state.finished:
+        raise InputError("this run already ended; nothing to resume", file=str(run_dir))
+    sim = run_dir / "sim_state.pkl"
+    return state, sim.read_bytes() if sim.exists() else None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)

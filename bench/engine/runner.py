@@ -1,0 +1,474 @@
+"""The run engine: executes a procedure on a connected bench, sample by sample.
+
+At every control interval it reads every instrument, integrates Ah and Wh from the bench's
+own current measurement, updates the reference SOC, judges the global and step limits and
+the end conditions, and appends the sample to durable storage. Whatever ends the run
+(verdict, exception, limit breach, Ctrl-C, SIGTERM, lost instrument) the ``finally`` puts
+load and supply in their safe state and writes the reason into the record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import __version__
+from bench.engine.checkpoint import CheckpointWriter, EngineState
+from bench.engine.datalog import SampleLog, sha256_file
+from bench.engine.events import EventBus, ProgressEvent
+from bench.engine.limits import Breach, LimitMonitor
+from bench.engine.sampler import RawReading, quantities, read_bench
+from bench.engine.steps import StepExecutor
+from bench.engine.throughput import ReferenceSoc, Throughput
+from bench.errors import BenchError, ConnectionLost, InstrumentError, RunAborted, SafetyTrip
+from bench.record import (
+    CheckRecord,
+    EventRecord,
+    FileRecord,
+    PackIdentity,
+    ProcedureIdentity,
+    RunRecord,
+    StationIdentity,
+    StepRecord,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Prompter:
+    """Answers operator prompts. The CLI asks on the terminal; ``--yes`` answers the first choice."""
+
+    def ask(self, message: str, choices: list[str], input_spec: Any | None) -> str | float:
+        raise NotImplementedError
+
+
+class AutoPrompter(Prompter):
+    """Unattended runs (``--yes``): answer with the first choice, or the input's default."""
+
+    def ask(self, message: str, choices: list[str], input_spec: Any | None) -> str | float:
+        if input_spec is not None:
+            default = getattr(input_spec, "default", None)
+            if default is None:
+                raise RunAborted(f"prompt needs a typed answer and --yes cannot give one: {message}")
+            return default
+        return choices[0]
+
+
+class _EndRun(Exception):
+    def __init__(self, verdict: str, message: str) -> None:
+        self.verdict = verdict
+        self.message = message
+
+
+@dataclass
+class RunOptions:
+    run_dir: Path
+    operator: str = ""
+    serial: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    prompter: Prompter = field(default_factory=AutoPrompter)
+    store: Any | None = None  # bench.store.RunStore
+    events: EventBus = field(default_factory=EventBus)
+    run_id: str | None = None
+    procedure_path: str = ""
+    procedure_sha256: str = ""
+    heartbeat: Callable[[float], None] | None = None
+    checkpoint_every_s: float = 30.0
+    stop_requested: Callable[[], str | None] | None = None
+
+
+class Engine:
+    """Runs one procedure once on one bench."""
+
+    def __init__(self, bench: Any, procedure: Any, options: RunOptions,
+                 resume: EngineState | None = None) -> None:
+        self.bench = bench
+        self.procedure = procedure
+        self.opts = options
+        self.clock = bench.clock
+        self.interval = float(procedure.control_interval_s)
+        self.events = options.events
+        self.steps = procedure.steps
+        self.step_index = {s.id: i for i, s in enumerate(self.steps)}
+        self.functions = bench.expression_functions()
+        self.global_limits = LimitMonitor(procedure.safety)
+        self.state = resume or EngineState.new(run_id=options.run_id or _new_run_id())
+        self.run_dir = options.run_dir
+        # replaced by the full record once the bench has been read; exists from the start so
+        # that even a failure while opening the run leaves a record saying why
+        self.record = RunRecord(
+            run_id=self.state.run_id,
+            procedure=ProcedureIdentity(name=procedure.procedure, version=str(procedure.version),
+                                        sha256=options.procedure_sha256, path=options.procedure_path),
+            station=StationIdentity(name=bench.station.name, simulated=bench.simulated),
+            software_version=__version__, operator=options.operator, started_at=datetime.now(UTC),
+            pack=PackIdentity(serial=options.serial or "unknown"))
+        self.samples: SampleLog | None = None
+        self.checkpoints = CheckpointWriter(self.run_dir, every_s=options.checkpoint_every_s)
+        self._last: RawReading | None = None
+        self._unstored: list[Any] = []
+        self._executor = StepExecutor(self)
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self) -> RunRecord:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        resumed = self.state.step_pos is not None
+        try:
+            self._open_record(resumed)
+            self._publish("run_started", {"procedure": self.procedure.procedure,
+                                          "resumed": resumed, "serial": self.record.pack.serial})
+            self._execute()
+            verdict = "fail" if self.record.failed_checks else "pass"
+            self._finish(verdict, None)
+        except _EndRun as end:
+            verdict = end.verdict
+            if verdict == "auto":
+                verdict = "fail" if self.record.failed_checks else "pass"
+            self._finish(verdict, end.message if verdict == "aborted" else None, note=end.message)
+        except KeyboardInterrupt:
+            self._finish("aborted", "interrupted by the operator (Ctrl-C / SIGTERM)")
+        except SafetyTrip as exc:
+            self._finish("aborted", str(exc))
+        except ConnectionLost as exc:
+            self._finish("aborted", f"lost instrument: {exc}")
+        except InstrumentError as exc:
+            self._finish("aborted", f"instrument error: {exc}")
+        except BenchError as exc:
+            self._finish("aborted", str(exc))
+        except Exception as exc:  # never leave a pack connected without a record of why
+            log.exception("engine crashed")
+            self._finish("aborted", f"internal error: {type(exc).__name__}: {exc}")
+        return self.record
+
+    def _open_record(self, resumed: bool) -> None:
+        record_path = self.run_dir / "record.json"
+        if resumed and record_path.exists():
+            self.record = RunRecord.model_validate_json(record_path.read_text(encoding="utf-8"))
+            self.record.verdict = "running"
+            self.record.abort_reason = None
+            self.record.ended_at = None
+            moved = SampleLog.truncate_after(self.run_dir / "samples.csv", self.state.t_s)
+            self._event("resume_run", f"resumed from checkpoint at t={self.state.t_s:.0f} s"
+                        + (f"; {moved} samples after it kept aside" if moved else ""))
+        else:
+            self.record = self.bench.new_record(
+                run_id=self.state.run_id,
+                procedure=self.procedure,
+                procedure_path=self.opts.procedure_path,
+                procedure_sha256=self.opts.procedure_sha256,
+                operator=self.opts.operator,
+                serial=self.opts.serial,
+                software_version=__version__,
+            )
+            self.state.vars.update(self._resolve_parameters())
+            self.record.parameters = {k: self.state.vars[k] for k in self.procedure.parameters}
+            self.state.reference = ReferenceSoc(capacity_ah=self.bench.nominal_capacity_ah)
+        self.samples = SampleLog(self.run_dir / "samples.csv")
+        self._write_record()
+        if self.opts.store is not None:
+            self.opts.store.start_run(self.record)
+
+    def _finish(self, verdict: str, abort_reason: str | None, note: str | None = None) -> None:
+        problems = self.bench.safe_state()
+        for problem in problems:
+            self._event("warning", f"safe state: {problem}")
+        if abort_reason:
+            self._event("abort", abort_reason)
+        if note and verdict != "aborted":
+            self._event("info", note)
+        self._close_open_step(abort_reason or "run ended")
+        rec = self.record
+        rec.verdict = verdict  # type: ignore[assignment]
+        rec.abort_reason = abort_reason
+        rec.ended_at = datetime.now(UTC)
+        self._totals_into_record()
+        if self.samples is not None:
+            self._unstored.extend(self.samples.sync())
+            self.samples.close()
+        if self.opts.store is not None and self._unstored:
+            self._store_call("add_samples", rec.run_id, self._unstored)
+        self._unstored = []
+        self.bench.finish_record(rec)
+        rec.files = [FileRecord(name=p.name, sha256=sha256_file(p), bytes=p.stat().st_size)
+                     for p in sorted(self.run_dir.iterdir())
+                     if p.is_file() and p.name not in {"record.json", "checkpoint.json", "sim_state.pkl"}
+                     and not p.name.endswith(".tmp")]
+        self._write_record()
+        self.checkpoints.mark_finished()
+        if self.opts.store is not None:
+            self._store_call("finish_run", rec)
+        self._publish("run_ended", {"verdict": verdict, "abort_reason": abort_reason,
+                                    "failed_checks": [c.message or c.id for c in rec.failed_checks]})
+
+    # ------------------------------------------------------------------ step sequencing
+    def _execute(self) -> None:
+        st = self.state
+        if st.step_pos is None:
+            st.step_pos = 0
+            st.t_s = self.clock.now()
+            st.next_tick = st.t_s
+        else:
+            self._executor.on_resume()
+        while st.step_pos < len(self.steps):
+            step = self.steps[st.step_pos]
+            if st.step_started_at is None:
+                self._begin_step(step)
+            target = self._executor.execute(step)
+            self._end_step(step, self._executor.end_reason)
+            st.step_pos = self.step_index[target] if target else st.step_pos + 1
+            st.step_started_at = None
+
+    def _begin_step(self, step: Any) -> None:
+        st = self.state
+        st.step_started_at = self.clock.now()
+        st.step_throughput = Throughput()
+        st.compare_marks = {}
+        self.record.steps.append(StepRecord(
+            id=step.id, kind=step.kind, start_s=st.step_started_at, started_at=datetime.now(UTC)))
+        self._publish("step_started", {"step": step.id, "kind": step.kind,
+                                       "description": getattr(step, "description", "") or "",
+                                       "index": st.step_pos, "count": len(self.steps)})
+
+    def _end_step(self, step: Any, reason: str) -> None:
+        st = self.state
+        rec = self.record.steps[-1]
+        now = self.clock.now()
+        tp = st.step_throughput
+        rec.end_s = now
+        rec.ended_at = datetime.now(UTC)
+        rec.end_reason = reason
+        rec.ah, rec.wh = tp.ah, tp.wh
+        rec.ah_charged, rec.ah_discharged = tp.ah_charged, tp.ah_discharged
+        duration = now - (st.step_started_at or now)
+        st.vars.update({
+            f"{step.id}.ah": tp.ah, f"{step.id}.wh": tp.wh, f"{step.id}.duration": duration,
+            f"{step.id}.ah_charged": tp.ah_charged, f"{step.id}.ah_discharged": tp.ah_discharged,
+            f"{step.id}.wh_discharged": tp.wh_discharged, f"{step.id}.wh_charged": tp.wh_charged,
+        })
+        self._publish("step_ended", {"step": step.id, "reason": reason, "ah": tp.ah, "wh": tp.wh,
+                                     "duration_s": duration})
+        self._checkpoint(force=True)
+
+    def _close_open_step(self, reason: str) -> None:
+        if self.record.steps and self.record.steps[-1].end_s is None:
+            rec = self.record.steps[-1]
+            rec.end_s = self.clock.now()
+            rec.ended_at = datetime.now(UTC)
+            rec.end_reason = reason
+            tp = self.state.step_throughput
+            rec.ah, rec.wh = tp.ah, tp.wh
+            rec.ah_charged, rec.ah_discharged = tp.ah_charged, tp.ah_discharged
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, step: Any, step_limits: LimitMonitor | None) -> dict[str, Any]:
+        """Wait for the next tick, read the bench, integrate, log and judge limits.
+
+        Returns the expression environment of this sample. Raises SafetyTrip on an abort
+        limit; returns normally with ``env["__goto"]`` set for a goto limit and
+        ``env["__pause"]`` set (to the breach) for a pause limit.
+        """
+        st = self.state
+        st.next_tick += self.interval
+        self.clock.sleep_until(st.next_tick)
+        self._check_stop()
+        t = self.clock.now()
+        reading = read_bench(self.bench, t)
+        can_age = self.bench.adapter_age_s()
+        if self._last is not None:
+            dt = reading.t_s - self._last.t_s
+            st.throughput.add(dt, self._last.current, reading.current, self._last.pack_v, reading.pack_v)
+            st.step_throughput.add(dt, self._last.current, reading.current,
+                                   self._last.pack_v, reading.pack_v)
+        self._last = reading
+        st.t_s = t
+        env = self.environment(reading, can_age, step)
+        self._log_sample(env, step)
+        if self.opts.heartbeat is not None:
+            self.opts.heartbeat(t)
+        env["__goto"] = None
+        env["__pause"] = None
+        for monitor in (self.global_limits, step_limits):
+            if monitor is None:
+                continue
+            warnings, trips = monitor.evaluate(env, t, self.functions)
+            for w in warnings:
+                self._warning(w)
+            for trip in trips:
+                self._act_on_trip(trip, env)
+        self._checkpoint()
+        return env
+
+    def environment(self, reading: RawReading, can_age: float, step: Any) -> dict[str, Any]:
+        st = self.state
+        env = dict(st.vars)
+        env.update(quantities(reading, can_age))
+        tp, stp = st.throughput, st.step_throughput
+        env.update({
+            "t": reading.t_s,
+            "step_time": reading.t_s - (st.step_started_at or reading.t_s),
+            "ah": tp.ah, "ah_charged": tp.ah_charged, "ah_discharged": tp.ah_discharged,
+            "wh": tp.wh,
+            "step_ah": stp.ah, "step_ah_charged": stp.ah_charged,
+            "step_ah_discharged": stp.ah_discharged, "step_wh": stp.wh,
+            "ref_soc": st.reference.value(tp.ah),
+            "ref_capacity_ah": st.reference.capacity_ah,
+            "capacity_nominal": self.bench.nominal_capacity_ah,
+        })
+        env.update(self.bench.range_variables())
+        return env
+
+    def _log_sample(self, env: Mapping[str, Any], step: Any) -> None:
+        assert self.samples is not None
+        reading = self._last
+        assert reading is not None
+        bms = reading.bms
+        cells = list(bms.cell_voltages_v or [math.nan] * 8)
+        row = [
+            round(env["t"], 3), step.id, _r(env["pack_v"]), _r(env["current"]),
+            *(_r(v) for v in cells[:8]),
+            _r(env["temp_max"]), _r(env["temp_min"]), _r(env["bms_pack_v"]), _r(env["bms_current"]),
+            _r(env["bms_soc"]), _r(env["ref_soc"]), _r(env["ah"], 6), _r(env["wh"], 5),
+            _r(env["step_ah"], 6), _r(env["divergence"], 5),
+            int(reading.supply_on), int(reading.load_on),
+        ]
+        # durable in samples.csv now; copied to the records store at each checkpoint
+        self._unstored.extend(self.samples.append(row, env["t"]) or ())
+        self.record.sample_count += 1
+        self._publish("sample", {
+            "step": step.id, "pack_v": env["pack_v"], "current": env["current"],
+            "cells": cells[:8], "temp_max": env["temp_max"], "temp_min": env["temp_min"],
+            "bms_soc": env["bms_soc"], "ref_soc": env["ref_soc"], "ah": env["ah"],
+            "step_time": env["step_time"], "divergence": env["divergence"],
+        })
+
+    # ------------------------------------------------------------------ limits
+    def _warning(self, breach: Breach) -> None:
+        self._event("warning", breach.message, data={"limit": breach.limit.id, "value": breach.value})
+        self._publish("warning", {"message": breach.message})
+
+    def _act_on_trip(self, breach: Breach, env: dict[str, Any]) -> None:
+        action = breach.limit.action
+        self._event("trip", breach.message, data={"limit": breach.limit.id, "value": breach.value,
+                                                  "action": action})
+        self._publish("trip", {"message": breach.message, "action": action})
+        if action == "abort":
+            # outputs off in the same control interval that saw the breach
+            self.bench.safe_state()
+            raise SafetyTrip(breach.message)
+        if action == "pause" and env["__pause"] is None:
+            env["__pause"] = breach
+        elif action == "goto" and env["__goto"] is None:
+            env["__goto"] = breach.limit.goto
+
+    def _check_stop(self) -> None:
+        if self.opts.stop_requested is not None:
+            reason = self.opts.stop_requested()
+            if reason:
+                raise RunAborted(reason)
+
+    # ------------------------------------------------------------------ checks and record
+    def add_check(self, check: CheckRecord) -> None:
+        self.record.checks.append(check)
+        self._publish("check", check.model_dump(mode="json"))
+        self._write_record()
+
+    def _event(self, kind: str, message: str, data: dict[str, Any] | None = None,
+               actor: str | None = None) -> None:
+        self.record.events.append(EventRecord(
+            t_s=self.clock.now(), at=datetime.now(UTC), kind=kind,  # type: ignore[arg-type]
+            message=message, data=data or {}, actor=actor))
+
+    def event(self, kind: str, message: str, data: dict[str, Any] | None = None,
+              actor: str | None = None) -> None:
+        self._event(kind, message, data, actor)
+
+    def _publish(self, kind: str, data: dict[str, Any]) -> None:
+        self.events.publish(ProgressEvent(kind=kind, run_id=self.state.run_id,  # type: ignore[arg-type]
+                                          t_s=self.clock.now(), data=data))
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        self._publish(kind, data)
+
+    def _totals_into_record(self) -> None:
+        rec, st = self.record, self.state
+        tp = st.throughput
+        rec.ah_charged, rec.ah_discharged = tp.ah_charged, tp.ah_discharged
+        rec.wh_charged, rec.wh_discharged = tp.wh_charged, tp.wh_discharged
+        rec.bench_hours = self.clock.now() / 3600.0
+        ref_cap = st.vars.get("ref_capacity_ah")
+        rec.reference_capacity_ah = float(ref_cap) if isinstance(ref_cap, (int, float)) else None
+        learned = st.vars.get("bms_learned_capacity_ah")
+        rec.bms_learned_capacity_ah = float(learned) if isinstance(learned, (int, float)) else None
+
+    def _write_record(self) -> None:
+        self._totals_into_record()
+        path = self.run_dir / "record.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(self.record.model_dump_json(indent=2), encoding="utf-8")
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        tmp.replace(path)
+
+    def _checkpoint(self, force: bool = False) -> None:
+        if self.checkpoints.due(self.clock.now()) or force:
+            self._write_record()
+            if self.samples is not None:
+                self._unstored.extend(self.samples.sync())
+            if self.opts.store is not None and self._unstored:
+                self._store_call("add_samples", self.record.run_id, self._unstored)
+            self._unstored = []
+            self.checkpoints.write(self.state, self.clock.now(), self.bench.simulator_checkpoint())
+            if self.opts.store is not None:
+                self._store_call("update_run", self.record)
+
+    def _store_call(self, method: str, *args: Any) -> None:
+        """The records store is a copy of the run folder: a store failure is recorded, not fatal."""
+        try:
+            getattr(self.opts.store, method)(*args)
+        except Exception as exc:
+            log.warning("records store %s failed: %s", method, exc)
+            if not any(e.message.startswith("records store") for e in self.record.events[-3:]):
+                self._event("warning", f"records store {method} failed: {exc}")
+
+    def _resolve_parameters(self) -> dict[str, Any]:
+        env: dict[str, Any] = {"capacity_nominal": self.bench.nominal_capacity_ah}
+        env.update(self.bench.range_variables())
+        values: dict[str, Any] = {}
+        for name, param in self.procedure.parameters.items():
+            if name in self.opts.parameters:
+                values[name] = self.opts.parameters[name]
+            else:
+                values[name] = param.default.evaluate({**env, **values}, self.functions)
+        return values
+
+    # used by steps
+    @property
+    def last_reading(self) -> RawReading | None:
+        return self._last
+
+    def end_run(self, verdict: str, message: str) -> None:
+        raise _EndRun(verdict, message)
+
+
+def _new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def _r(value: Any, digits: int = 4) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return round(value, digits)
+    return value
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)

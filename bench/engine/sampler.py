@@ -1,0 +1,98 @@
+"""One sample of the bench: every instrument read once, as the quantities procedures use.
+
+The engine never speaks SCPI or CAN: it calls the drivers' typed methods. Quantity names
+are the ones procedures may use in expressions (``bench.procedure.model.QUANTITIES``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Gauge status bits, as the UDS map gives them (drivers/data/vs02_uds.yaml, DID 0x011A) and the
+# BMS_Status frame of the DBC carries them.
+GAUGE_FULL_CHARGE = 0x01
+GAUGE_FULLY_DISCHARGED = 0x02
+GAUGE_LEARNING_ARMED = 0x04
+GAUGE_LEARN_OK = 0x20
+GAUGE_LEARN_FAILED = 0x40
+
+
+@dataclass
+class RawReading:
+    t_s: float
+    supply_v: float
+    supply_i: float
+    load_v: float
+    load_i: float
+    supply_on: bool
+    load_on: bool
+    bms: Any  # drivers.vs02_adapter.BmsSnapshot
+
+    @property
+    def pack_v(self) -> float:
+        """Terminal voltage as the bench sees it: from the instrument driving the pack."""
+        return self.supply_v if self.supply_on else self.load_v
+
+    @property
+    def current(self) -> float:
+        """Bench current, + = into the pack."""
+        return (self.supply_i if self.supply_on else 0.0) - (self.load_i if self.load_on else 0.0)
+
+
+def read_bench(bench: Any, t_s: float) -> RawReading:
+    """Read the instruments that carry current (one round trip each); with both off the load
+    alone reads the terminal voltage. An instrument that is off conducts nothing."""
+    supply_on, load_on = bench.outputs.supply_on, bench.outputs.load_on
+    supply_v = supply_i = load_v = load_i = 0.0
+    if supply_on:
+        supply_v, supply_i = bench.supply.measure()
+    if load_on or not supply_on:
+        load_v, load_i = bench.load.measure()
+    if not supply_on:
+        supply_v = load_v
+    if not load_on:
+        load_v = supply_v
+    return RawReading(
+        t_s=t_s,
+        supply_v=supply_v,
+        supply_i=supply_i,
+        load_v=load_v,
+        load_i=load_i,
+        supply_on=supply_on,
+        load_on=load_on,
+        bms=bench.adapter.snapshot(),
+    )
+
+
+def quantities(reading: RawReading, can_age_s: float) -> dict[str, Any]:
+    """The BMS- and instrument-derived quantities of one sample (integrals added by the engine)."""
+    bms = reading.bms
+    cells = list(bms.cell_voltages_v) if bms.cell_voltages_v else []
+    temps = list(bms.temperatures_c) if bms.temperatures_c else []
+    current = reading.current
+    flags = bms.flags or 0
+    q: dict[str, Any] = {
+        "pack_v": reading.pack_v,
+        "current": current,
+        "abs_current": abs(current),
+        "power": reading.pack_v * current,
+        "cell_v_max": max(cells) if cells else None,
+        "cell_v_min": min(cells) if cells else None,
+        "cell_v_mean": sum(cells) / len(cells) if cells else None,
+        "divergence": (max(cells) - min(cells)) if cells else None,
+        "temp_max": max(temps) if temps else None,
+        "temp_min": min(temps) if temps else None,
+        "bms_soc": bms.soc_pct,
+        "bms_soh": bms.soh_pct,
+        "bms_current": bms.current_a,
+        "bms_pack_v": bms.pack_voltage_v,
+        "bms_full": bool(flags & GAUGE_FULL_CHARGE),
+        "bms_empty": bool(flags & GAUGE_FULLY_DISCHARGED),
+        "bms_learning": bool(flags & GAUGE_LEARNING_ARMED),
+        "bms_learn_ok": bool(flags & GAUGE_LEARN_OK),
+        "contactor_closed": bms.contactor_closed is not False,
+        "can_age": can_age_s,
+        "cell_sum_v": sum(cells) if cells else None,
+    }
+    return q

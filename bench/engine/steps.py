@@ -1,0 +1,345 @@
+"""What each step kind does. The engine sequences steps; this module runs one.
+
+Timed steps (rest, charge, discharge, balance, wait_for) set the outputs once, then sample
+every control interval until an end condition holds. Instant steps (bms, check, prompt,
+set, if, goto, repeat, end) act once on a fresh reading and return.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from bench.engine.limits import LimitMonitor
+from bench.engine.sampler import read_bench
+from bench.errors import ProcedureError, RunAborted, SafetyTrip
+from bench.record import CheckRecord
+
+if TYPE_CHECKING:
+    from bench.engine.runner import Engine
+
+
+class StepExecutor:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.end_reason = ""
+        self._step_limits: dict[str, LimitMonitor] = {}
+        self._resuming = False
+
+    # -------------------------------------------------------------- entry points
+    def on_resume(self) -> None:
+        self._resuming = True
+
+    def execute(self, step: Any) -> str | None:
+        """Run ``step``; return the id of the step to go to, or None for the next one."""
+        eng = self.engine
+        if not self._resuming:
+            eng.state.hold_since = {}
+        self._resuming = False
+        self.end_reason = "done"
+        handler: Callable[[Any, Any], str | None] = getattr(self, f"_do_{step.kind}")
+        target = handler(step, step.action)
+        if target is None:
+            target = getattr(step, "next", None)
+        return target
+
+    # -------------------------------------------------------------- timed steps
+    def _do_rest(self, step: Any, action: Any) -> str | None:
+        duration = getattr(action, "duration", None)
+
+        def builtin(env: dict[str, Any]) -> str | None:
+            if duration is not None and env["step_time"] >= float(self._eval(duration, env)) - 1e-9:
+                return "duration"
+            return None
+
+        return self._timed(step, self.engine.bench.outputs_off, builtin)
+
+    def _do_charge(self, step: Any, action: Any) -> str | None:
+        env = self._instant_env()
+        voltage = float(self._eval(action.voltage, env))
+        current = float(self._eval(action.current, env))
+        return self._timed(step, lambda: self.engine.bench.charge(voltage, current), None)
+
+    def _do_discharge(self, step: Any, action: Any) -> str | None:
+        env = self._instant_env()
+        bench = self.engine.bench
+        cutoff = action.cutoff_v
+        cutoff_v = float(self._eval(cutoff, env)) if cutoff is not None else bench.default_cutoff_v()
+        if action.mode == "cp":
+            power = float(self._eval(action.power, env))
+            return self._timed(step, lambda: bench.discharge_cp(power, cutoff_v), None)
+        current = float(self._eval(action.current, env))
+        return self._timed(step, lambda: bench.discharge_cc(current, cutoff_v), None)
+
+    def _do_balance(self, step: Any, action: Any) -> str | None:
+        env = self._instant_env()
+        hold_v = float(self._eval(action.hold_voltage, env))
+        limit_a = float(self._eval(action.current_limit, env))
+        target = float(self._eval(action.target_divergence, env))
+        timeout = float(self._eval(action.timeout, env))
+
+        def builtin(env: dict[str, Any]) -> str | None:
+            div = env.get("divergence")
+            # judged at the CV hold: divergence only shows near full (battery.md §1.6)
+            if div is not None and div <= target and env["step_time"] >= 60.0:
+                return "balanced"
+            if env["step_time"] >= timeout:
+                return "timeout"
+            return None
+
+        return self._timed(step, lambda: self.engine.bench.charge(hold_v, limit_a), builtin)
+
+    def _do_wait_for(self, step: Any, action: Any) -> str | None:
+        timeout = action.timeout
+
+        def builtin(env: dict[str, Any]) -> str | None:
+            if self._true(action.when, env):
+                return "condition met"
+            if timeout is not None and env["step_time"] >= float(self._eval(timeout, env)):
+                return "timeout"
+            return None
+
+        target = self._timed(step, None, builtin)
+        if self.end_reason == "timeout":
+            on_timeout = getattr(action, "on_timeout", "abort")
+            if on_timeout == "abort":
+                raise RunAborted(f"step {step.id}: timed out waiting for {action.when.text}")
+            if on_timeout != "next":
+                return str(on_timeout)
+        return target
+
+    def _timed(self, step: Any, configure: Callable[[], None] | None,
+               builtin: Callable[[dict[str, Any]], str | None] | None) -> str | None:
+        eng = self.engine
+        st = eng.state
+        limits = self._step_limits.setdefault(step.id, LimitMonitor(getattr(step, "limits", []) or []))
+        if configure is not None:
+            configure()
+        until = list(getattr(step, "until", []) or [])
+        while True:
+            env = eng.sample(step, limits)
+            if env["__pause"] is not None:
+                self._pause(step, env["__pause"], configure, limits)
+                continue
+            if env["__goto"] is not None:
+                self.end_reason = f"limit → {env['__goto']}"
+                return str(env["__goto"])
+            self._compare(step, env, final=False)
+            if builtin is not None and (reason := builtin(env)):
+                self.end_reason = reason
+                self._compare(step, env, final=True)
+                return None
+            for i, cond in enumerate(until):
+                key = f"{step.id}#{i}"
+                if self._true(cond.when, env):
+                    since = st.hold_since.setdefault(key, env["t"])
+                    if env["t"] - since >= float(cond.hold_s or 0.0) - 1e-9:
+                        self.end_reason = cond.reason or cond.when.text
+                        self._compare(step, env, final=True)
+                        return cond.goto
+                else:
+                    st.hold_since.pop(key, None)
+
+    def _pause(self, step: Any, breach: Any, configure: Callable[[], None] | None,
+               limits: LimitMonitor) -> None:
+        eng = self.engine
+        limit = breach.limit
+        eng.bench.outputs_off()
+        eng.event("pause", f"paused with outputs off: {breach.message}", data={"limit": limit.id})
+        eng.publish("pause", {"message": breach.message})
+        started = eng.clock.now()
+        abort_after = getattr(limit, "abort_after_s", None)
+        resume_when = getattr(limit, "resume_when", None)
+        while True:
+            env = eng.sample(step, limits)
+            if resume_when is not None and self._true(resume_when, env):
+                break
+            if resume_when is None and env["__pause"] is None:
+                break
+            if abort_after is not None and env["t"] - started >= float(abort_after):
+                raise SafetyTrip(f"{limit.id}: still paused after {abort_after:.0f} s: {breach.message}")
+        eng.event("resume", f"resumed after pause ({limit.id}) of {eng.clock.now() - started:.0f} s")
+        eng.publish("resume", {"limit": limit.id})
+        if configure is not None:
+            configure()
+
+    def _compare(self, step: Any, env: dict[str, Any], *, final: bool) -> None:
+        """Tracking checks: value against reference at every N % of reference SOC crossed."""
+        for spec in getattr(step, "compare", []) or []:
+            ref = self._value(spec.reference, env)
+            val = self._value(spec.value, env)
+            if ref is None or val is None:
+                continue
+            every = float(spec.every_ref_soc_pct)
+            bucket = math.floor(float(ref) / every)
+            marks = self.engine.state.compare_marks
+            previous = marks.get(spec.id)
+            marks[spec.id] = bucket
+            if final or (previous is not None and bucket != previous):
+                description = f"{spec.value.text} vs {spec.reference.text}"
+                self._add_check(step, spec.id + ("@end" if final else f"@{bucket * every:.0f}%"),
+                                description,
+                                float(val), getattr(spec, "unit", "%"), None, None, float(ref),
+                                float(spec.tolerance), spec.tolerance_kind)
+
+    # -------------------------------------------------------------- instant steps
+    def _do_bms(self, step: Any, actions: Any) -> str | None:
+        bench = self.engine.bench
+        vars_ = self.engine.state.vars
+        for item in actions:
+            result = bench.bms_action(item)
+            for key, value in result.items():
+                vars_[key] = value
+        self.end_reason = "done"
+        return None
+
+    def _do_check(self, step: Any, items: Any) -> str | None:
+        env = self._instant_env()
+        for item in items:
+            value = self._value(item.value, env)
+            low = self._value(getattr(item, "low", None), env)
+            high = self._value(getattr(item, "high", None), env)
+            ref = self._value(getattr(item, "reference", None), env)
+            tol = self._value(getattr(item, "tolerance", None), env)
+            self._add_check(step, item.id, item.description or item.value.text, value,
+                            getattr(item, "unit", "") or "", low, high, ref, tol,
+                            getattr(item, "tolerance_kind", None))
+        self.end_reason = "checked"
+        return None
+
+    def _do_prompt(self, step: Any, action: Any) -> str | None:
+        eng = self.engine
+        choices = list(getattr(action, "choices", None) or ["OK"])
+        eng.publish("prompt", {"step": step.id, "message": action.message, "choices": choices,
+                               "input": getattr(action, "input", None) and action.input.model_dump()})
+        answer = eng.opts.prompter.ask(action.message, choices, getattr(action, "input", None))
+        eng.event("operator", f"prompt '{action.message}' answered: {answer}",
+                  actor=eng.opts.operator or None)
+        eng.publish("prompt_answered", {"step": step.id, "answer": answer})
+        eng.state.vars[f"{step.id}.answer"] = answer
+        if getattr(action, "input", None) is not None:
+            eng.state.vars[action.input.name] = answer
+        self.end_reason = f"answered {answer}"
+        return None
+
+    def _do_set(self, step: Any, assignments: Any) -> str | None:
+        eng = self.engine
+        env = self._instant_env()
+        items = assignments.items() if isinstance(assignments, dict) else assignments.values.items()
+        for name, expr in items:
+            value = self._eval(expr, env)
+            if name == "ref_soc":
+                eng.state.reference.anchor(float(value), eng.state.throughput.ah)
+            elif name == "ref_capacity_ah":
+                eng.state.reference.rescale(float(value), eng.state.throughput.ah)
+                eng.state.vars[name] = float(value)
+            else:
+                eng.state.vars[name] = value
+            env[name] = value
+        self.end_reason = "set"
+        return None
+
+    def _do_if(self, step: Any, action: Any) -> str | None:
+        taken = self._true(action.when, self._instant_env())
+        self.end_reason = f"{action.when.text} is {taken}"
+        return action.then if taken else getattr(action, "else_", None) or getattr(action, "otherwise", None)
+
+    def _do_goto(self, step: Any, target: Any) -> str | None:
+        self.end_reason = "goto"
+        return str(getattr(target, "target", target))
+
+    def _do_repeat(self, step: Any, action: Any) -> str | None:
+        counts = self.engine.state.repeat_counts
+        done = counts.get(step.id, 0)
+        if done < int(action.times):
+            counts[step.id] = done + 1
+            self.end_reason = f"repeat {done + 1}/{action.times}"
+            return str(action.goto)
+        counts[step.id] = 0
+        self.end_reason = "repeats done"
+        return None
+
+    def _do_end(self, step: Any, action: Any) -> str | None:
+        self.end_reason = "end"
+        self.engine.end_run(getattr(action, "verdict", "auto"), getattr(action, "message", "") or "")
+        return None
+
+    # -------------------------------------------------------------- helpers
+    def _instant_env(self) -> dict[str, Any]:
+        eng = self.engine
+        reading = read_bench(eng.bench, eng.clock.now())
+        step = eng.steps[eng.state.step_pos or 0]
+        env = eng.environment(reading, eng.bench.adapter_age_s(), step)
+        # integrals are those of the last sample; this reading is not logged
+        return env
+
+    def _eval(self, expr: Any, env: dict[str, Any]) -> Any:
+        try:
+            return expr.evaluate(env, self.engine.functions)
+        except ProcedureError:
+            raise
+        except Exception as exc:
+            raise ProcedureError(f"{expr.text}: {exc}") from None
+
+    def _value(self, expr: Any, env: dict[str, Any]) -> Any:
+        if expr is None:
+            return None
+        try:
+            return expr.evaluate(env, self.engine.functions)
+        except Exception:
+            return None
+
+    def _true(self, expr: Any, env: dict[str, Any]) -> bool:
+        try:
+            return bool(expr.evaluate(env, self.engine.functions))
+        except Exception:
+            return False
+
+    def _add_check(self, step: Any, check_id: str, description: str, value: Any, unit: str,
+                   low: Any, high: Any, ref: Any, tol: Any, tol_kind: str | None) -> None:
+        passed, message, rule = judge(value, low, high, ref, tol, tol_kind)
+        eng = self.engine
+        full_message = f"{check_id}: {description}: {message}"
+        eng.add_check(CheckRecord(
+            id=check_id, step_id=step.id, description=description, t_s=eng.clock.now(),
+            value=value if isinstance(value, (int, float, str, bool)) or value is None else str(value),
+            unit=unit, low=_f(low), high=_f(high), reference=_f(ref), tolerance=_f(tol),
+            tolerance_kind=tol_kind if ref is not None else None,  # type: ignore[arg-type]
+            passed=passed, decision_rule=rule, message=full_message))
+
+
+def judge(value: Any, low: Any, high: Any, ref: Any, tol: Any,
+          tol_kind: str | None) -> tuple[bool, str, str]:
+    """Decide one check. Returns (passed, message, decision rule)."""
+    rule = "simple acceptance: value inside limits; measurement uncertainty not guard-banded"
+    if value is None:
+        return False, "no value (quantity not available)", rule
+    if isinstance(value, bool) and ref is None and low is None and high is None:
+        return value, ("true" if value else "false"), rule
+    if isinstance(value, str):
+        ok = ref is None or str(value) == str(ref)
+        return ok, f"{value!r}" + ("" if ok else f" expected {ref!r}"), rule
+    v = float(value)
+    if ref is not None and tol is not None:
+        r = float(ref)
+        if tol_kind == "pct":
+            err = 100.0 * (v - r) / r if r else math.inf
+            ok = abs(err) <= float(tol)
+            return ok, f"{v:.4g} vs reference {r:.4g}: {err:+.2f} % (limit ±{tol:g} %)", rule
+        err = v - r
+        ok = abs(err) <= float(tol)
+        return ok, f"{v:.4g} vs reference {r:.4g}: {err:+.3g} (limit ±{tol:g})", rule
+    ok = (low is None or v >= float(low)) and (high is None or v <= float(high))
+    lo = f"{float(low):g}" if low is not None else "-inf"
+    hi = f"{float(high):g}" if high is not None else "+inf"
+    return ok, f"{v:.4g} in [{lo}, {hi}]" + ("" if ok else " — out of limits"), rule
+
+
+def _f(x: Any) -> float | None:
+    if x is None or isinstance(x, (str, bool)):
+        return None
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,172 @@
+"""``bench run`` and ``bench resume``: everything around the engine.
+
+Order matters for safety: every input (station, procedure, parameters, scenario) is loaded
+and validated before any instrument is opened, so bad input never touches the bench.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench.config import StationConfig, load_station
+from bench.engine.checkpoint import load_checkpoint
+from bench.engine.events import EventBus
+from bench.engine.runner import AutoPrompter, Engine, Prompter, RunOptions, _new_run_id
+from bench.errors import InputError, InputErrors
+from bench.progress import ProgressPrinter, TerminalPrompter
+from bench.record import RunRecord
+from bench.station import Bench, connect_bench
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunRequest:
+    procedure: Path
+    station: str | None = None
+    scenario: str | None = None
+    serial: str | None = None
+    operator: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    out_dir: Path | None = None
+    yes: bool = False
+    db: str | None = None
+    watchdog: bool = True
+    interactive: bool = False
+    events: EventBus | None = None
+    prompter: Prompter | None = None
+    stop_requested: Any = None
+
+
+def prepare(request: RunRequest) -> tuple[StationConfig, Any, dict[str, Any], str]:
+    """Load and validate every input; touch no instrument."""
+    from bench.procedure.model import load_procedure, procedure_sha256
+    from bench.procedure.validate import validate_procedure
+
+    station = load_station(request.station)
+    if request.scenario is not None:
+        if station.simulator is None:
+            raise InputError("--scenario applies only to a simulated station", field="--scenario")
+        from bench.sim.scenario import load_scenario
+
+        load_scenario(request.scenario)  # fail early on a bad scenario
+    procedure = load_procedure(request.procedure, request.params)
+    problems = validate_procedure(procedure, station=station, params=request.params,
+                                  path=str(request.procedure))
+    if problems:
+        raise InputErrors(problems)
+    params = resolved_overrides(procedure, request.params)
+    return station, procedure, params, procedure_sha256(request.procedure)
+
+
+def resolved_overrides(procedure: Any, overrides: dict[str, str]) -> dict[str, Any]:
+    from bench.procedure.expr import Expr
+
+    out: dict[str, Any] = {}
+    for name, text in overrides.items():
+        if name not in procedure.parameters:
+            known = ", ".join(sorted(procedure.parameters)) or "none"
+            raise InputError(f"unknown parameter {name!r} (known: {known})", field="--param")
+        out[name] = Expr.parse(text, file="--param", line=1, column=len(name) + 2)
+    return out
+
+
+def execute_run(request: RunRequest, console: Console | None) -> RunRecord:
+    station, procedure, overrides, sha = prepare(request)
+    run_id = _new_run_id()
+    runs_dir = Path(station.runs_dir)
+    run_dir = request.out_dir or runs_dir / run_id
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise InputError("run folder exists and is not empty", file=str(run_dir), field="--out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps({
+        "procedure": str(Path(request.procedure).resolve()),
+        "station": str(Path(request.station).resolve()) if request.station else None,
+        "scenario": request.scenario, "serial": request.serial, "operator": request.operator,
+        "params": request.params, "db": request.db, "watchdog": request.watchdog,
+    }, indent=2), encoding="utf-8")
+    bench = connect_bench(station, scenario=request.scenario, can_log=run_dir / "can.blf")
+    return _run(bench, station, procedure, overrides, sha, run_dir, run_id, request, console)
+
+
+def resume_run(run_dir: Path, *, yes: bool, db: str | None, console: Console | None,
+               events: EventBus | None = None) -> RunRecord:
+    meta_path = run_dir / "run.json"
+    if not meta_path.exists():
+        raise InputError("not a run folder (run.json missing)", file=str(run_dir))
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    state, sim_state = load_checkpoint(run_dir)
+    request = RunRequest(procedure=Path(meta["procedure"]), station=meta["station"],
+                         scenario=meta["scenario"], serial=meta["serial"], operator=meta["operator"],
+                         params=meta["params"], yes=yes, db=db or meta.get("db"),
+                         watchdog=meta.get("watchdog", True), events=events)
+    station, procedure, overrides, sha = prepare(request)
+    n = 1
+    while (can_log := run_dir / f"can.resume-{n}.blf").exists():
+        n += 1
+    bench = connect_bench(station, scenario=request.scenario, sim_state=sim_state, can_log=can_log)
+    return _run(bench, station, procedure, overrides, sha, run_dir, state.run_id, request, console,
+                resume=state)
+
+
+def _run(bench: Bench, station: StationConfig, procedure: Any, overrides: dict[str, Any], sha: str,
+         run_dir: Path, run_id: str, request: RunRequest, console: Console | None,
+         resume: Any = None) -> RunRecord:
+    events = request.events or EventBus()
+    if console is not None:
+        events.subscribe(ProgressPrinter(console, procedure, bench.clock))
+    prompter = request.prompter or (AutoPrompter() if request.yes or not request.interactive
+                                    else TerminalPrompter(console or Console()))
+    store = _open_store(request.db, station, run_dir)
+    watchdog = None
+    try:
+        if request.watchdog and station.watchdog.enabled and not bench.simulated:
+            from bench.watchdog import start_watchdog
+
+            watchdog = start_watchdog(station, run_dir, request.station,
+                                      interval_s=float(procedure.control_interval_s))
+        options = RunOptions(
+            run_dir=run_dir, operator=request.operator, serial=request.serial, parameters=overrides,
+            prompter=prompter, store=store, events=events, run_id=run_id,
+            procedure_path=str(request.procedure), procedure_sha256=sha,
+            heartbeat=watchdog.heartbeat if watchdog is not None else None,
+            stop_requested=request.stop_requested,
+        )
+        engine = Engine(bench, procedure, options, resume=resume)
+        record = engine.run()
+    finally:
+        if watchdog is not None:
+            watchdog.stop()
+        bench.close()
+    _render_report(run_dir)
+    return record
+
+
+def _open_store(db: str | None, station: StationConfig, run_dir: Path) -> Any | None:
+    try:
+        from bench.store import RunStore, resolve_db_url
+    except ImportError:
+        return None
+    url = resolve_db_url(db, station.database_url, Path(station.runs_dir))
+    store = RunStore(url)
+    store.migrate()
+    return store
+
+
+def _render_report(run_dir: Path) -> None:
+    try:
+        from reports.html import write_report
+    except ImportError:
+        return
+    try:
+        write_report(run_dir)
+    except Exception as exc:  # the run is recorded; a report can be re-rendered with `bench report`
+        log.warning("report rendering failed: %s", exc)
+
+

@@ -1,0 +1,535 @@
+"""The simulated VS02-CAL-24 calibration adapter: the BMS's CAN broadcast and its UDS server.
+
+Broadcast frames are encoded with cantools from the repository DBC (``drivers/data/vs02.dbc``),
+UDS answers with the repository UDS map (``drivers/data/vs02_uds.yaml``) — the same files the
+driver decodes with, so the two ends cannot drift apart.
+
+Time: broadcasting follows simulated time (:meth:`SimAdapter.emit_due`, called by the world after
+each advance); the UDS server answers in wall-clock time on its own thread, the way a tester
+sees a real ECU. Faults (:meth:`silence`, :meth:`bus_off`) last a span of simulated time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import can
+import cantools
+import isotp
+
+from drivers.uds_map import UdsMap, default_uds_map
+from drivers.vs02_dbc import (
+    ALARM_SIGNALS,
+    CONDITION_CODES,
+    MANUFACTURER,
+    load_dbc,
+)
+
+log = logging.getLogger(__name__)
+
+# SocketCAN error-frame classes (linux/can/error.h), used to announce bus-off and recovery on the bus
+CAN_ERR_BUSOFF = 0x040
+CAN_ERR_RESTARTED = 0x100
+
+# battery.md §6.2: P2server 50 ms, P2*server 5000 ms (sent in 10 ms units in the 0x10 response)
+P2_MS = 50
+P2_STAR_MS = 5000
+
+SESSIONS = {0x01: "default", 0x02: "programming", 0x03: "extended"}
+SUPPRESS_POSITIVE = 0x80
+DTC_FORMAT_ISO14229_1 = 0x01
+DTC_AVAILABILITY_MASK = 0xFF
+
+# UDS map DID name -> how to read it from the BMS model (the BMS API names the quantities).
+_DID_READERS: dict[str, Callable[[Any], Any]] = {
+    "serial": lambda b: b.serial,
+    "sw_version": lambda b: b.sw_version,
+    "hw_version": lambda b: b.hw_version,
+    "manufacturing_date": lambda b: b.manufacturing_date,
+    "cell_voltages": lambda b: list(b.cell_voltages_v),
+    "pack_voltage": lambda b: b.pack_voltage_v,
+    "pack_current": lambda b: b.current_a,
+    "soc": lambda b: b.soc_pct,
+    "soh": lambda b: b.soh_pct,
+    "learned_capacity": lambda b: b.learned_capacity_ah,
+    "design_capacity": lambda b: b.design_capacity_ah,
+    "cycle_count": lambda b: b.cycle_count,
+    "temperatures": lambda b: list(b.temperatures_c),
+    "divergence": lambda b: {"divergence": b.divergence_v, "condition": b.divergence_condition},
+    "balancing": lambda b: {
+        "active_cells": b.balancing_active_cells,
+        "active_time": round(sum(e.end_epoch - e.start_epoch for e in b.balancing_log)),
+    },
+    "gauge_status": lambda b: int(b.flags),
+    "current_offset": lambda b: getattr(b, "current_offset_calibration_a", 0.0),
+    "balancing_log": lambda b: {
+        "entries": min(len(b.balancing_log), 8),
+        "records": [
+            {"start_epoch": int(e.start_epoch), "end_epoch": int(e.end_epoch),
+             "cells": e.cells_bitmap, "ah_bled": e.ah_bled}
+            for e in b.balancing_log[-8:]
+        ],
+    },
+}
+
+# Writable DIDs -> BMS attribute (a `write_<did name>` method on the BMS wins when present).
+_DID_WRITE_ATTRIBUTES = {
+    "design_capacity": "design_capacity_ah",
+    "current_offset": "current_offset_calibration_a",
+}
+
+
+class UdsNegative(Exception):
+    """Internal: answer the current request with a negative response."""
+
+    def __init__(self, nrc: int) -> None:
+        super().__init__(f"NRC 0x{nrc:02X}")
+        self.nrc = nrc
+
+
+def _dtc_records(dtcs: list[Any]) -> bytes:
+    return b"".join(d.code.to_bytes(3, "big") + bytes([d.status & 0xFF]) for d in dtcs)
+
+
+def broadcast_values(bms: Any, counter: int, uptime_s: float) -> dict[str, dict[str, Any]]:
+    """Physical values of every broadcast message, by DBC message name, from the BMS model."""
+    cells = list(bms.cell_voltages_v)
+    temps = list(bms.temperatures_c)
+    vmin, vmax = min(cells), max(cells)
+    version = [int(p) if p.isdigit() else 0 for p in str(bms.sw_version).lstrip("vV").split(".")] + [0, 0]
+    hw = "".join(ch for ch in str(bms.hw_version) if ch.isdigit())
+    values: dict[str, dict[str, Any]] = {
+        "BMS_Limits": {
+            "ChargeVoltageLimit": bms.charge_voltage_limit_v,
+            "ChargeCurrentLimit": bms.charge_current_limit_a,
+            "DischargeCurrentLimit": bms.discharge_current_limit_a,
+            "DischargeVoltageLimit": bms.discharge_voltage_limit_v,
+        },
+        "BMS_SocSoh": {
+            "StateOfCharge": round(bms.soc_pct),
+            "StateOfHealth": round(bms.soh_pct),
+            "StateOfChargeHiRes": bms.soc_pct,
+        },
+        "BMS_PackStatus": {
+            "PackVoltage": bms.pack_voltage_v,
+            "PackCurrent": bms.current_a,  # + = charge on both sides: no conversion
+            "PackTemperature": max(temps[:8]),
+        },
+        "BMS_AlarmsWarnings": {
+            **{f"Alarm{n}": 1 if bms.alarm_bits >> i & 1 else 2 for i, n in enumerate(ALARM_SIGNALS)},
+            **{f"Warning{n}": 1 if bms.warning_bits >> i & 1 else 2 for i, n in enumerate(ALARM_SIGNALS)},
+        },
+        "BMS_Manufacturer": {"ManufacturerName": int.from_bytes(MANUFACTURER, "little")},
+        "BMS_BatteryInfo": {
+            "ChemistryCode": 1,
+            "HardwareVersion": int(hw[:3] or 0) % 256,
+            "SoftwareVersionMajor": version[0] % 256,
+            "SoftwareVersionMinor": version[1] % 256,
+            "InstalledCapacity": bms.learned_capacity_ah,
+            "CycleCount": bms.cycle_count,
+        },
+        "BMS_CellVoltages1": {f"Cell{i + 1}Voltage": cells[i] for i in range(4)},
+        "BMS_CellVoltages2": {f"Cell{i + 1}Voltage": cells[i] for i in range(4, 8)},
+        "BMS_CellTemperatures": {f"Cell{i + 1}Temperature": temps[i] for i in range(8)},
+        "BMS_CellStats": {
+            "CellVoltageMin": vmin,
+            "CellVoltageMax": vmax,
+            "CellDivergence": bms.divergence_v,
+            "CellMinIndex": cells.index(vmin) + 1,
+            "CellMaxIndex": cells.index(vmax) + 1,
+            "BalancingCells": bms.balancing_active_cells,
+        },
+        "BMS_Status": {
+            "ContactorClosed": int(bool(bms.contactor_closed)),
+            "DivergenceCondition": CONDITION_CODES.get(bms.divergence_condition, 7),
+            "GaugeFlags": int(bms.flags),
+            "EnclosureTemperature": temps[8] if len(temps) > 8 else temps[-1],
+            "MessageCounter": counter % 256,
+            "UptimeSeconds": int(uptime_s) % 65536,
+        },
+    }
+    return values
+
+
+class BroadcastEncoder:
+    """Encodes :func:`broadcast_values` with the DBC; values outside a signal's range are clamped
+    (a real BMS saturates its fields rather than refusing to transmit)."""
+
+    def __init__(self, db: cantools.database.can.Database | None = None) -> None:
+        self.db = db or load_dbc()
+        self._messages = sorted(self.db.messages, key=lambda m: m.frame_id)
+        self._limits = {
+            m.name: {s.name: (s.minimum, s.maximum) for s in m.signals} for m in self._messages
+        }
+        # most frames repeat their last payload (identity, limits, slowly moving values): reuse
+        # the encoded bytes when the signal values are unchanged
+        self._last: dict[str, tuple[dict[str, Any], bytes]] = {}
+
+    def encode(self, values: dict[str, dict[str, Any]]) -> list[can.Message]:
+        frames = []
+        for m in self._messages:
+            raw = values[m.name]
+            cached = self._last.get(m.name)
+            if cached is not None and cached[0] == raw:
+                frames.append(can.Message(arbitration_id=m.frame_id, data=cached[1], is_extended_id=False))
+                continue
+            signals = {}
+            for name, value in raw.items():
+                low, high = self._limits[m.name][name]
+                clamped = value
+                if low is not None and clamped < low:
+                    clamped = low
+                if high is not None and (low is None or high > low) and clamped > high:
+                    clamped = high
+                signals[name] = clamped
+            data = m.encode(signals, scaling=True, strict=False)
+            self._last[m.name] = (dict(raw), data)
+            frames.append(can.Message(arbitration_id=m.frame_id, data=data, is_extended_id=False))
+        return frames
+
+
+class SimAdapter:
+    """Broadcast + UDS server of the simulated BMS on ``bus`` (a python-can bus of the simulator)."""
+
+    def __init__(
+        self,
+        bms: Any,
+        bus: can.BusABC,
+        *,
+        lock: threading.RLock,
+        period_s: float = 1.0,
+        request_id: int = 0x7E4,
+        response_id: int = 0x7EC,
+        uds_map: UdsMap | None = None,
+    ) -> None:
+        self.bms = bms
+        self.bus = bus
+        self.lock = lock
+        self.period_s = period_s
+        self.request_id = request_id
+        self.response_id = response_id
+        self.uds_map = uds_map or default_uds_map()
+        self.frames_sent = 0
+        self._encoder = BroadcastEncoder()
+        self._next_due: float | None = None
+        self._counter = 0
+        self._sim_time = 0.0
+        self._silent_until = float("-inf")
+        self._bus_off_until = float("-inf")
+        self._notifier: can.Notifier | None = None
+        self._stack: isotp.NotifierBasedCanStack | None = None
+        self._server: threading.Thread | None = None
+        self._running = threading.Event()
+
+    # --- broadcast -------------------------------------------------------------------------
+    def emit_due(self, sim_time_s: float) -> int:
+        """Send the broadcast cycle if its period elapsed by ``sim_time_s``; returns frames sent.
+
+        After a long advance one cycle is sent (the latest state), not the missed ones: only the
+        latest value matters to a listener and a burst would swamp a real 500 kbit/s bus.
+        """
+        with self.lock:
+            was_bus_off = self._is_bus_off()
+            self._sim_time = sim_time_s
+            if was_bus_off and not self._is_bus_off():
+                self._send_error_frame(CAN_ERR_RESTARTED)
+            if self._next_due is None:
+                self._next_due = sim_time_s
+            if sim_time_s + 1e-9 < self._next_due:
+                return 0
+            self._next_due += self.period_s
+            if self._next_due <= sim_time_s:
+                self._next_due = sim_time_s + self.period_s
+            if self._muted():
+                return 0
+            frames = self._encoder.encode(broadcast_values(self.bms, self._counter, sim_time_s))
+            self._counter += 1
+        for frame in frames:
+            self.bus.send(frame)
+        self.frames_sent += len(frames)
+        return len(frames)
+
+    def silence(self, duration_s: float) -> None:
+        """Stop broadcasting and answering UDS for ``duration_s`` of simulated time."""
+        with self.lock:
+            self._silent_until = self._sim_time + duration_s
+
+    def bus_off(self, duration_s: float) -> None:
+        """Go bus-off for ``duration_s`` of simulated time (announced with SocketCAN error frames)."""
+        with self.lock:
+            self._bus_off_until = self._sim_time + duration_s
+        self._send_error_frame(CAN_ERR_BUSOFF)
+
+    def _is_bus_off(self) -> bool:
+        return self._sim_time < self._bus_off_until
+
+    def _muted(self) -> bool:
+        return self._sim_time < self._silent_until or self._is_bus_off()
+
+    def _send_error_frame(self, error_class: int) -> None:
+        self.bus.send(can.Message(arbitration_id=error_class, is_error_frame=True, dlc=8, data=bytes(8)))
+
+    # --- UDS server ------------------------------------------------------------------------
+    def start_uds(self) -> None:
+        """Start the UDS server thread (ISO-TP on request/response IDs, padding 0xCC)."""
+        if self._server is not None:
+            return
+        self._notifier = can.Notifier(self.bus, [], timeout=0.05)
+        address = isotp.Address(
+            isotp.AddressingMode.Normal_11bits, rxid=self.request_id, txid=self.response_id
+        )
+        params = self.uds_map.isotp_params()
+        self._stack = isotp.NotifierBasedCanStack(self.bus, self._notifier, address=address, params=params)
+        self._stack.start()
+        self._running.set()
+        self._server = threading.Thread(target=self._serve, name="sim-uds-server", daemon=True)
+        self._server.start()
+
+    def close(self) -> None:
+        self._running.clear()
+        if self._server is not None:
+            self._server.join(timeout=2)
+            self._server = None
+        if self._stack is not None:
+            self._stack.stop()
+            self._stack = None
+        if self._notifier is not None:
+            self._notifier.stop(timeout=1)
+            self._notifier = None
+
+    def _serve(self) -> None:
+        assert self._stack is not None
+        while self._running.is_set():
+            request = self._stack.recv(block=True, timeout=0.05)
+            if not request:
+                continue
+            with self.lock:
+                muted = self._muted()
+            if muted:
+                continue
+            try:
+                response = self.handle(bytes(request))
+            except Exception:  # never let a firmware-model bug kill the server thread
+                log.exception("UDS server failed on request %s", bytes(request).hex())
+                response = bytes([0x7F, request[0], 0x10])  # generalReject
+            if response:
+                self._stack.send(response)
+
+    def handle(self, request: bytes) -> bytes | None:
+        """Answer one UDS request (None = no response, e.g. suppressPosRspMsgIndicationBit)."""
+        sid = request[0]
+        handler = self._handlers().get(sid)
+        try:
+            if handler is None:
+                raise UdsNegative(0x11)  # serviceNotSupported
+            return handler(request)
+        except UdsNegative as exc:
+            return bytes([0x7F, sid, exc.nrc])
+        except Exception as exc:
+            nrc = getattr(exc, "nrc", None)  # BmsRefusal from the firmware model
+            if not isinstance(nrc, int):
+                raise
+            return bytes([0x7F, sid, nrc])
+
+    def _handlers(self) -> dict[int, Callable[[bytes], bytes | None]]:
+        return {
+            0x10: self._session_control,
+            0x11: self._ecu_reset,
+            0x27: self._security_access,
+            0x3E: self._tester_present,
+            0x22: self._read_dids,
+            0x2E: self._write_did,
+            0x31: self._routine_control,
+            0x19: self._read_dtc_information,
+            0x14: self._clear_dtcs,
+        }
+
+    @staticmethod
+    def _expect_length(request: bytes, length: int) -> None:
+        if len(request) != length:
+            raise UdsNegative(0x13)  # incorrectMessageLengthOrInvalidFormat
+
+    @staticmethod
+    def _positive(request: bytes, body: bytes) -> bytes | None:
+        if request[1] & SUPPRESS_POSITIVE:
+            return None
+        return bytes([request[0] + 0x40]) + body
+
+    def _session_control(self, request: bytes) -> bytes | None:
+        self._expect_length(request, 2)
+        kind = request[1] & 0x7F
+        if kind not in SESSIONS:
+            raise UdsNegative(0x12)
+        with self.lock:
+            self.bms.set_session(SESSIONS[kind])
+        timing = P2_MS.to_bytes(2, "big") + (P2_STAR_MS // 10).to_bytes(2, "big")
+        return self._positive(request, bytes([kind]) + timing)
+
+    def _ecu_reset(self, request: bytes) -> bytes | None:
+        self._expect_length(request, 2)
+        kind = request[1] & 0x7F
+        if kind not in (0x01, 0x02, 0x03):
+            raise UdsNegative(0x12)
+        with self.lock:
+            self.bms.ecu_reset(kind)
+        return self._positive(request, bytes([kind]))
+
+    def _security_access(self, request: bytes) -> bytes | None:
+        if len(request) < 2:
+            raise UdsNegative(0x13)
+        level = request[1] & 0x7F
+        if level == 0 or level > 0x7E:
+            raise UdsNegative(0x12)
+        with self.lock:
+            if level % 2:  # requestSeed
+                self._expect_length(request, 2)
+                seed = self.bms.security_seed(level)
+                return self._positive(request, bytes([level]) + seed)
+            if len(request) < 3:
+                raise UdsNegative(0x13)
+            self.bms.security_send_key(level - 1, bytes(request[2:]))
+        return self._positive(request, bytes([level]))
+
+    def _tester_present(self, request: bytes) -> bytes | None:
+        self._expect_length(request, 2)
+        if request[1] & 0x7F:
+            raise UdsNegative(0x12)
+        return self._positive(request, b"\x00")
+
+    def _read_dids(self, request: bytes) -> bytes | None:
+        if len(request) < 3 or len(request) % 2 == 0:
+            raise UdsNegative(0x13)
+        body = b""
+        with self.lock:
+            for i in range(1, len(request), 2):
+                did_id = int.from_bytes(request[i : i + 2], "big")
+                try:
+                    spec = self.uds_map.did(did_id)
+                except KeyError:
+                    raise UdsNegative(0x31) from None  # requestOutOfRange
+                reader = _DID_READERS.get(spec.name)
+                if reader is None:
+                    raise UdsNegative(0x31)
+                body += did_id.to_bytes(2, "big") + spec.encode(reader(self.bms))
+        return bytes([0x62]) + body
+
+    def _write_did(self, request: bytes) -> bytes | None:
+        if len(request) < 4:
+            raise UdsNegative(0x13)
+        did_id = int.from_bytes(request[1:3], "big")
+        try:
+            spec = self.uds_map.did(did_id)
+        except KeyError:
+            raise UdsNegative(0x31) from None
+        if not spec.writable:
+            raise UdsNegative(0x31)
+        if len(request) - 3 != spec.size:
+            raise UdsNegative(0x13)
+        value = spec.decode(bytes(request[3:]))
+        with self.lock:
+            if self.bms.session == "default":
+                raise UdsNegative(0x7F)  # serviceNotSupportedInActiveSession
+            if not self.bms.security_unlocked:
+                raise UdsNegative(0x33)
+            writer = getattr(self.bms, f"write_{spec.name}", None)
+            if writer is not None:
+                writer(value)
+            else:
+                setattr(self.bms, _DID_WRITE_ATTRIBUTES[spec.name], value)
+        return bytes([0x6E]) + request[1:3]
+
+    def _routine_control(self, request: bytes) -> bytes | None:
+        if len(request) < 4:
+            raise UdsNegative(0x13)
+        action = request[1] & 0x7F
+        rid = int.from_bytes(request[2:4], "big")
+        option = bytes(request[4:])
+        try:
+            self.uds_map.routine(rid)
+        except KeyError:
+            raise UdsNegative(0x31) from None
+        if action == 0x01:
+            with self.lock:
+                delay = self.bms.routine_start_delay_s(rid)
+            if delay > 0 and self._stack is not None:
+                # battery.md §6.2: NRC 0x78 responsePending, final answer within P2* (5000 ms)
+                self._stack.send(bytes([0x7F, 0x31, 0x78]))
+                time.sleep(delay)
+            with self.lock:
+                result = self.bms.routine_start(rid, option)
+        elif action == 0x02:
+            with self.lock:
+                result = self.bms.routine_stop(rid)
+        elif action == 0x03:
+            with self.lock:
+                result = self.bms.routine_results(rid)
+        else:
+            raise UdsNegative(0x12)
+        return self._positive(request, bytes([action]) + request[2:4] + bytes(result))
+
+    def _dtc_list(self) -> list[Any]:
+        return list(self.bms.dtcs)
+
+    def _find_dtc(self, request: bytes) -> Any:
+        code = int.from_bytes(request[2:5], "big")
+        for dtc in self._dtc_list():
+            if dtc.code == code:
+                return dtc
+        raise UdsNegative(0x31)
+
+    def _read_dtc_information(self, request: bytes) -> bytes | None:
+        if len(request) < 2:
+            raise UdsNegative(0x13)
+        sub = request[1] & 0x7F
+        with self.lock:
+            if sub in (0x01, 0x02):
+                self._expect_length(request, 3)
+                mask = request[2]
+                matching = [d for d in self._dtc_list() if d.status & mask]
+                if sub == 0x01:
+                    count = len(matching).to_bytes(2, "big")
+                    return bytes([0x59, sub, DTC_AVAILABILITY_MASK, DTC_FORMAT_ISO14229_1]) + count
+                return bytes([0x59, sub, DTC_AVAILABILITY_MASK]) + _dtc_records(matching)
+            if sub == 0x0A:
+                self._expect_length(request, 2)
+                return bytes([0x59, sub, DTC_AVAILABILITY_MASK]) + _dtc_records(self._dtc_list())
+            if sub in (0x04, 0x06):
+                self._expect_length(request, 6)
+                dtc = self._find_dtc(request)
+                record = request[5]
+                head = bytes([0x59, sub]) + dtc.code.to_bytes(3, "big") + bytes([dtc.status & 0xFF])
+                if sub == 0x04:
+                    return head + self._snapshot_record(dtc, record)
+                return head + self._extended_record(dtc, record)
+        raise UdsNegative(0x12)
+
+    def _snapshot_record(self, dtc: Any, record: int) -> bytes:
+        spec = self.uds_map.dtc_snapshot
+        if record not in (spec.record, 0xFF):
+            raise UdsNegative(0x31)
+        did = self.uds_map.did(spec.did)
+        snap = dict(dtc.snapshot)
+        values = {f.name: snap.get(f.name, 0) for f in did.fields}
+        return bytes([spec.record, 1]) + did.id.to_bytes(2, "big") + did.encode(values)
+
+    def _extended_record(self, dtc: Any, record: int) -> bytes:
+        spec = self.uds_map.dtc_extended_data
+        if record not in (spec.record, 0xFF):
+            raise UdsNegative(0x31)
+        occurrences = getattr(dtc, "occurrences", None)
+        values = {
+            "occurrences": occurrences if occurrences is not None else dtc.count,
+            "first_epoch": int(dtc.first_epoch),
+            "last_epoch": int(dtc.last_epoch),
+        }
+        return bytes([spec.record]) + b"".join(f.encode(values[f.name]) for f in spec.fields)
+
+    def _clear_dtcs(self, request: bytes) -> bytes | None:
+        self._expect_length(request, 4)
+        with self.lock:
+            self.bms.clear_dtcs(int.from_bytes(request[1:4], "big"))
+        return b"\x54"

@@ -1,0 +1,484 @@
+"""Physics of the simulated 8S LFP pack: per-cell charge, OCV with hysteresis, 2-RC resistance, heat.
+
+Sign convention everywhere: ``current_a`` > 0 charges the pack (flows INTO the pack).
+
+Each cell carries: stored charge (Ah above empty, at 25 °C), a one-state hysteresis variable h,
+two RC-pair voltages and a temperature. Cell terminal voltage at current I is
+
+    V = OCV(soc_eff, h) + v_rc1 + v_rc2 + I·R0(soc_eff, T)
+
+``advance`` holds the current constant over the step and integrates exactly where it can: RC
+pairs with the exact exponential response, hysteresis with its exact exponential in Ah of travel,
+charge with exact sums (so a 60 s step equals sixty 1 s steps up to the slow SOC/temperature
+dependence of the parameters). The thermal network (``bench.sim.thermal``) is sub-stepped.
+
+Ground truth for the verdicts: :meth:`Pack.true_capacity_ah` is the charge a pack brought to
+full *at its fullest cell* can deliver until its *emptiest* cell is empty, at 25 °C, from the
+cells' stored charge and 25 °C capacities (OCV 0..100 % of table §1.4, i.e. 2.50 V..3.60 V rest):
+
+    true_capacity = min_i(q_i) + min_j(C_j - q_j)
+
+which is the weakest cell's capacity for a perfectly top-balanced pack, and less when cells are
+misaligned. :meth:`Pack.true_soc_pct` = min_i(q_i) / true_capacity · 100 (100 % exactly when the
+fullest-relative cell is full, 0 % when the first cell is empty).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bench.sim.ocv import GRID_CHARGE, GRID_DISCHARGE, GRID_STEP
+from bench.sim.thermal import ThermalNetwork, ThermalParams
+
+N_CELLS = 8
+NAMEPLATE_CAPACITY_AH = 200.0  # battery.md §0 / §8 nameplate_capacity_Ah
+
+# battery.md §8 cell.ecm (2-RC Thevenin at 25 °C, 50 % SOC) [A]
+R0_OHM = 0.00025
+R1_OHM = 0.00010
+TAU1_S = 20.0
+R2_OHM = 0.00015
+TAU2_S = 600.0
+# battery.md §8 cell.ecm.arrhenius_Ea_J_per_mol: R0 20 kJ/mol, R1/R2 35 kJ/mol (§1.5)
+EA_OHMIC_J_PER_MOL = 20_000.0
+EA_CHARGE_TRANSFER_J_PER_MOL = 35_000.0
+GAS_CONSTANT = 8.314462618
+T_REF_K = 298.15
+# battery.md §8 cell.coulombic_efficiency [A]
+COULOMBIC_EFFICIENCY = 0.9995
+# battery.md §8 cell.hysteresis.decay_per_Ah: e-folding ~4 Ah of travel after a reversal [A]
+HYSTERESIS_DECAY_PER_AH = 0.25
+# battery.md §1.7 / §8: k %/month of capacity per 720 h, doubling per +10 K (Q10 = 2) [A]
+SELF_DISCHARGE_PCT_PER_MONTH = 1.5
+SELF_DISCHARGE_Q10 = 2.0
+HOURS_PER_MONTH = 720.0
+# battery.md §8 pack.interconnect_resistance_ohm (busbars + fuse + BMS FETs + shunt) [A]
+INTERCONNECT_OHM = 0.0008
+
+# battery.md §8 cell.ecm.soc_factor: resistance multiplier vs SOC (fraction), applied to R0..R2.
+SOC_RESISTANCE_FACTOR = ((0.0, 1.8), (0.05, 1.4), (0.10, 1.15), (0.20, 1.05), (0.50, 1.0), (0.90, 1.05),
+                         (1.0, 1.25))
+# End-of-charge diffusion polarisation, multiplier on R2 while a cell is being CHARGED above 98 %.
+# Not a §8 number: battery.md §1.4 notes that after a CC-CV charge to 3.55-3.65 V and a 0.05C tail
+# the cell must relax onto the 99-99.5 % part of the OCV wall (3.37-3.42 V rested). With only the
+# ~0.5 mΩ of §8 the CV taper would end at ~99.9 % and rest at ~3.55 V; tens of mΩ of slow
+# (τ2 = 600 s) polarisation at the very top reproduce the observed rest voltage [assumption].
+TOP_OF_CHARGE_R2_FACTOR = ((0.98, 1.0), (0.985, 10.0), (0.99, 100.0), (0.995, 250.0), (1.0, 600.0))
+# battery.md §8 cell.capacity_temp_factor (fraction of 25 °C capacity vs °C).
+CAPACITY_TEMPERATURE_FACTOR = ((-20.0, 0.50), (-10.0, 0.63), (0.0, 0.80), (10.0, 0.92), (25.0, 1.00),
+                               (45.0, 1.02))
+
+
+def _table_interp(table: Sequence[tuple[float, float]], x: float) -> float:
+    """Piecewise-linear interpolation in a small sorted (x, y) table, constant outside it."""
+    if x <= table[0][0]:
+        return table[0][1]
+    for (x0, y0), (x1, y1) in itertools.pairwise(table):
+        if x <= x1:
+            return y0 + (x - x0) * (y1 - y0) / (x1 - x0)
+    return table[-1][1]
+
+
+def _grid(table: Sequence[tuple[float, float]], step: float) -> tuple[float, float, list[float]]:
+    """Resample ``table`` on a uniform grid (x0, 1/step, values) for O(1) lookups."""
+    x0 = table[0][0]
+    n = round((table[-1][0] - x0) / step)
+    return x0, 1.0 / step, [_table_interp(table, x0 + k * step) for k in range(n + 1)]
+
+
+def _grid_lookup(grid: tuple[float, float, list[float]], x: float) -> float:
+    x0, inv_step, values = grid
+    pos = (x - x0) * inv_step
+    if pos <= 0.0:
+        return values[0]
+    k = int(pos)
+    if k >= len(values) - 1:
+        return values[-1]
+    return values[k] + (pos - k) * (values[k + 1] - values[k])
+
+
+def _rc_mean_square(v_end: float, d0: float, decay: float, tau: float, dt: float) -> float:
+    """Mean of v(t)² over a step where v(t) = v_end + d0·e^(-t/τ) and ``decay`` = e^(-dt/τ)."""
+    transient = 2.0 * v_end * d0 * (1.0 - decay) + 0.5 * d0 * d0 * (1.0 - decay * decay)
+    return v_end * v_end + transient * tau / dt
+
+
+# All breakpoints lie on these grids, so the lookups reproduce the tables exactly.
+_SOC_R_GRID = _grid(SOC_RESISTANCE_FACTOR, 0.05)
+_TOP_R2_GRID = _grid(TOP_OF_CHARGE_R2_FACTOR, 0.005)
+_CAP_T_GRID = _grid(CAPACITY_TEMPERATURE_FACTOR, 5.0)
+_OCV_N = round(1.0 / GRID_STEP)
+TEMPERATURE_FACTOR_RESOLUTION_K = 1e-3
+_NO_BLEED = (0.0,) * N_CELLS
+
+
+@dataclass
+class CellParams:
+    capacity_ah: float              # at 25 °C
+    r0_ohm: float                   # ohmic resistance at 25 °C, 50 % SOC
+    self_discharge_pct_per_month: float  # at 25 °C
+    initial_soc: float              # 0..1 (true SOC)
+    r1_ohm: float = R1_OHM
+    tau1_s: float = TAU1_S
+    r2_ohm: float = R2_OHM
+    tau2_s: float = TAU2_S
+    initial_hysteresis: float = 0.0  # h in [-1, 1]; 0 = between the branches (long rest)
+
+
+@dataclass
+class PackParams:
+    cells: list[CellParams]
+    ambient_c: float = 25.0
+    interconnect_ohm: float = INTERCONNECT_OHM
+    coulombic_efficiency: float = COULOMBIC_EFFICIENCY
+    hysteresis_decay_per_ah: float = HYSTERESIS_DECAY_PER_AH
+    self_discharge_q10: float = SELF_DISCHARGE_Q10
+    ea_ohmic_j_per_mol: float = EA_OHMIC_J_PER_MOL
+    ea_charge_transfer_j_per_mol: float = EA_CHARGE_TRANSFER_J_PER_MOL
+    thermal: ThermalParams = field(default_factory=ThermalParams)
+    initial_temperature_c: float | None = None  # None: cells and enclosure start at ambient
+
+    @classmethod
+    def uniform(cls, soc: float = 0.5, capacity_ah: float = 203.0, **kwargs: Any) -> PackParams:
+        """Eight identical nominal cells (battery.md §8 means) — handy for tests and tools."""
+        cells = [CellParams(capacity_ah, R0_OHM, SELF_DISCHARGE_PCT_PER_MONTH, soc) for _ in range(N_CELLS)]
+        return cls(cells=cells, **kwargs)
+
+
+def _params_from_dict(data: dict[str, Any]) -> PackParams:
+    d = dict(data)
+    d["cells"] = [CellParams(**c) for c in d["cells"]]
+    d["thermal"] = ThermalParams(**d["thermal"])
+    return PackParams(**d)
+
+
+class Pack:
+    """The eight cells, their interconnect and their thermal environment."""
+
+    def __init__(self, params: PackParams) -> None:
+        if len(params.cells) != N_CELLS:
+            raise ValueError(f"an 8S pack needs {N_CELLS} cells, got {len(params.cells)}")
+        self.params = params
+        cells = params.cells
+        self._cap = [c.capacity_ah for c in cells]
+        self._r0_base = [c.r0_ohm for c in cells]
+        self._r1_base = [c.r1_ohm for c in cells]
+        self._r2_base = [c.r2_ohm for c in cells]
+        self._tau1 = [c.tau1_s for c in cells]
+        self._tau2 = [c.tau2_s for c in cells]
+        self._sd_pct = [c.self_discharge_pct_per_month for c in cells]
+        self._q = [c.initial_soc * c.capacity_ah for c in cells]
+        self._h = [max(-1.0, min(1.0, c.initial_hysteresis)) for c in cells]
+        self._v1 = [0.0] * N_CELLS
+        self._v2 = [0.0] * N_CELLS
+        self._ambient_c = params.ambient_c
+        t0 = params.ambient_c if params.initial_temperature_c is None else params.initial_temperature_c
+        self._thermal = ThermalNetwork(params.thermal, N_CELLS, [t0] * N_CELLS, t0)
+        self._time_s = 0.0
+        # Ledger (Ah). Pack-level terminal charge, and per-cell internal flows.
+        self._ah_in = 0.0
+        self._ah_out = 0.0
+        self._q_initial = list(self._q)
+        self._sd_ah = [0.0] * N_CELLS
+        self._bleed_ah = [0.0] * N_CELLS
+        self._external_ah = [0.0] * N_CELLS
+        self._decay_cache: tuple[float, list[float], list[float]] = (-1.0, [], [])
+        self._tfactors: list[tuple[float, float, float, float]] = [(1.0, 1.0, 1.0, 0.0)] * N_CELLS
+        self._invalidate_temperature_factors()
+        self._refresh()
+
+    # ------------------------------------------------------------------ derived state
+    def _temperature_factors(self, i: int, t: float) -> tuple[float, float, float, float]:
+        """(R0 Arrhenius, R1/R2 Arrhenius, capacity factor, self-discharge A) of cell i at t °C."""
+        p = self.params
+        inv = 1.0 / (t + 273.15) - 1.0 / T_REF_K
+        return (
+            math.exp(p.ea_ohmic_j_per_mol / GAS_CONSTANT * inv),
+            math.exp(p.ea_charge_transfer_j_per_mol / GAS_CONSTANT * inv),
+            _grid_lookup(_CAP_T_GRID, t),
+            self._sd_pct[i] / 100.0 * self._cap[i] / HOURS_PER_MONTH
+            * p.self_discharge_q10 ** ((t - 25.0) / 10.0),
+        )
+
+    def _refresh(self) -> None:
+        """Recompute the state-dependent quantities (OCV, R, leakage) after any state change."""
+        n = _OCV_N
+        temps = self._thermal.cells_c
+        tf = self._tfactors
+        for i, t in enumerate(temps):
+            # Temperature factors move by < 0.003 % per mK; recomputing them only when a cell's
+            # temperature has moved by 1 mK keeps the hot path cheap without visible error.
+            if abs(t - self._tf_at[i]) > TEMPERATURE_FACTOR_RESOLUTION_K:
+                tf[i] = self._temperature_factors(i, t)
+                self._tf_at[i] = t
+        ocv, r0, r1, r2, r2_chg = [], [], [], [], []
+        # Hot path (runs after every step): module lookups inlined and bound to locals.
+        q, cap, hyst = self._q, self._cap, self._h
+        r0_base, r1_base, r2_base = self._r0_base, self._r1_base, self._r2_base
+        _, sr_inv, sr_values = _SOC_R_GRID  # grid starts at SOC 0
+        sr_last = len(sr_values) - 1
+        top_start = TOP_OF_CHARGE_R2_FACTOR[0][0]
+        g_chg, g_dis = GRID_CHARGE, GRID_DISCHARGE
+        for i in range(N_CELLS):
+            arr0, arr_ct, cap_f, _ = tf[i]
+            # A cold cell reaches empty early (battery.md §8 capacity_temp_factor): its usable
+            # window shrinks from the bottom, so the OCV is read at soc_eff; full stays full.
+            s_eff = 1.0 - (1.0 - q[i] / cap[i]) / cap_f
+            pos = s_eff * sr_inv
+            if pos <= 0.0:
+                sf = sr_values[0]
+            elif pos >= sr_last:
+                sf = sr_values[sr_last]
+            else:
+                k = int(pos)
+                sf = sr_values[k] + (pos - k) * (sr_values[k + 1] - sr_values[k])
+            r0.append(r0_base[i] * sf * arr0)
+            r1.append(r1_base[i] * sf * arr_ct)
+            r2_i = r2_base[i] * sf * arr_ct
+            r2.append(r2_i)
+            r2_chg.append(r2_i * _grid_lookup(_TOP_R2_GRID, s_eff) if s_eff > top_start else r2_i)
+            # OCV with hysteresis (ocv.ocv_branch inlined on the shared grid)
+            x = s_eff * n
+            k = 0 if x < 0.0 else (n - 1 if x >= n else int(x))
+            fr = x - k
+            vc = g_chg[k] + fr * (g_chg[k + 1] - g_chg[k])
+            vd = g_dis[k] + fr * (g_dis[k + 1] - g_dis[k])
+            w = 0.5 * (1.0 + hyst[i])
+            v = w * vc + (1.0 - w) * vd
+            ocv.append(0.0 if v < 0.0 else (5.0 if v > 5.0 else v))
+        self._ocv, self._r0, self._r1, self._r2, self._r2_chg = ocv, r0, r1, r2, r2_chg
+        self._emf = sum(ocv) + sum(self._v1) + sum(self._v2)
+        self._rs = sum(r0) + self.params.interconnect_ohm
+
+    def _invalidate_temperature_factors(self) -> None:
+        self._tf_at = [math.inf] * N_CELLS
+
+    # ------------------------------------------------------------------ electrical read-outs
+    def open_circuit_emf(self) -> float:
+        """Pack voltage at zero current now: Σ(OCV_i with hysteresis + v_rc1_i + v_rc2_i)."""
+        return self._emf
+
+    def series_resistance(self) -> float:
+        """Instantaneous resistance Σ R0_i(soc, T) + interconnect; V_terminal = emf + I·R."""
+        return self._rs
+
+    def terminal_voltage(self, current_a: float) -> float:
+        return self._emf + current_a * self._rs
+
+    def cell_voltages(self, current_a: float) -> list[float]:
+        """Each cell's terminal voltage at ``current_a`` (interconnect excluded)."""
+        return [self._ocv[i] + self._v1[i] + self._v2[i] + current_a * self._r0[i] for i in range(N_CELLS)]
+
+    def cell_open_circuit_voltages(self) -> list[float]:
+        """Fully relaxed cell voltages now (OCV with hysteresis, no RC polarisation)."""
+        return list(self._ocv)
+
+    # ------------------------------------------------------------------ integration
+    def _decays(self, dt_s: float) -> tuple[list[float], list[float]]:
+        cached_dt, e1, e2 = self._decay_cache
+        if cached_dt != dt_s:
+            e1 = [math.exp(-dt_s / tau) for tau in self._tau1]
+            e2 = [math.exp(-dt_s / tau) for tau in self._tau2]
+            self._decay_cache = (dt_s, e1, e2)
+        return e1, e2
+
+    def advance(self, dt_s: float, current_a: float, bleed_a: Sequence[float] | None = None) -> None:
+        """Hold ``current_a`` for ``dt_s`` seconds; ``bleed_a`` = per-cell balancing current (A, >= 0)
+        drawn from each cell by the BMS. Applies self-discharge and the thermal update."""
+        if dt_s <= 0.0:
+            if dt_s == 0.0:
+                return
+            raise ValueError(f"advance: dt_s must be >= 0, got {dt_s}")
+        if bleed_a is not None and len(bleed_a) != N_CELLS:
+            raise ValueError(f"advance: bleed_a needs {N_CELLS} values, got {len(bleed_a)}")
+        e1, e2 = self._decays(dt_s)
+        hours = dt_s / 3600.0
+        eta = self.params.coulombic_efficiency
+        stored_in = current_a * eta if current_a > 0.0 else current_a
+        decay = self.params.hysteresis_decay_per_ah
+        common_h_factor = math.exp(-decay * abs(current_a) * hours)
+        if bleed_a is None:
+            bleed: Sequence[float] = _NO_BLEED
+        else:
+            bleed = bleed_a
+            if min(bleed) < 0.0:
+                raise ValueError(f"advance: bleed currents must be >= 0 A, got {list(bleed)}")
+        q, h, v1s, v2s = self._q, self._h, self._v1, self._v2
+        r0s, r1s, r2s, r2_chg, ocv = self._r0, self._r1, self._r2, self._r2_chg, self._ocv
+        sd_ah, bleed_ah, tf = self._sd_ah, self._bleed_ah, self._tfactors
+        tau1, tau2 = self._tau1, self._tau2
+        heat = [0.0] * N_CELLS
+        for i in range(N_CELLS):
+            b = bleed[i]
+            ic = current_a - b
+            r1 = r1s[i]
+            r2 = r2_chg[i] if ic > 0.0 else r2s[i]
+            d1 = v1s[i] - ic * r1   # distance from the RC pairs' end values I·R
+            d2 = v2s[i] - ic * r2
+            v1s[i] = ic * r1 + d1 * e1[i]
+            v2s[i] = ic * r2 + d2 * e2[i]
+            # Joule heat in R0 and the RC resistors (exact mean of v²/R over the exponential), and
+            # the balancing resistor's heat (bleed current x cell voltage) on the cell it drains.
+            heat[i] = (ic * ic * r0s[i] + _rc_mean_square(ic * r1, d1, e1[i], tau1[i], dt_s) / r1
+                       + _rc_mean_square(ic * r2, d2, e2[i], tau2[i], dt_s) / r2 + b * ocv[i])
+            isd = tf[i][3]
+            q[i] += (stored_in - b - isd) * hours
+            sd_ah[i] += isd * hours
+            if b:
+                bleed_ah[i] += b * hours
+            if ic != 0.0:
+                target = 1.0 if ic > 0.0 else -1.0
+                hf = common_h_factor if b == 0.0 else math.exp(-decay * abs(ic) * hours)
+                h[i] = target + (h[i] - target) * hf
+        if current_a > 0.0:
+            self._ah_in += current_a * hours
+        else:
+            self._ah_out -= current_a * hours
+        enclosure_heat = current_a * current_a * self.params.interconnect_ohm
+        self._thermal.step(dt_s, heat, enclosure_heat, self._ambient_c)
+        self._time_s += dt_s
+        self._refresh()
+
+    # ------------------------------------------------------------------ environment and faults
+    def set_ambient(self, ambient_c: float) -> None:
+        self._ambient_c = float(ambient_c)
+
+    def set_cell_soc(self, index: int, soc: float) -> None:
+        """Set cell ``index`` (0-based) to ``soc``; the charge that appears or vanishes is booked
+        as ``external_ah`` (fault injection: sense fault, charger runaway, internal short)."""
+        new_q = soc * self._cap[index]
+        self._external_ah[index] += new_q - self._q[index]
+        self._q[index] = new_q
+        self._refresh()
+
+    def scale_cell(self, index: int, capacity_scale: float = 1.0, r_scale: float = 1.0) -> None:
+        """Weak-cell fault: capacity x ``capacity_scale`` at unchanged SOC, R0/R1/R2 x ``r_scale``."""
+        if capacity_scale <= 0.0 or r_scale <= 0.0:
+            raise ValueError("scale_cell: scales must be positive")
+        new_q = self._q[index] * capacity_scale
+        self._external_ah[index] += new_q - self._q[index]
+        self._q[index] = new_q
+        self._cap[index] *= capacity_scale
+        self._r0_base[index] *= r_scale
+        self._r1_base[index] *= r_scale
+        self._r2_base[index] *= r_scale
+        self._invalidate_temperature_factors()  # leakage scales with capacity
+        self._refresh()
+
+    def heat_cell(self, index: int, delta_c: float) -> None:
+        """Raise cell ``index``'s temperature by ``delta_c`` at once (over-temperature fault)."""
+        self._thermal.cells_c[index] += delta_c
+        self._refresh()
+
+    # ------------------------------------------------------------------ state read-outs
+    @property
+    def cell_soc(self) -> list[float]:
+        return [q / c for q, c in zip(self._q, self._cap, strict=True)]
+
+    @property
+    def cell_charge_ah(self) -> list[float]:
+        """Stored charge per cell (Ah above empty, 25 °C scale)."""
+        return list(self._q)
+
+    @property
+    def cell_capacity_ah(self) -> list[float]:
+        return list(self._cap)
+
+    @property
+    def cell_hysteresis(self) -> list[float]:
+        return list(self._h)
+
+    @property
+    def cell_temperatures_c(self) -> list[float]:
+        return list(self._thermal.cells_c)
+
+    @property
+    def enclosure_temperature_c(self) -> float:
+        return self._thermal.enclosure_c
+
+    @property
+    def ambient_c(self) -> float:
+        return self._ambient_c
+
+    @property
+    def time_s(self) -> float:
+        """Simulated seconds integrated so far."""
+        return self._time_s
+
+    def true_capacity_ah(self) -> float:
+        """Charge (Ah, 25 °C) a pack topped up until its first cell is full delivers until its
+        first cell is empty: min_i(q_i) + min_j(C_j - q_j). See the module docstring."""
+        return min(self._q) + min(c - q for c, q in zip(self._cap, self._q, strict=True))
+
+    def true_soc_pct(self) -> float:
+        """Deliverable charge to the first empty cell as a percentage of :meth:`true_capacity_ah`."""
+        cap = self.true_capacity_ah()
+        return 100.0 * min(self._q) / cap if cap > 0.0 else 0.0
+
+    def charge_ledger(self) -> dict[str, float]:
+        """Cumulative charge flows (Ah) since construction, per cell averaged over the 8 cells.
+
+        The series current passes through every cell, so ``ah_in``/``ah_out`` (pack terminal) are
+        also each cell's; internal flows are cell means. Balance, to rounding:
+        ``stored_change_ah == ah_in - coulombic_loss_ah - ah_out - self_discharge_ah - bleed_ah
+        + external_ah``.
+        """
+        n = float(N_CELLS)
+        eta = self.params.coulombic_efficiency
+        stored = sum(self._q) / n
+        stored0 = sum(self._q_initial) / n
+        return {
+            "ah_in": self._ah_in,
+            "ah_out": self._ah_out,
+            "coulombic_loss_ah": self._ah_in * (1.0 - eta),
+            "self_discharge_ah": sum(self._sd_ah) / n,
+            "bleed_ah": sum(self._bleed_ah) / n,
+            "external_ah": sum(self._external_ah) / n,
+            "stored_initial_ah": stored0,
+            "stored_ah": stored,
+            "stored_change_ah": stored - stored0,
+        }
+
+    def cell_ledger(self) -> dict[str, list[float]]:
+        """Per-cell internal flows (Ah): self_discharge_ah, bleed_ah, external_ah."""
+        return {"self_discharge_ah": list(self._sd_ah), "bleed_ah": list(self._bleed_ah),
+                "external_ah": list(self._external_ah)}
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data (lists, floats, dicts) that :meth:`from_state_dict` restores exactly."""
+        return {
+            "params": asdict(self.params),
+            "capacity_ah": list(self._cap),
+            "r_base": [list(self._r0_base), list(self._r1_base), list(self._r2_base)],
+            "q": list(self._q), "h": list(self._h), "v1": list(self._v1), "v2": list(self._v2),
+            "cells_c": list(self._thermal.cells_c), "enclosure_c": self._thermal.enclosure_c,
+            "ambient_c": self._ambient_c, "time_s": self._time_s,
+            "ledger": {"ah_in": self._ah_in, "ah_out": self._ah_out, "q_initial": list(self._q_initial),
+                       "sd_ah": list(self._sd_ah), "bleed_ah": list(self._bleed_ah),
+                       "external_ah": list(self._external_ah)},
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> Pack:
+        pack = cls(_params_from_dict(state["params"]))
+        pack._cap = list(state["capacity_ah"])
+        pack._r0_base, pack._r1_base, pack._r2_base = (list(r) for r in state["r_base"])
+        pack._q, pack._h = list(state["q"]), list(state["h"])
+        pack._v1, pack._v2 = list(state["v1"]), list(state["v2"])
+        pack._thermal.cells_c = list(state["cells_c"])
+        pack._thermal.enclosure_c = state["enclosure_c"]
+        pack._ambient_c = state["ambient_c"]
+        pack._time_s = state["time_s"]
+        ledger = state["ledger"]
+        pack._ah_in, pack._ah_out = ledger["ah_in"], ledger["ah_out"]
+        pack._q_initial = list(ledger["q_initial"])
+        pack._sd_ah, pack._bleed_ah = list(ledger["sd_ah"]), list(ledger["bleed_ah"])
+        pack._external_ah = list(ledger["external_ah"])
+        pack._invalidate_temperature_factors()
+        pack._refresh()
+        return pack

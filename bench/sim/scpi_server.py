@@ -1,0 +1,144 @@
+"""Serve a simulated instrument over raw TCP (a LAN instrument's SCPI socket, as VISA
+``TCPIP::host::port::SOCKET``): newline-terminated messages in, newline-terminated replies out.
+
+One accept thread plus one thread per session, so a watchdog process can hold a second session
+next to the bench's. The instrument is shared with the world model: every ``handle`` call runs
+under the caller's lock. ``disconnect(duration)`` imitates a dropped LAN link: open sessions are
+reset and new connections refused until the duration has passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+
+from bench.sim.instruments import SimInstrument
+
+_RECV_BYTES = 65536
+
+
+class ScpiServer:
+    def __init__(
+        self,
+        instrument: SimInstrument,
+        lock: threading.RLock,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.instrument = instrument
+        self.lock = lock
+        self.host = host
+        self.port = port
+        self._listener: socket.socket | None = None
+        self._sessions: set[socket.socket] = set()
+        self._sessions_lock = threading.Lock()
+        self._refuse_until = 0.0
+        self._closed = threading.Event()
+        self._accept_thread: threading.Thread | None = None
+
+    @property
+    def resource(self) -> str:
+        return f"TCPIP::{self.host}::{self.port}::SOCKET"
+
+    def start(self) -> int:
+        """Bind, start accepting; returns the bound port (ephemeral when ``port`` was 0)."""
+        self._listen()
+        self._accept_thread = threading.Thread(
+            target=self._accept_loop, name=f"scpi-{self.instrument.family}-{self.port}", daemon=True
+        )
+        self._accept_thread.start()
+        return self.port
+
+    def _listen(self) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, self.port))
+        listener.listen(8)
+        listener.settimeout(0.05)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+
+    def _accept_loop(self) -> None:
+        while not self._closed.is_set():
+            listener = self._listener
+            if listener is None:  # disconnected: the port is closed, connections are refused
+                if time.monotonic() >= self._refuse_until:
+                    with contextlib.suppress(OSError):
+                        self._listen()
+                time.sleep(0.01)
+                continue
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                continue
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.settimeout(None)
+            with self._sessions_lock:
+                self._sessions.add(conn)
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn: socket.socket) -> None:
+        pending = b""
+        handle = self.instrument.handle
+        try:
+            while True:
+                chunk = conn.recv(_RECV_BYTES)
+                if not chunk:
+                    return
+                pending += chunk
+                if b"\n" not in pending:
+                    continue
+                *lines, pending = pending.split(b"\n")
+                replies = []
+                for raw in lines:
+                    message = raw.decode("ascii", "replace").strip()
+                    if not message:
+                        continue
+                    with self.lock:
+                        reply = handle(message)
+                    if reply is not None:
+                        replies.append(reply + "\n")
+                if replies:
+                    conn.sendall("".join(replies).encode("ascii"))
+        except OSError:
+            return
+        finally:
+            with self._sessions_lock:
+                self._sessions.discard(conn)
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def disconnect(self, duration_s: float | None) -> None:
+        """Drop every session and refuse connections for ``duration_s`` (None: until :meth:`close`)."""
+        self._refuse_until = float("inf") if duration_s is None else time.monotonic() + duration_s
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.close()
+        self._drop_sessions()
+
+    def _drop_sessions(self) -> None:
+        with self._sessions_lock:
+            sessions = list(self._sessions)
+        for conn in sessions:
+            with contextlib.suppress(OSError):
+                # RST rather than FIN: the client sees a reset, as with a pulled cable + timeout.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.close()
+        self._drop_sessions()
+        if self._accept_thread is not None:
+            self._accept_thread.join(timeout=1.0)

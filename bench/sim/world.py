@@ -1,0 +1,277 @@
+"""The simulated bench: pack + BMS + supply + load + calibration adapter, wired together.
+
+One :class:`SimulatedBench` owns the physics and the instrument models and serves them over
+real transports (SCPI on TCP sockets, CAN on a python-can bus). Time only moves through
+:meth:`SimulatedBench.advance`: in-process that is called by the controller's
+:class:`~bench.clock.LockstepClock`; standalone (``bench sim serve``) by a pacing thread at
+``speed`` x real time.
+
+Electrically the supply, the load and the pack (through the BMS contactor) share one
+terminal node. Each step we solve the node voltage V such that the currents balance:
+``I_supply(V) + I_load(V) = I_pack(V)`` with ``I_pack = (V - emf) / R`` (positive = charging).
+Instrument characteristics are monotonic, so a bracketed false-position solve converges in
+a handful of evaluations.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import can
+
+from bench.sim.bms import BmsModel
+from bench.sim.can_adapter import SimAdapter
+from bench.sim.instruments import SimInstrument, make_instrument
+from bench.sim.pack import Pack
+from bench.sim.scenario import Scenario
+from bench.sim.scpi_server import ScpiServer
+
+#: Largest internal integration step; the pack model is exact for constant current, so
+#: 1 s keeps CC/CV crossover and protection timing faithful without costing speed.
+MAX_SUBSTEP_S = 1.0
+#: Instruments' combined input impedance across the terminals, so an open node has a defined voltage.
+TERMINAL_LEAK_OHM = 100e3
+DEFAULT_SUPPLY_FAMILY = "keysight_n8700"
+DEFAULT_LOAD_FAMILY = "bk_8600"
+
+
+@dataclass(frozen=True)
+class SimEndpoints:
+    """Where the running simulator can be reached."""
+
+    supply_resource: str
+    load_resource: str
+    can_interface: str
+    can_channel: str
+    supply_family: str
+    load_family: str
+
+
+class SimulatedBench:
+    """Physics and instruments of one simulated bench, driven in simulated time."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        supply_family: str | None = None,
+        load_family: str | None = None,
+        epoch_s: float | None = None,
+    ) -> None:
+        self.scenario = scenario
+        seed = scenario.seed
+        self.epoch_s = time.time() if epoch_s is None else epoch_s
+        instruments = scenario.instruments
+        self.supply_family = supply_family or (instruments.supply_family if instruments else None) \
+            or DEFAULT_SUPPLY_FAMILY
+        self.load_family = load_family or (instruments.load_family if instruments else None) \
+            or DEFAULT_LOAD_FAMILY
+        self.pack = Pack(scenario.pack_params())
+        self.bms = BmsModel(self.pack, scenario.bms, random.Random(seed + 1), self.epoch_s)
+        self.supply: SimInstrument = make_instrument(self.supply_family, random.Random(seed + 2))
+        self.load: SimInstrument = make_instrument(self.load_family, random.Random(seed + 3))
+        self.lock = threading.RLock()
+        self.time_s = 0.0
+        self.terminal_v = self.pack.terminal_voltage(0.0)
+        self.pack_current_a = 0.0
+        self._faults = sorted(scenario.faults, key=lambda f: f.at_s)
+        self._next_fault = 0
+        self.applied_faults: list[dict[str, Any]] = []
+        self._servers: list[ScpiServer] = []
+        self._bus: can.BusABC | None = None
+        self.adapter: SimAdapter | None = None
+        self.endpoints: SimEndpoints | None = None
+        #: Faults that concern the controller rather than the simulated hardware (controller or
+        #: watchdog death); the engine polls this list.
+        self.controller_faults: list[str] = []
+
+    # -- serving ---------------------------------------------------------------------------
+    def start(self, *, can_channel: str | None = None, host: str = "127.0.0.1",
+              supply_port: int = 0, load_port: int = 0) -> SimEndpoints:
+        """Serve the instruments on TCP and the BMS on a python-can virtual bus."""
+        if self.endpoints is not None:
+            return self.endpoints
+        supply_server = ScpiServer(self.supply, self.lock, host=host, port=supply_port)
+        load_server = ScpiServer(self.load, self.lock, host=host, port=load_port)
+        sport = supply_server.start()
+        lport = load_server.start()
+        self._servers = [supply_server, load_server]
+        channel = can_channel or f"vs02-sim-{uuid.uuid4().hex[:8]}"
+        self._bus = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
+        self.adapter = SimAdapter(self.bms, self._bus, lock=self.lock)
+        self.adapter.start_uds()
+        self.endpoints = SimEndpoints(
+            supply_resource=f"TCPIP::{host}::{sport}::SOCKET",
+            load_resource=f"TCPIP::{host}::{lport}::SOCKET",
+            can_interface="virtual",
+            can_channel=channel,
+            supply_family=self.supply_family,
+            load_family=self.load_family,
+        )
+        return self.endpoints
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        self._servers = []
+        if self.adapter is not None:
+            self.adapter.close()
+            self.adapter = None
+        if self._bus is not None:
+            self._bus.shutdown()
+            self._bus = None
+        self.endpoints = None
+
+    @property
+    def supply_server(self) -> ScpiServer | None:
+        return self._servers[0] if self._servers else None
+
+    @property
+    def load_server(self) -> ScpiServer | None:
+        return self._servers[1] if self._servers else None
+
+    # -- time ------------------------------------------------------------------------------
+    def advance(self, dt_s: float) -> None:
+        """Advance the simulated world by ``dt_s`` seconds."""
+        with self.lock:
+            remaining = dt_s
+            while remaining > 1e-12:
+                step = min(MAX_SUBSTEP_S, remaining)
+                self._substep(step)
+                remaining -= step
+            if self.adapter is not None:
+                self.adapter.emit_due(self.time_s)
+
+    def _substep(self, dt: float) -> None:
+        self._apply_due_faults()
+        v, i_pack = self._solve_node()
+        self.terminal_v = v
+        self.pack_current_a = i_pack
+        self.pack.advance(dt, i_pack, self.bms.bleed_currents_a())
+        self.bms.advance(dt, i_pack)
+        i_supply = self.supply.node_current(v)
+        i_load = -self.load.node_current(v)
+        self.supply.observe(v, i_supply, dt)
+        self.load.observe(v, i_load, dt)
+        self.time_s += dt
+
+    def _solve_node(self) -> tuple[float, float]:
+        closed = self.bms.contactor_closed
+        emf = self.pack.open_circuit_emf()
+        r = self.pack.series_resistance()
+        supply, load = self.supply, self.load
+
+        def imbalance(v: float) -> float:
+            i_pack = (v - emf) / r if closed else 0.0
+            return supply.node_current(v) + load.node_current(v) - i_pack - v / TERMINAL_LEAK_OHM
+
+        v = _solve_decreasing(imbalance, 0.0, 120.0)
+        return v, ((v - emf) / r if closed else 0.0)
+
+    # -- faults ----------------------------------------------------------------------------
+    def _apply_due_faults(self) -> None:
+        while self._next_fault < len(self._faults) and self._faults[self._next_fault].at_s <= self.time_s:
+            fault = self._faults[self._next_fault]
+            self._next_fault += 1
+            self.apply_fault(fault)
+
+    def apply_fault(self, fault: Any) -> None:
+        """Inject one scenario fault now (also used by the operator station's engineer page)."""
+        from bench.sim.faults import apply_fault
+
+        apply_fault(self, fault)
+        self.applied_faults.append({"t_s": self.time_s, **fault.model_dump(mode="json")})
+
+    # -- ground truth ----------------------------------------------------------------------
+    def truth(self) -> dict[str, Any]:
+        """Ground truth for tests and audits; never used by controller logic."""
+        with self.lock:
+            return {
+                "t_s": self.time_s,
+                "capacity_ah": self.pack.true_capacity_ah(),
+                "soc_pct": self.pack.true_soc_pct(),
+                "cell_soc_pct": [100.0 * s for s in self.pack.cell_soc],
+                "cell_capacity_ah": list(self.pack.cell_capacity_ah),
+                "cell_voltages_v": self.pack.cell_voltages(self.pack_current_a),
+                "cell_temperatures_c": list(self.pack.cell_temperatures_c),
+                "terminal_v": self.terminal_v,
+                "pack_current_a": self.pack_current_a,
+                "contactor_closed": self.bms.contactor_closed,
+                "bms_soc_pct": self.bms.soc_pct,
+                "bms_learned_capacity_ah": self.bms.learned_capacity_ah,
+                "supply_output_on": self.supply.output_on,
+                "load_input_on": self.load.output_on,
+                "supply": self.supply.safe_state_truth(),
+                "load": self.load.safe_state_truth(),
+                "faults_applied": list(self.applied_faults),
+            }
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def checkpoint(self) -> bytes:
+        """The simulated hardware's state, so a resumed run continues on the same pack."""
+        with self.lock:
+            return pickle.dumps(
+                {
+                    "time_s": self.time_s,
+                    "pack": self.pack,
+                    "bms": self.bms,
+                    "supply": _instrument_state(self.supply),
+                    "load": _instrument_state(self.load),
+                    "next_fault": self._next_fault,
+                    "applied_faults": self.applied_faults,
+                }
+            )
+
+    def restore(self, blob: bytes) -> None:
+        state = pickle.loads(blob)  # our own checkpoint file, written by checkpoint()
+        with self.lock:
+            self.time_s = state["time_s"]
+            self.pack = state["pack"]
+            self.bms = state["bms"]
+            self.supply.__dict__.update(state["supply"])
+            self.load.__dict__.update(state["load"])
+            self._next_fault = state["next_fault"]
+            self.applied_faults = state["applied_faults"]
+            if self.adapter is not None:
+                self.adapter.bms = self.bms
+
+
+#: Parts of a simulated instrument that are code (its SCPI command tree of bound handlers),
+#: rebuilt by its constructor rather than pickled.
+_INSTRUMENT_CODE_ATTRS = frozenset({"tree", "_common"})
+
+
+def _instrument_state(instrument: SimInstrument) -> dict[str, Any]:
+    return {k: v for k, v in instrument.__dict__.items() if k not in _INSTRUMENT_CODE_ATTRS}
+
+
+def _solve_decreasing(f: Any, lo: float, hi: float, tol: float = 1e-7) -> float:
+    """Root of a continuous non-increasing ``f`` on [lo, hi] (Illinois false position)."""
+    f_lo, f_hi = f(lo), f(hi)
+    if f_lo <= 0.0:
+        return lo
+    if f_hi >= 0.0:
+        return hi
+    side = 0
+    for _ in range(100):
+        x = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
+        fx = f(x)
+        if abs(fx) < 1e-9 or hi - lo < tol:
+            return x
+        if fx > 0:
+            lo, f_lo = x, fx
+            if side == 1:
+                f_hi *= 0.5
+            side = 1
+        else:
+            hi, f_hi = x, fx
+            if side == -1:
+                f_lo *= 0.5
+            side = -1
+    return 0.5 * (lo + hi)

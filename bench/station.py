@@ -1,0 +1,342 @@
+"""A connected bench: the station's instruments, its clock and (on the simulator) the simulated world.
+
+This is the layer between the engine and the drivers (labgrid's resource/driver/strategy
+split): the station file says *where* instruments are; :class:`Bench` opens the drivers,
+knows the bench's output state (off, charging, discharging) and how to reach it, and puts
+everything in the safe state in reverse order of activation. The engine asks it to
+"charge at 28.4 V / 100 A"; only the drivers know SCPI.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.clock import Clock, LockstepClock, WallClock
+from bench.config import StationConfig
+from bench.errors import BenchError
+from bench.record import (
+    AsReceived,
+    InstrumentIdentity,
+    PackIdentity,
+    ProcedureIdentity,
+    RunRecord,
+    SimTruth,
+    SocCheckpoint,
+    StationIdentity,
+)
+from drivers.power import ProtectionSettings, program_and_verify
+from drivers.scpi import Identity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OutputState:
+    supply_on: bool = False
+    load_on: bool = False
+
+
+class Bench:
+    """Connected instruments + clock. Build with :func:`connect_bench`."""
+
+    def __init__(self, station: StationConfig, clock: Clock, supply: Any, load: Any, adapter: Any,
+                 sim: Any | None = None, scenario_name: str | None = None) -> None:
+        self.station = station
+        self.clock = clock
+        self.supply = supply
+        self.load = load
+        self.adapter = adapter
+        self.sim = sim
+        self.scenario_name = scenario_name
+        self.outputs = OutputState()
+        #: instrument-side limits as read back from the instruments, per role
+        self.protections: dict[str, ProtectionSettings] = {}
+        self._soc_checkpoints: list[SocCheckpoint] = []
+        self._identity_cache: dict[str, InstrumentIdentity] = {}
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def simulated(self) -> bool:
+        return self.sim is not None
+
+    @property
+    def nominal_capacity_ah(self) -> float:
+        return float(self.station.pack.nominal_capacity_ah)
+
+    def default_cutoff_v(self) -> float:
+        """Instrument-side discharge cut-off: the pack's absolute cell minimum x cells (battery.md §2.1)."""
+        pack = self.station.pack
+        return float(pack.cell_v_min_abs * pack.cells_in_series)
+
+    def range_variables(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for role, drv in (("supply", self.supply), ("load", self.load)):
+            ranges = drv.ranges
+            out[f"{role}.voltage_max"] = float(ranges.v_max)
+            out[f"{role}.current_max"] = float(ranges.i_max)
+            out[f"{role}.power_max"] = float(ranges.p_max)
+        return out
+
+    def expression_functions(self) -> dict[str, Callable[..., Any]]:
+        from bench.sim.ocv import soc_from_ocv_mean
+
+        def ocv_soc(cell_v: float) -> float:
+            # battery.md §1.4 / lfp_ocv_recommended.csv: rested OCV -> SOC; only meaningful on the
+            # steep ends of the curve (§4.2), which is where procedures use it.
+            return 100.0 * float(soc_from_ocv_mean(float(cell_v)))
+
+        return {"ocv_soc": ocv_soc}
+
+    def adapter_age_s(self) -> float:
+        """Bench seconds since the last broadcast frame of any kind from the BMS."""
+        snap = self.adapter.snapshot()
+        if not snap.timestamps:
+            return 1e9
+        return max(0.0, snap.taken_at - max(snap.timestamps.values()))
+
+    # ------------------------------------------------------------------ outputs
+    def outputs_off(self) -> None:
+        if self.outputs.load_on:
+            self.load.input(False)
+            self.outputs.load_on = False
+        if self.outputs.supply_on:
+            self.supply.output(False)
+            self.outputs.supply_on = False
+
+    def charge(self, voltage_v: float, current_a: float) -> None:
+        """Supply on at ``voltage_v`` / ``current_a`` (CC until the voltage is reached, then CV)."""
+        if self.outputs.load_on:
+            self.load.input(False)
+            self.outputs.load_on = False
+        caps = self.supply.capabilities
+        # OCP only where the family has a separate trip level; on families whose OCP trips on
+        # entering CC (Keysight N8700) it would end every CC charge.
+        ocp = (min(current_a * 1.1 + 1.0, self.supply.ranges.i_max)
+               if caps.can("ocp") and not caps.ocp_is_cc_trip else None)
+        self.protections["supply"] = program_and_verify(
+            self.supply, ProtectionSettings(ovp=self.supply_ovp_v(voltage_v), ocp=ocp))
+        self.supply.set_voltage(voltage_v)
+        self.supply.set_current(current_a)
+        if not self.outputs.supply_on:
+            self.supply.output(True)
+            self.outputs.supply_on = True
+
+    def supply_ovp_v(self, voltage_v: float) -> float:
+        """OVP for a charge: the pack's absolute maximum (battery.md §2, §8: 3.65 V/cell) plus a
+        margin for the supply's own regulation, never below the setpoint."""
+        pack = self.station.pack
+        return max(voltage_v + 0.2, pack.cell_v_max_abs * pack.cells_in_series + 0.2)
+
+    def discharge_cc(self, current_a: float, cutoff_v: float) -> None:
+        self._prepare_load(cutoff_v, current_a, current_a * cutoff_v * 2.0)
+        self.load.set_mode("CC")
+        self.load.set_current(current_a)
+        self._load_on()
+
+    def discharge_cp(self, power_w: float, cutoff_v: float) -> None:
+        self._prepare_load(cutoff_v, power_w / max(cutoff_v, 1.0) * 1.2, power_w * 1.1)
+        self.load.set_mode("CP")
+        self.load.set_power(power_w)
+        self._load_on()
+
+    def _prepare_load(self, cutoff_v: float, current_limit_a: float, power_limit_w: float) -> None:
+        if self.outputs.supply_on:
+            self.supply.output(False)
+            self.outputs.supply_on = False
+        ranges = self.load.ranges
+        caps = self.load.capabilities
+        wanted = ProtectionSettings(
+            uvp=cutoff_v if caps.can("uvp") else None,
+            ocp=min(current_limit_a * 1.1 + 1.0, ranges.i_max) if caps.can("ocp") else None,
+            opp=min(power_limit_w, ranges.p_max) if caps.can("opp") else None,
+        )
+        self.protections["load"] = program_and_verify(self.load, wanted)
+
+    def _load_on(self) -> None:
+        if not self.outputs.load_on:
+            self.load.input(True)
+            self.outputs.load_on = True
+
+    def safe_state(self) -> list[str]:
+        """Load off, then supply off (reverse of activation); never raises."""
+        problems: list[str] = []
+        for name, drv in (("load", self.load), ("supply", self.supply)):
+            try:
+                problems.extend(f"{name}: {p}" for p in (drv.safe_state() or []))
+            except Exception as exc:  # safe_state must not raise, but be sure
+                problems.append(f"{name}: {exc}")
+        self.outputs.supply_on = False
+        self.outputs.load_on = False
+        return problems
+
+    # ------------------------------------------------------------------ BMS service actions
+    def bms_action(self, item: Any) -> dict[str, Any]:
+        """Run one ``bms`` step action through the adapter; return variables it produced."""
+        from bench.engine.bms_actions import run_bms_action
+
+        return run_bms_action(self.adapter, item)
+
+    # ------------------------------------------------------------------ record
+    def instrument_identities(self) -> list[InstrumentIdentity]:
+        out = []
+        today = date.today()
+        for role, drv, cfg in (("supply", self.supply, self.station.supply),
+                               ("load", self.load, self.station.load)):
+            try:
+                ident = drv.identify()
+            except BenchError as exc:
+                log.warning("%s identity: %s", role, exc)
+                ident = Identity("?", "?", "?", "?")
+            due = cfg.calibration_due
+            out.append(InstrumentIdentity(
+                name=role, role=role, family=cfg.family, resource=str(cfg.resource),  # type: ignore[arg-type]
+                make=ident.make, model=ident.model, serial=ident.serial, firmware=ident.firmware,
+                calibration_due=due, calibration_overdue=bool(due and due < today)))
+        ad = self.station.adapter
+        out.append(InstrumentIdentity(name="adapter", role="adapter", family="vs02-cal-24",
+                                      resource=f"{ad.interface}:{ad.channel}",
+                                      make="Vethy", model="VS02-CAL-24"))
+        return out
+
+    def new_record(self, *, run_id: str, procedure: Any, procedure_path: str, procedure_sha256: str,
+                   operator: str, serial: str | None, software_version: str) -> RunRecord:
+        ident: dict[str, str] = {}
+        as_received = AsReceived()
+        try:
+            ident = self.adapter.read_identity()
+            snap = self.adapter.snapshot()
+            as_received = AsReceived(soc_pct=snap.soc_pct, soh_pct=snap.soh_pct)
+            extra = self.adapter.read_dids(["cycle_count", "learned_capacity"])
+            as_received.cycle_count = int(extra.get("cycle_count") or 0)
+            lc = extra.get("learned_capacity")
+            as_received.learned_capacity_ah = float(lc) if lc is not None else None
+            as_received.dtcs = [f"{d.code:06X}" for d in self.adapter.read_dtcs(0x09)]
+        except BenchError as exc:
+            log.warning("as-received read-out incomplete: %s", exc)
+        bms_serial = ident.get("serial", "")
+        return RunRecord(
+            run_id=run_id,
+            procedure=ProcedureIdentity(name=procedure.procedure, version=str(procedure.version),
+                                        sha256=procedure_sha256, path=procedure_path),
+            station=StationIdentity(name=self.station.name, location=self.station.location,
+                                    simulated=self.simulated, production=self.station.production,
+                                    scenario=self.scenario_name),
+            software_version=software_version,
+            operator=operator,
+            started_at=datetime.now(UTC),
+            instruments=self.instrument_identities(),
+            pack=PackIdentity(serial=serial or bms_serial or "unknown",
+                              part_number=self.station.pack.part_number,
+                              bms_serial=bms_serial, bms_sw_version=ident.get("sw_version", ""),
+                              bms_hw_version=ident.get("hw_version", ""),
+                              nominal_capacity_ah=self.nominal_capacity_ah, as_received=as_received),
+        )
+
+    def finish_record(self, record: RunRecord) -> None:
+        """On the simulator, add the ground truth the verdict can be audited against."""
+        if self.sim is None:
+            return
+        truth = self.sim.truth()
+        record.sim_truth = SimTruth(
+            capacity_ah=truth["capacity_ah"], scenario=self.scenario_name or "",
+            soc_checkpoints=list(self._soc_checkpoints),
+            outputs_off_at_end=not (truth["supply_output_on"] or truth["load_input_on"]))
+
+    def note_soc_checkpoint(self, t_s: float, ref_soc: float | None) -> None:
+        if self.sim is None:
+            return
+        truth = self.sim.truth()
+        self._soc_checkpoints.append(SocCheckpoint(
+            t_s=t_s, true_soc_pct=truth["soc_pct"], bms_soc_pct=truth["bms_soc_pct"],
+            reference_soc_pct=ref_soc))
+
+    def simulator_checkpoint(self) -> bytes | None:
+        return self.sim.checkpoint() if self.sim is not None else None
+
+    # ------------------------------------------------------------------ teardown
+    def close(self) -> None:
+        self.safe_state()
+        for drv in (self.adapter, self.load, self.supply):
+            try:
+                drv.close()
+            except Exception as exc:
+                log.warning("closing %s: %s", drv, exc)
+        if self.sim is not None:
+            self.sim.close()
+
+    def __enter__(self) -> Bench:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect_bench(station: StationConfig, *, scenario: str | None = None,
+                  sim_state: bytes | None = None, can_log: Path | None = None) -> Bench:
+    """Open every instrument of ``station``; on a simulated station start the simulator first."""
+    from bench.drivers_factory import open_adapter, open_load, open_supply
+
+    sim = None
+    scenario_name = None
+    if station.simulator is not None and station.simulator.mode == "in_process":
+        from bench.sim.scenario import load_scenario
+        from bench.sim.world import SimulatedBench
+
+        scenario_name = scenario or station.simulator.scenario
+        scen = load_scenario(scenario_name)
+        sim = SimulatedBench(scen, supply_family=station.simulator.supply_family or None,
+                             load_family=station.simulator.load_family or None)
+        if sim_state is not None:
+            sim.restore(sim_state)
+        endpoints = sim.start()
+        clock: Clock = LockstepClock(sim.advance, start=sim.time_s)
+        resources = {"sim:supply": endpoints.supply_resource, "sim:load": endpoints.load_resource,
+                     "sim:can": endpoints.can_channel}
+        families = {"supply": endpoints.supply_family, "load": endpoints.load_family}
+    else:
+        if scenario is not None:
+            raise BenchError("--scenario only applies to a simulated station")
+        speed = station.simulator.speed if station.simulator is not None else 1.0
+        clock = WallClock(speed=speed)
+        resources = {}
+        families = {}
+    opened: list[Any] = []
+    try:
+        supply = open_supply(station.supply, resources, families.get("supply"))
+        opened.append(supply)
+        load = open_load(station.load, resources, families.get("load"))
+        opened.append(load)
+        adapter = open_adapter(station.adapter, resources, clock, can_log)
+        opened.append(adapter)
+    except BaseException:
+        for drv in reversed(opened):
+            try:
+                drv.safe_state() if hasattr(drv, "safe_state") else None
+                drv.close()
+            except Exception as exc:
+                log.warning("cleanup after failed connect: %s", exc)
+        if sim is not None:
+            sim.close()
+        raise
+    bench = Bench(station, clock, supply, load, adapter, sim=sim, scenario_name=scenario_name)
+    if isinstance(clock, LockstepClock) and sim is not None:
+        sim_ref = sim
+
+        def settle() -> None:
+            # lockstep: the controller looks only after the CAN listener has decoded every
+            # frame the simulator emitted for this step
+            if sim_ref.adapter is not None:
+                adapter.wait_frames(sim_ref.adapter.frames_sent, timeout_s=2.0)
+
+        clock.add_settle_hook(settle)
+        settle()
+    # a fresh connection starts from a known state: outputs off
+    problems = bench.safe_state()
+    if problems:
+        log.warning("initial safe state: %s", problems)
+    return bench

@@ -1,0 +1,422 @@
+"""``RunStore``: writes runs to SQLite or PostgreSQL as they go, and answers history questions.
+
+Every public call is one transaction. The engine may call :meth:`RunStore.update_run` as often
+as it likes with the growing record: the run row is upserted and the run's own child rows
+(steps, checks, events, files, instruments) are replaced in the same transaction, so whatever
+point a crash hits, the database holds the state of the last completed call. Samples are rows
+keyed by (run_id, t_s) and inserted with ``ON CONFLICT DO NOTHING``, so re-sending a batch after a
+crash or a retry never duplicates them. Shared rows (stations, instruments, packs) are upserted
+with ``INSERT … ON CONFLICT DO UPDATE``, which PostgreSQL serialises per key, not per table:
+several benches can write to one database at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from bench.errors import InputError, StoreError
+from bench.record import SAMPLE_COLUMNS, CheckRecord, RunRecord
+from bench.store.models import (
+    TEXT_SAMPLE_COLUMNS,
+    Check,
+    Event,
+    Instrument,
+    Pack,
+    Run,
+    RunFile,
+    RunInstrument,
+    Station,
+    Step,
+    samples_table,
+)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: pg_advisory_xact_lock key serialising concurrent ``migrate()`` calls of several benches.
+_MIGRATION_LOCK_KEY = 0x56_53_30_32  # "VS02"
+#: SQLite: how long a writer waits for another bench's transaction before giving up.
+_SQLITE_BUSY_TIMEOUT_S = 30.0
+#: Check ids whose values feed the pack-history columns (a convention with the procedure files).
+SOH_CHECK_IDS = ("soh_pct", "soh")
+DIVERGENCE_CHECK_PREFIX = "divergence"
+
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    verdict: str
+    station: str
+    pack_serial: str
+    procedure_name: str
+    procedure_version: str
+    operator: str
+    simulated: bool
+    abort_reason: str | None
+
+
+@dataclass(frozen=True)
+class PackVisit:
+    """One run of a pack, for its history (oldest first)."""
+
+    run_id: str
+    started_at: datetime
+    station: str
+    procedure_name: str
+    verdict: str
+    as_received_soh_pct: float | None
+    soh_pct: float | None
+    reference_capacity_ah: float | None
+    bms_learned_capacity_ah: float | None
+    divergence_v: float | None
+
+
+_SUMMARY_FIELDS = tuple(f.name for f in fields(RunSummary))
+_VISIT_FIELDS = tuple(f.name for f in fields(PackVisit))
+
+
+class RunStore:
+    """The records database at ``url`` (``sqlite:///path.db`` or ``postgresql+psycopg://…``)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise InputError(f"not a database URL: {url!r} ({exc})", field="db") from exc
+        self.url = url
+        self.display_url = parsed.render_as_string(hide_password=True)
+        self.backend = parsed.get_backend_name()
+        if self.backend not in ("sqlite", "postgresql"):
+            raise InputError(f"unsupported database {self.display_url}: use sqlite or postgresql", field="db")
+        try:
+            if self.backend == "sqlite":
+                if parsed.database and parsed.database != ":memory:":
+                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                self._engine = create_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S})
+                event.listen(self._engine, "connect", _sqlite_pragmas)
+            else:
+                self._engine = create_engine(url, pool_pre_ping=True)
+        except (NoSuchModuleError, ImportError) as exc:
+            raise StoreError(f"records store {self.display_url}: driver not installed: {exc}") from exc
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (safe to call from several benches)."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self._transaction("migrate") as conn:
+            if self.backend == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def ping(self) -> None:
+        with self._transaction("ping") as conn:
+            conn.execute(text("SELECT 1"))
+
+    # -- writing a run -----------------------------------------------------------------------
+
+    def start_run(self, record: RunRecord) -> None:
+        """Upsert station, instruments and pack; write the run row (normally verdict ``running``)."""
+        self._write_record(record, "start_run")
+
+    def update_run(self, record: RunRecord) -> None:
+        """Replace the run's row and child rows with ``record``'s state; idempotent."""
+        self._write_record(record, "update_run")
+
+    def finish_run(self, record: RunRecord) -> None:
+        if record.verdict == "running":
+            raise StoreError(f"records store: finish_run({record.run_id}): verdict is still 'running'")
+        self._write_record(record, "finish_run")
+
+    def add_samples(self, run_id: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert sample rows (values in :data:`SAMPLE_COLUMNS` order); rows already stored are skipped."""
+        if not rows:
+            return
+        values = [_sample_row(run_id, row) for row in rows]
+        with self._transaction(f"add_samples({run_id})") as conn:
+            conn.execute(_insert(conn, samples_table).on_conflict_do_nothing(), values)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def runs(
+        self,
+        limit: int = 50,
+        *,
+        serial: str | None = None,
+        verdict: str | None = None,
+        station: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[RunSummary]:
+        """Runs newest first, optionally filtered."""
+        query = (
+            select(*Run.__table__.c, Station.name.label("station"), Pack.serial.label("pack_serial"))
+            .join(Station, Run.station_id == Station.id)
+            .join(Pack, Run.pack_id == Pack.id)
+            .order_by(Run.started_at.desc(), Run.run_id.desc())
+            .limit(limit)
+        )
+        if serial:
+            query = query.where(Pack.serial == serial)
+        if verdict:
+            query = query.where(Run.verdict == verdict)
+        if station:
+            query = query.where(Station.name == station)
+        if since:
+            query = query.where(Run.started_at >= since)
+        if until:
+            query = query.where(Run.started_at < until)
+        with self._transaction("runs") as conn:
+            rows = conn.execute(query).all()
+        return [RunSummary(**{f: row._mapping[f] for f in _SUMMARY_FIELDS}) for row in rows]
+
+    def pack_history(self, serial: str) -> list[PackVisit]:
+        """Every run of the pack ``serial``, oldest first."""
+        query = (
+            select(*Run.__table__.c, Station.name.label("station"))
+            .join(Station, Run.station_id == Station.id)
+            .join(Pack, Run.pack_id == Pack.id)
+            .where(Pack.serial == serial)
+            .order_by(Run.started_at, Run.run_id)
+        )
+        with self._transaction("pack_history") as conn:
+            rows = conn.execute(query).all()
+        return [PackVisit(**{f: row._mapping[f] for f in _VISIT_FIELDS}) for row in rows]
+
+    def retest_count(self, serial: str, procedure: str) -> int:
+        """How many runs of procedure ``procedure`` the pack ``serial`` already has (any verdict)."""
+        query = (
+            select(func.count())
+            .select_from(Run)
+            .join(Pack, Run.pack_id == Pack.id)
+            .where(Pack.serial == serial, Run.procedure_name == procedure)
+        )
+        with self._transaction("retest_count") as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def get_record(self, run_id: str) -> RunRecord | None:
+        """The record as last written (for resuming a run), or None."""
+        with self._transaction("get_record") as conn:
+            blob = conn.execute(select(Run.record_json).where(Run.run_id == run_id)).scalar_one_or_none()
+        return None if blob is None else RunRecord.model_validate_json(blob)
+
+    def sample_rows(self, run_id: str) -> list[tuple[Any, ...]]:
+        """The stored samples of a run, in time order, in :data:`SAMPLE_COLUMNS` order."""
+        columns = [samples_table.c[name] for name in SAMPLE_COLUMNS]
+        query = select(*columns).where(samples_table.c.run_id == run_id).order_by(samples_table.c.t_s)
+        with self._transaction("sample_rows") as conn:
+            return [tuple(row) for row in conn.execute(query)]
+
+    def sample_count(self, run_id: str) -> int:
+        query = select(func.count()).select_from(samples_table).where(samples_table.c.run_id == run_id)
+        with self._transaction("sample_count") as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # -- internals ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, operation: str) -> Iterator[Connection]:
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise StoreError(f"records store {self.display_url}: {operation}: {detail}") from exc
+
+    def _write_record(self, record: RunRecord, operation: str) -> None:
+        with self._transaction(f"{operation}({record.run_id})") as conn:
+            station_id = _upsert_id(conn, Station.__table__, {
+                "name": record.station.name,
+                "location": record.station.location,
+                "simulated": record.station.simulated,
+                "production": record.station.production,
+            }, key=("name",))
+            pack_id = _upsert_id(conn, Pack.__table__, {
+                "serial": record.pack.serial,
+                "part_number": record.pack.part_number,
+                "nominal_capacity_ah": record.pack.nominal_capacity_ah,
+            }, key=("serial",))
+            run_values = _run_row(record, station_id, pack_id)
+            upsert = _insert(conn, Run.__table__).values(run_values)
+            conn.execute(upsert.on_conflict_do_update(
+                index_elements=["run_id"], set_={k: v for k, v in run_values.items() if k != "run_id"}
+            ))
+            for table in (RunInstrument, Step, Check, Event, RunFile):
+                conn.execute(delete(table).where(table.run_id == record.run_id))
+            self._insert_children(conn, record)
+
+    def _insert_children(self, conn: Connection, record: RunRecord) -> None:
+        run_id = record.run_id
+        instrument_rows = []
+        for inst in record.instruments:
+            instrument_id = _upsert_id(conn, Instrument.__table__, {
+                "family": inst.family,
+                "make": inst.make,
+                "model": inst.model,
+                "serial": inst.serial,
+                "firmware": inst.firmware,
+                "calibration_due": inst.calibration_due,
+            }, key=("family", "make", "model", "serial"))
+            instrument_rows.append({
+                "run_id": run_id, "name": inst.name, "instrument_id": instrument_id, "role": inst.role,
+                "resource": inst.resource, "calibration_overdue": inst.calibration_overdue,
+            })
+        steps = [
+            {"run_id": run_id, "seq": seq, "step_id": s.id, "kind": s.kind, "start_s": s.start_s,
+             "end_s": s.end_s, "end_reason": s.end_reason, "ah": s.ah, "wh": s.wh, "resumed": s.resumed}
+            for seq, s in enumerate(record.steps)
+        ]
+        checks = [_check_row(run_id, seq, c) for seq, c in enumerate(record.checks)]
+        events = [
+            {"run_id": run_id, "seq": seq, "t_s": e.t_s, "kind": e.kind, "message": e.message,
+             "actor": e.actor}
+            for seq, e in enumerate(record.events)
+        ]
+        files = [
+            {"run_id": run_id, "name": f.name, "sha256": f.sha256, "bytes": f.bytes} for f in record.files
+        ]
+        children: list[tuple[Any, list[dict[str, Any]]]] = [
+            (RunInstrument, instrument_rows), (Step, steps), (Check, checks),
+            (Event, events), (RunFile, files),
+        ]
+        for model, rows in children:
+            if rows:
+                conn.execute(model.__table__.insert(), rows)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers (reports, `bench runs`) never block the engine
+    cursor.close()
+
+
+def _insert(conn: Connection, table: Table | Any) -> Any:
+    """The dialect's INSERT, which knows ``ON CONFLICT`` on both SQLite and PostgreSQL."""
+    dialect_insert: Callable[[Any], Any] = (
+        postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    )
+    return dialect_insert(table)
+
+
+def _upsert_id(conn: Connection, table: Any, values: dict[str, Any], key: tuple[str, ...]) -> int:
+    """Insert or update a shared row by its natural ``key``; return its id (one statement, race-free)."""
+    updates = {k: v for k, v in values.items() if k not in key} or {key[0]: values[key[0]]}
+    statement = (
+        _insert(conn, table)
+        .values(values)
+        .on_conflict_do_update(index_elements=list(key), set_=updates)
+        .returning(table.c.id)
+    )
+    return int(conn.execute(statement).scalar_one())
+
+
+def _run_row(record: RunRecord, station_id: int, pack_id: int) -> dict[str, Any]:
+    received = record.pack.as_received
+    return {
+        "run_id": record.run_id,
+        "station_id": station_id,
+        "pack_id": pack_id,
+        "verdict": record.verdict,
+        "abort_reason": record.abort_reason,
+        "procedure_name": record.procedure.name,
+        "procedure_version": record.procedure.version,
+        "procedure_sha256": record.procedure.sha256,
+        "software_version": record.software_version,
+        "operator": record.operator,
+        "simulated": record.station.simulated,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "bms_serial": record.pack.bms_serial,
+        "bms_sw_version": record.pack.bms_sw_version,
+        "bms_hw_version": record.pack.bms_hw_version,
+        "as_received_soc_pct": received.soc_pct,
+        "as_received_soh_pct": received.soh_pct,
+        "as_received_cycle_count": received.cycle_count,
+        "as_received_dtcs": list(received.dtcs),
+        "ah_charged": record.ah_charged,
+        "ah_discharged": record.ah_discharged,
+        "wh_charged": record.wh_charged,
+        "wh_discharged": record.wh_discharged,
+        "reference_capacity_ah": record.reference_capacity_ah,
+        "bms_learned_capacity_ah": record.bms_learned_capacity_ah,
+        "soh_pct": measured_soh_pct(record),
+        "divergence_v": measured_divergence_v(record),
+        "bench_hours": record.bench_hours,
+        "sample_count": record.sample_count,
+        "record_json": record.model_dump_json(),
+    }
+
+
+def _numeric_check(record: RunRecord, accept: Callable[[str], bool]) -> float | None:
+    for check in record.checks:
+        if accept(check.id) and isinstance(check.value, int | float) and not isinstance(check.value, bool):
+            return float(check.value)
+    return None
+
+
+def measured_soh_pct(record: RunRecord) -> float | None:
+    """SOH of a visit: a check named ``soh_pct``/``soh``, else reference capacity / nominal capacity."""
+    soh = _numeric_check(record, lambda check_id: check_id in SOH_CHECK_IDS)
+    if soh is None and record.reference_capacity_ah and record.pack.nominal_capacity_ah:
+        soh = 100.0 * record.reference_capacity_ah / record.pack.nominal_capacity_ah
+    return soh
+
+
+def measured_divergence_v(record: RunRecord) -> float | None:
+    """Cell divergence of a visit: the first numeric check whose id starts with ``divergence``."""
+    return _numeric_check(record, lambda check_id: check_id.startswith(DIVERGENCE_CHECK_PREFIX))
+
+
+def _check_row(run_id: str, seq: int, check: CheckRecord) -> dict[str, Any]:
+    value = check.value
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    return {
+        "run_id": run_id, "seq": seq, "check_id": check.id, "step_id": check.step_id, "t_s": check.t_s,
+        "value_num": float(value) if numeric else None,  # type: ignore[arg-type]
+        "value_text": None if numeric or value is None else json.dumps(value),
+        "unit": check.unit, "low": check.low, "high": check.high, "passed": check.passed,
+        "decision_rule": check.decision_rule, "message": check.message,
+    }
+
+
+def _sample_row(run_id: str, row: Sequence[Any]) -> dict[str, Any]:
+    if len(row) != len(SAMPLE_COLUMNS):
+        raise StoreError(
+            f"records store: add_samples({run_id}): row has {len(row)} values, expected {len(SAMPLE_COLUMNS)}"
+        )
+    values: dict[str, Any] = {"run_id": run_id}
+    for name, value in zip(SAMPLE_COLUMNS, row, strict=True):
+        values[name] = str(value) if name in TEXT_SAMPLE_COLUMNS else _sample_float(value)
+    return values
+
+
+def _sample_float(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    number = float(value)  # bools become 0.0/1.0
+    return None if math.isnan(number) else number

@@ -1,0 +1,206 @@
+"""The shared SCPI driver base: one instrument session over an injected transport.
+
+The transport is anything with ``write(str)``, ``read() -> str``, ``query(str) -> str``,
+``close()`` and a ``timeout`` attribute in milliseconds (a pyvisa resource, or the recorded
+protocol transport of the transcript tests). Transport failures become the project's typed
+errors, each naming the instrument and the operation:
+
+* a pyvisa time-out -> :class:`InstrumentTimeout`;
+* a dropped link (VisaIOError other than time-out, ConnectionResetError, BrokenPipeError, EOF)
+  -> :class:`ConnectionLost`;
+* a reply that does not parse -> :class:`ProtocolError`.
+
+With a ``reopen`` callable and a :class:`ReconnectPolicy`, a lost connection is re-opened and
+the operation retried once, for idempotent operations only (queries and setpoint writes):
+an ``OUTP ON`` that may or may not have arrived is not repeated blindly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from bench.errors import ConnectionLost, InstrumentError, InstrumentTimeout, ProtocolError
+
+try:  # pyvisa is a dependency, but the base must work with any transport
+    from pyvisa.constants import StatusCode
+    from pyvisa.errors import VisaIOError
+except ImportError:  # pragma: no cover
+    VisaIOError = OSError  # type: ignore[misc,assignment]
+    StatusCode = None  # type: ignore[assignment,misc]
+
+T = TypeVar("T")
+
+_TIMEOUT_CODES = {int(StatusCode.error_timeout)} if StatusCode is not None else set()
+_ERROR_REPLY = re.compile(r'^\s*([+-]?\d+)\s*,\s*"?(.*?)"?\s*$')
+
+
+class Transport(Protocol):
+    timeout: Any
+
+    def write(self, message: str) -> Any: ...
+
+    def read(self) -> str: ...
+
+    def query(self, message: str) -> str: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """Reconnect ``attempts`` times, ``delay_s`` apart, after a dropped connection."""
+
+    attempts: int = 3
+    delay_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class Identity:
+    make: str
+    model: str
+    serial: str
+    firmware: str
+
+
+def parse_identity(reply: str) -> Identity:
+    """``*IDN?`` -> make, model, serial, firmware (IEEE 488.2 §10.14: four comma-separated fields)."""
+    fields = [f.strip() for f in reply.strip().split(",")]
+    if len(fields) != 4 or not fields[0] or not fields[1]:
+        raise ValueError(f"*IDN? reply is not 4 fields: {reply!r}")
+    return Identity(*fields)
+
+
+class ScpiInstrument:
+    """One SCPI session: write/query with typed errors, error-checked configuration, reconnect."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        name: str,
+        *,
+        reopen: Callable[[], Transport] | None = None,
+        reconnect: ReconnectPolicy | None = None,
+    ) -> None:
+        self.transport = transport
+        self.name = name
+        self._reopen = reopen
+        self._policy = reconnect if reopen is not None else None
+
+    # --- raw operations ---
+    def write(self, command: str, *, idempotent: bool = True) -> None:
+        self._call(command, lambda: self.transport.write(command), idempotent)
+
+    def query(self, command: str) -> str:
+        reply = self._call(command, lambda: self.transport.query(command), True)
+        return reply.strip()
+
+    def query_floats(self, command: str, count: int | None = None) -> list[float]:
+        """A query whose reply is numbers separated by ``,`` or ``;`` (compound queries)."""
+        reply = self.query(command)
+        try:
+            values = [float(part) for part in re.split(r"[,;]", reply)]
+        except ValueError as error:
+            raise ProtocolError(self.name, command, f"not numbers: {reply!r}") from error
+        if count is not None and len(values) != count:
+            raise ProtocolError(self.name, command, f"expected {count} values, got {reply!r}")
+        return values
+
+    def query_float(self, command: str) -> float:
+        return self.query_floats(command, 1)[0]
+
+    def query_bool(self, command: str) -> bool:
+        reply = self.query(command).upper()
+        if reply in ("1", "ON"):
+            return True
+        if reply in ("0", "OFF"):
+            return False
+        raise ProtocolError(self.name, command, f"not a boolean: {reply!r}")
+
+    def query_int(self, command: str) -> int:
+        reply = self.query(command)
+        try:
+            return int(float(reply))
+        except ValueError as error:
+            raise ProtocolError(self.name, command, f"not an integer: {reply!r}") from error
+
+    # --- checked configuration ---
+    def next_error(self) -> tuple[int, str]:
+        reply = self.query("SYST:ERR?")
+        match = _ERROR_REPLY.match(reply)
+        if match is None:
+            raise ProtocolError(self.name, "SYST:ERR?", f"not <code>,<text>: {reply!r}")
+        return int(match.group(1)), match.group(2)
+
+    def configure(self, command: str, *, idempotent: bool = True) -> None:
+        """Write ``command`` then read the error queue: the instrument's error becomes InstrumentError."""
+        self.write(command, idempotent=idempotent)
+        code, text = self.next_error()
+        if code != 0:
+            # Drain what else the command left so the next check starts clean.
+            for _ in range(20):
+                if self.next_error()[0] == 0:
+                    break
+            raise InstrumentError(self.name, command, f"{code},{text}")
+
+    def identify(self) -> Identity:
+        reply = self.query("*IDN?")
+        try:
+            return parse_identity(reply)
+        except ValueError as error:
+            raise ProtocolError(self.name, "*IDN?", str(error)) from error
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, VisaIOError):
+            self.transport.close()
+
+    # --- error mapping and reconnection ---
+    def _call(self, operation: str, action: Callable[[], T], idempotent: bool) -> T:
+        try:
+            return self._mapped(operation, action)
+        except ConnectionLost as lost:
+            if self._policy is None or not idempotent:
+                raise
+            return self._retry_after_reconnect(operation, action, lost)
+
+    def _mapped(self, operation: str, action: Callable[[], T]) -> T:
+        try:
+            return action()
+        except VisaIOError as error:
+            if getattr(error, "error_code", None) in _TIMEOUT_CODES:
+                raise InstrumentTimeout(self.name, operation, f"no reply within {self._timeout_s()} s") \
+                    from error
+            raise ConnectionLost(self.name, operation, str(error)) from error
+        except TimeoutError as error:
+            raise InstrumentTimeout(self.name, operation, f"no reply within {self._timeout_s()} s") from error
+        except (ConnectionError, EOFError, OSError) as error:
+            raise ConnectionLost(self.name, operation, f"{type(error).__name__}: {error}") from error
+        except UnicodeDecodeError as error:
+            raise ProtocolError(self.name, operation, f"undecodable reply: {error}") from error
+
+    def _timeout_s(self) -> float:
+        timeout = getattr(self.transport, "timeout", None)
+        return float(timeout) / 1000 if isinstance(timeout, int | float) else float("nan")
+
+    def _retry_after_reconnect(self, operation: str, action: Callable[[], T], lost: ConnectionLost) -> T:
+        """Re-open and retry per the policy; a re-open only counts once the retried operation works
+        (a raw-socket open can succeed before the peer accepts sessions again)."""
+        assert self._policy is not None and self._reopen is not None
+        last: Exception = lost
+        for _ in range(self._policy.attempts):
+            time.sleep(self._policy.delay_s)
+            self.close()
+            try:
+                self.transport = self._reopen()
+                return self._mapped(operation, action)
+            except (ConnectionLost, OSError, VisaIOError) as error:
+                last = error
+            except InstrumentError as error:  # e.g. open_resource refused: try again
+                last = error
+        raise ConnectionLost(
+            self.name, operation, f"reconnect failed after {self._policy.attempts} attempts: {last}"
+        ) from last

@@ -1,0 +1,52 @@
+"""Open VISA resources with the settings each transport needs.
+
+Termination: SCPI instruments end messages with LF. On raw sockets (``TCPIP::…::SOCKET``) and
+serial ports (``ASRL…``) VISA has no END indicator, so the read termination MUST be set or every
+read waits for the time-out; VXI-11/HiSLIP/USBTMC/GPIB mark the end themselves, but setting LF
+is harmless there. Serial ports also need the line settings of the instrument (baud etc.).
+
+A resource manager per backend is shared: creating one per instrument is slow with pyvisa-py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyvisa
+
+from bench.errors import ConnectionLost
+
+_MANAGERS: dict[str, pyvisa.ResourceManager] = {}
+
+
+def resource_manager(backend: str = "@py") -> pyvisa.ResourceManager:
+    manager = _MANAGERS.get(backend)
+    if manager is None:
+        manager = pyvisa.ResourceManager(backend)
+        _MANAGERS[backend] = manager
+    return manager
+
+
+def open_resource(
+    resource: str,
+    timeout_s: float,
+    backend: str = "@py",
+    *,
+    baud_rate: int = 9600,
+    termination: str = "\n",
+) -> Any:
+    """Open ``resource`` with LF termination and ``timeout_s``; raise ConnectionLost if it cannot.
+
+    ``baud_rate`` applies to ``ASRL`` resources only (set it to the instrument's menu setting).
+    """
+    kwargs: dict[str, Any] = {
+        "read_termination": termination,
+        "write_termination": termination,
+        "timeout": max(1, round(timeout_s * 1000)),
+    }
+    if resource.upper().startswith("ASRL"):
+        kwargs["baud_rate"] = baud_rate
+    try:
+        return resource_manager(backend).open_resource(resource, **kwargs)
+    except (pyvisa.errors.VisaIOError, OSError, ValueError) as error:
+        raise ConnectionLost(resource, "open", str(error)) from error

@@ -1,0 +1,470 @@
+"""Driver for the VS02-CAL-24 calibration adapter: the BMS broadcast and its UDS service channel.
+
+Works on any python-can interface (virtual, slcan, socketcan, pcan, kvaser, ...): ``CanConfig``
+names the interface, channel, bitrate and extra keyword arguments, passed to ``can.Bus`` as is.
+One python-can ``Notifier`` feeds three listeners: the broadcast decoder (latest-state snapshot),
+the ISO-TP stack under the udsoncan client, and optionally a bus capture (``.blf``/``.asc``).
+
+Imports nothing from ``bench`` but its error hierarchy, so it can run on a bare bench PC.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import can
+import isotp
+import udsoncan
+from udsoncan import exceptions as uds_exc
+from udsoncan.client import Client
+from udsoncan.connections import PythonIsoTpConnection
+
+from bench.errors import (
+    ConfigError,
+    ConnectionLost,
+    InstrumentError,
+    InstrumentTimeout,
+    NegativeResponse,
+    ProtocolError,
+)
+from drivers.security import SeedKeyAlgorithm
+from drivers.uds_map import DidSpec, UdsMap, decode_fields, default_uds_map, fields_size
+from drivers.vs02_broadcast import BmsSnapshot, BroadcastState
+
+# SocketCAN error-frame classes (linux/can/error.h)
+_CAN_ERR_CRTL = 0x004
+_CAN_ERR_BUSOFF = 0x040
+_CAN_ERR_RESTARTED = 0x100
+_CAN_ERR_CRTL_PASSIVE = 0x10 | 0x20  # RX / TX passive, in data[1]
+
+_BUS_STATES = {can.BusState.ACTIVE: "active", can.BusState.PASSIVE: "passive", can.BusState.ERROR: "bus_off"}
+SESSION_CODES = {"default": 0x01, "programming": 0x02, "extended": 0x03}
+RESET_CODES = {"hard": 0x01, "key_off_on": 0x02, "soft": 0x03}
+ROUTINE_ACTIONS = {"start": 0x01, "stop": 0x02, "results": 0x03}
+NRC_HINTS = {
+    0x35: "invalid key: the seed-to-key algorithm or its secret does not match this BMS",
+    0x33: "security access denied: unlock() first",
+    0x36: "too many failed key attempts: wait for the BMS's lock-out delay",
+    0x7F: "service not supported in the active session: enter the extended session first",
+    0x22: "conditions not correct for this request (BMS state)",
+    0x24: "request sequence error",
+}
+
+
+@dataclass
+class CanConfig:
+    """How to reach the adapter; ``extra`` goes to ``can.Bus`` as keyword arguments."""
+
+    interface: str
+    channel: str
+    bitrate: int = 500000  # battery.md §6.1
+    request_id: int = 0x7E4  # battery.md §6.2 (simulated BMS map)
+    response_id: int = 0x7EC
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DtcRecord:
+    code: int
+    name: str
+    status: int
+    status_bits: list[str]
+    occurrences: int | None = None
+    first_epoch: int | None = None
+    last_epoch: int | None = None
+    snapshot: dict[str, Any] | None = None
+
+    @property
+    def code_hex(self) -> str:
+        return f"0x{self.code:06X}"
+
+
+@dataclass(frozen=True)
+class RoutineResult:
+    routine: str
+    routine_id: int
+    action: str
+    status: str | None  # from the status byte (running/done/failed); None if the BMS sent none
+    values: dict[str, Any]
+    raw: bytes
+
+
+def _data(response: Any) -> Any:
+    """The interpreted service data of a udsoncan response (None only when no response was expected)."""
+    if response is None:
+        raise ProtocolError("adapter", "UDS", "no response data")
+    return response.service_data
+
+
+class _MapCodec(udsoncan.DidCodec):
+    """udsoncan codec backed by a UDS-map DID."""
+
+    def __init__(self, spec: DidSpec) -> None:
+        self.spec = spec
+
+    def encode(self, *args: Any, **kwargs: Any) -> bytes:
+        return self.spec.encode(args[0])
+
+    def decode(self, string_bin: bytes) -> Any:
+        return self.spec.decode(bytes(string_bin))
+
+    def __len__(self) -> int:
+        return self.spec.size
+
+
+class _BusErrorWatch(can.Listener):
+    """Records a failing bus (the Notifier reports reader-thread exceptions to on_error)."""
+
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+
+    def on_message_received(self, msg: can.Message) -> None:
+        pass
+
+    def on_error(self, exc: Exception) -> None:
+        self.error = exc
+
+
+class _Capture(can.Listener):
+    """Bus capture shared by the listener thread (received) and the UDS thread (transmitted).
+
+    Frames are written on one channel: python-can's writers parse a channel *number* out of the
+    interface's channel name ("vs02-3f..." would overflow BLF's 16-bit field).
+    """
+
+    def __init__(self, writer: can.Listener) -> None:
+        self._writer = writer
+        self._lock = threading.Lock()
+
+    def record(self, msg: can.Message, *, transmitted: bool = False) -> None:
+        recorded = copy.copy(msg)
+        recorded.channel = None
+        if transmitted:
+            recorded.is_rx = False
+            recorded.timestamp = recorded.timestamp or time.time()
+        with self._lock:
+            self._writer.on_message_received(recorded)
+
+    def on_message_received(self, msg: can.Message) -> None:
+        self.record(msg)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._writer.stop()
+
+
+class Vs02Adapter:
+    """BMS broadcast snapshot + UDS client over one CAN bus."""
+
+    def __init__(
+        self,
+        config: CanConfig,
+        *,
+        name: str = "adapter",
+        seedkey: SeedKeyAlgorithm | None = None,
+        log_path: Path | None = None,
+        stale_after_s: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+        uds_map: UdsMap | None = None,
+        p2_timeout_s: float = 1.0,
+        p2_star_timeout_s: float = 5.0,  # battery.md §6.2: P2* 5000 ms
+    ) -> None:
+        if log_path is not None and Path(log_path).suffix.lower() not in (".blf", ".asc"):
+            raise ConfigError(f"bus capture {log_path}: use a .blf or .asc file", field="log_path")
+        self.config = config
+        self.name = name
+        self.seedkey = seedkey
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.stale_after_s = stale_after_s
+        self.clock = clock
+        self.uds_map = uds_map or default_uds_map()
+        self.p2_timeout_s = p2_timeout_s
+        self.p2_star_timeout_s = p2_star_timeout_s
+        self.broadcast = BroadcastState(clock)
+        self._bus: can.BusABC | None = None
+        self._notifier: can.Notifier | None = None
+        self._capture: _Capture | None = None
+        self._stack: isotp.NotifierBasedCanStack | None = None
+        self._client: Client | None = None
+        self._errors = _BusErrorWatch()
+        self._error_state: str | None = None
+        self._uds_lock = threading.Lock()
+
+    # --- life cycle --------------------------------------------------------------------------
+    def open(self) -> None:
+        cfg = self.config
+        try:
+            self._bus = can.Bus(
+                interface=cfg.interface, channel=cfg.channel, bitrate=cfg.bitrate, **cfg.extra
+            )
+        except (can.CanError, OSError, ValueError) as exc:
+            raise InstrumentError(self.name, f"open {cfg.interface}:{cfg.channel}", str(exc)) from exc
+        listeners: list[can.Listener] = [self._errors]
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._capture = _Capture(can.Logger(self.log_path))
+            listeners.append(self._capture)
+            if not cfg.extra.get("receive_own_messages"):
+                self._capture_transmitted(self._bus, self._capture)
+        self._notifier = can.Notifier(self._bus, [*listeners, self._on_frame], timeout=0.05)
+        address = isotp.Address(isotp.AddressingMode.Normal_11bits, txid=cfg.request_id, rxid=cfg.response_id)
+        self._stack = isotp.NotifierBasedCanStack(
+            self._bus, self._notifier, address=address, params=self.uds_map.isotp_params()
+        )
+        connection = PythonIsoTpConnection(self._stack)
+        client_config = dict(udsoncan.configs.default_client_config)
+        client_config.update(
+            {
+                "data_identifiers": {d.id: _MapCodec(d) for d in self.uds_map.dids},
+                "p2_timeout": self.p2_timeout_s,
+                "p2_star_timeout": self.p2_star_timeout_s,
+                "request_timeout": 2 * self.p2_star_timeout_s,
+                # the server's 0x10 timing (P2 50 ms) is too tight for a shared test PC
+                "use_server_timing": False,
+                "extended_data_size": fields_size(self.uds_map.dtc_extended_data.fields),
+            }
+        )
+        self._client = Client(connection, config=cast(Any, client_config))
+        self._client.open()
+
+    @staticmethod
+    def _capture_transmitted(bus: can.BusABC, capture: _Capture) -> None:
+        """Record our own transmissions (UDS requests) too: most interfaces do not echo them back,
+        and a capture without the requests cannot be replayed or audited."""
+        send = bus.send
+
+        def send_and_record(msg: can.Message, timeout: float | None = None) -> None:
+            send(msg, timeout)
+            capture.record(msg, transmitted=True)
+
+        bus.send = send_and_record  # type: ignore[method-assign]
+
+    def close(self) -> None:
+        """Stop the listener and the UDS client; flush the bus capture. Never raises."""
+        if self._client is not None:
+            with suppress(Exception):
+                self._client.close()
+            self._client = None
+        if self._notifier is not None:
+            self._notifier.stop(timeout=1)  # also stops (flushes, closes) the capture listener
+            self._notifier = None
+        self._capture = None
+        if self._bus is not None:
+            self._bus.shutdown()
+            self._bus = None
+
+    def __enter__(self) -> Vs02Adapter:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- broadcast -----------------------------------------------------------------------------
+    def _on_frame(self, msg: can.Message) -> None:
+        if msg.is_error_frame:
+            self._track_error_frame(msg)
+        elif not msg.is_remote_frame:
+            self.broadcast.update(msg.arbitration_id, msg.data, msg.is_extended_id)
+
+    def _track_error_frame(self, msg: can.Message) -> None:
+        error_class = msg.arbitration_id
+        if error_class & _CAN_ERR_BUSOFF:
+            self._error_state = "bus_off"
+        elif error_class & _CAN_ERR_RESTARTED:
+            self._error_state = "active"
+        elif error_class & _CAN_ERR_CRTL and len(msg.data) > 1 and msg.data[1] & _CAN_ERR_CRTL_PASSIVE:
+            self._error_state = "passive"
+
+    @property
+    def frames_received(self) -> int:
+        """Broadcast frames decoded so far (frames not in the DBC are not counted)."""
+        return self.broadcast.frames_received
+
+    def wait_frames(self, count: int, timeout_s: float = 1.0) -> bool:
+        """Block until ``frames_received >= count`` (lockstep helper); False on time-out (wall clock)."""
+        cond = self.broadcast.frames_received_changed
+        with cond:
+            return cond.wait_for(lambda: self.broadcast.frames_received >= count, timeout=timeout_s)
+
+    def snapshot(self) -> BmsSnapshot:
+        return self.broadcast.snapshot()
+
+    def age_s(self, message: str) -> float:
+        """Seconds (of ``clock``) since ``message`` (DBC name) was last received; inf if never."""
+        return self.broadcast.age_s(message)
+
+    def stale(self, messages: Iterable[str] | None = None) -> list[str]:
+        """Messages older than ``stale_after_s`` (all DBC messages when ``messages`` is None)."""
+        return self.broadcast.stale(messages, self.stale_after_s)
+
+    def bus_state(self) -> str:
+        """"active" | "passive" | "bus_off" | "unknown".
+
+        Error frames (SocketCAN encoding) win; then the interface's own ``state`` where it overrides
+        python-can's default; otherwise "active" while broadcast frames keep arriving.
+        """
+        if self._errors.error is not None:
+            return "bus_off"
+        if self._error_state is not None:
+            return self._error_state
+        bus = self._bus
+        if bus is not None and type(bus).state is not can.BusABC.state:
+            try:
+                state = bus.state
+            except (NotImplementedError, can.CanError):
+                state = None
+            if state is not None:
+                return _BUS_STATES[state]
+        if bus is not None and self.broadcast.stale(None, self.stale_after_s) != self.broadcast.message_names:
+            return "active"
+        return "unknown"
+
+    # --- UDS ---------------------------------------------------------------------------------------
+    @contextmanager
+    def _uds(self, operation: str) -> Iterator[Client]:
+        if self._client is None:
+            raise InstrumentError(self.name, operation, "adapter is not open")
+        if self._errors.error is not None:
+            raise ConnectionLost(self.name, operation, f"CAN bus failed: {self._errors.error}")
+        with self._uds_lock:
+            try:
+                yield self._client
+            except uds_exc.NegativeResponseException as exc:
+                code = int(exc.response.code or 0)
+                hint = NRC_HINTS.get(code, "")
+                name = exc.response.code_name + (f": {hint}" if hint else "")
+                raise NegativeResponse(self.name, operation, code, name) from exc
+            except uds_exc.TimeoutException as exc:
+                raise InstrumentTimeout(self.name, operation, f"no UDS response ({exc})") from exc
+            except (uds_exc.InvalidResponseException, uds_exc.UnexpectedResponseException, ValueError) as exc:
+                raise ProtocolError(self.name, operation, str(exc)) from exc
+            except (can.CanError, OSError) as exc:
+                raise ConnectionLost(self.name, operation, str(exc)) from exc
+
+    def session(self, kind: Literal["default", "extended", "programming"] | str) -> None:
+        if kind not in SESSION_CODES:
+            raise ConfigError(f"unknown session {kind!r}; use one of {sorted(SESSION_CODES)}")
+        with self._uds(f"DiagnosticSessionControl {kind}") as client:
+            client.change_session(SESSION_CODES[kind])
+
+    def unlock(self, level: int = 1) -> None:
+        """SecurityAccess: request the seed at odd ``level``, send the key at ``level + 1``."""
+        if self.seedkey is None:
+            raise ConfigError("no seed-to-key algorithm configured (adapter.seedkey)")
+        with self._uds(f"SecurityAccess requestSeed 0x{level:02X}") as client:
+            seed = bytes(_data(client.request_seed(level)).seed)
+        if not any(seed):
+            return  # all-zero seed: already unlocked (ISO 14229-1)
+        key = self.seedkey.key(level, seed)
+        with self._uds(f"SecurityAccess sendKey 0x{level + 1:02X}") as client:
+            client.send_key(level + 1, key)
+
+    def tester_present(self) -> None:
+        with self._uds("TesterPresent") as client:
+            client.tester_present()
+
+    def read_did(self, name_or_id: str | int) -> Any:
+        spec = self._did(name_or_id)
+        return self.read_dids([spec.id])[spec.name]
+
+    def read_dids(self, names: Iterable[str | int]) -> dict[str, Any]:
+        """Read several DIDs in ONE request; returns {map name: decoded value}."""
+        specs = [self._did(n) for n in names]
+        ids = ", ".join(f"0x{s.id:04X}" for s in specs)
+        with self._uds(f"ReadDataByIdentifier {ids}") as client:
+            response = client.read_data_by_identifier([s.id for s in specs])
+        values = _data(response).values
+        return {s.name: values[s.id] for s in specs}
+
+    def write_did(self, name_or_id: str | int, value: Any) -> None:
+        spec = self._did(name_or_id)
+        with self._uds(f"WriteDataByIdentifier 0x{spec.id:04X}") as client:
+            client.write_data_by_identifier(spec.id, value)
+
+    def read_identity(self) -> dict[str, str]:
+        """Serial 0xF18C, SW 0xF195, HW 0xF193, manufacturing date 0xF18B (battery.md §6.2)."""
+        values = self.read_dids(["serial", "sw_version", "hw_version", "manufacturing_date"])
+        return {k: str(v) for k, v in values.items()}
+
+    def read_dtcs(self, status_mask: int = 0xFF) -> list[DtcRecord]:
+        """DTCs matching ``status_mask`` with their extended data (count, first/last time) and snapshot."""
+        with self._uds(f"ReadDTCInformation reportDTCByStatusMask 0x{status_mask:02X}") as client:
+            found = _data(client.get_dtc_by_status_mask(status_mask)).dtcs
+        records = []
+        ext_spec = self.uds_map.dtc_extended_data
+        snap_spec = self.uds_map.dtc_snapshot
+        for dtc in found:
+            status = dtc.status.get_byte_as_int()
+            with self._uds(f"ReadDTCInformation extended data 0x{dtc.id:06X}") as client:
+                ext = _data(client.get_dtc_extended_data_by_dtc_number(dtc.id, ext_spec.record)).dtcs[0]
+            with self._uds(f"ReadDTCInformation snapshot 0x{dtc.id:06X}") as client:
+                snap = _data(client.get_dtc_snapshot_by_dtc_number(dtc.id, snap_spec.record)).dtcs[0]
+            extended: dict[str, Any] = {}
+            if ext.extended_data:
+                extended = decode_fields(ext_spec.fields, bytes(ext.extended_data[0].raw_data))
+            snapshot = snap.snapshots[0].data if snap.snapshots else None
+            records.append(
+                DtcRecord(
+                    code=dtc.id,
+                    name=self.uds_map.dtc_name(dtc.id),
+                    status=status,
+                    status_bits=self.uds_map.status_names(status),
+                    occurrences=extended.get("occurrences"),
+                    first_epoch=extended.get("first_epoch"),
+                    last_epoch=extended.get("last_epoch"),
+                    snapshot=snapshot,
+                )
+            )
+        return records
+
+    def clear_dtcs(self, group: int = 0xFFFFFF) -> None:
+        with self._uds(f"ClearDiagnosticInformation 0x{group:06X}") as client:
+            client.clear_dtc(group)
+
+    def ecu_reset(self, kind: Literal["hard", "key_off_on", "soft"] | str = "hard") -> None:
+        if kind not in RESET_CODES:
+            raise ConfigError(f"unknown reset {kind!r}; use one of {sorted(RESET_CODES)}")
+        with self._uds(f"ECUReset {kind}") as client:
+            client.ecu_reset(RESET_CODES[kind])
+
+    def routine(
+        self,
+        name_or_id: str | int,
+        action: Literal["start", "stop", "results"] | str,
+        option: bytes | Mapping[str, Any] = b"",
+    ) -> RoutineResult:
+        """RoutineControl; NRC 0x78 (response pending) is waited out up to P2* (battery.md §6.2).
+
+        ``option`` is raw bytes or a mapping encoded with the routine's option fields from the map.
+        """
+        try:
+            spec = self.uds_map.routine(name_or_id)
+        except KeyError as exc:
+            raise ConfigError(str(exc.args[0])) from None
+        if action not in ROUTINE_ACTIONS:
+            raise ConfigError(f"unknown routine action {action!r}; use one of {sorted(ROUTINE_ACTIONS)}")
+        if isinstance(option, Mapping):
+            option = b"".join(f.encode(option[f.name]) for f in spec.option)
+        with self._uds(f"RoutineControl {action} 0x{spec.id:04X}") as client:
+            response = client.routine_control(spec.id, ROUTINE_ACTIONS[action], bytes(option) or None)
+        raw = bytes(_data(response).routine_status_record or b"")
+        status = self.uds_map.routine_status.get(raw[0], f"0x{raw[0]:02X}") if raw else None
+        payload = raw[1:]
+        values: dict[str, Any] = {}
+        if spec.results and len(payload) == fields_size(spec.results):
+            values = decode_fields(spec.results, payload)
+        return RoutineResult(spec.name, spec.id, action, status, values, raw)
+
+    def _did(self, name_or_id: str | int) -> DidSpec:
+        try:
+            return self.uds_map.did(name_or_id)
+        except KeyError as exc:
+            raise ConfigError(str(exc.args[0])) from None

@@ -1,0 +1,196 @@
+"""Decoding the VS02 broadcast into a typed, time-stamped snapshot.
+
+:class:`BroadcastState` is the hot path (every frame on the bus goes through :meth:`BroadcastState.update`):
+it only decodes the frame with cantools and keeps the latest signals per message with the time
+they arrived. :meth:`BroadcastState.snapshot` builds the typed :class:`BmsSnapshot` on demand.
+
+Sign convention: the DBC's ``PackCurrent`` is positive for charge (battery.md §6.1), the same as
+the bench's, so no conversion is needed; a DBC with the opposite convention would be converted here.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import cantools
+
+from drivers.vs02_dbc import ALARM_ACTIVE, ALARM_SIGNALS, CONDITION_NAMES, load_dbc
+
+CURRENT_SIGN = +1  # DBC PackCurrent: + = charge (battery.md §6.1); bench: + = charge
+
+# Snapshot field -> DBC message that carries it (for per-value timestamps).
+FIELD_MESSAGE: dict[str, str] = {
+    "limits": "BMS_Limits",
+    "soc_pct": "BMS_SocSoh",
+    "soh_pct": "BMS_SocSoh",
+    "pack_voltage_v": "BMS_PackStatus",
+    "current_a": "BMS_PackStatus",
+    "pack_temperature_c": "BMS_PackStatus",
+    "alarms": "BMS_AlarmsWarnings",
+    "warnings": "BMS_AlarmsWarnings",
+    "manufacturer": "BMS_Manufacturer",
+    "installed_capacity_ah": "BMS_BatteryInfo",
+    "cycle_count": "BMS_BatteryInfo",
+    "cell_voltages_v": "BMS_CellVoltages1",  # and BMS_CellVoltages2: the older of the two is reported
+    "temperatures_c": "BMS_CellTemperatures",  # enclosure from BMS_Status
+    "cell_v_min": "BMS_CellStats",
+    "cell_v_max": "BMS_CellStats",
+    "divergence_v": "BMS_CellStats",
+    "balancing_cells": "BMS_CellStats",
+    "contactor_closed": "BMS_Status",
+    "divergence_condition": "BMS_Status",
+    "flags": "BMS_Status",
+    "message_counter": "BMS_Status",
+    "uptime_s": "BMS_Status",
+}
+_MULTI_MESSAGE_FIELDS = {
+    "cell_voltages_v": ("BMS_CellVoltages1", "BMS_CellVoltages2"),
+    "temperatures_c": ("BMS_CellTemperatures", "BMS_Status"),
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Inverter limits from 0x351."""
+
+    charge_voltage_v: float
+    charge_current_a: float
+    discharge_current_a: float
+    discharge_voltage_v: float
+
+
+@dataclass(frozen=True)
+class BmsSnapshot:
+    """Latest broadcast values; ``None`` where the carrying message was never received.
+
+    ``timestamps`` maps each DBC message name to the clock time it was last received;
+    :meth:`timestamp` gives it per field, :meth:`age_s` per message relative to ``taken_at``.
+    """
+
+    taken_at: float
+    soc_pct: float | None = None
+    soh_pct: float | None = None
+    pack_voltage_v: float | None = None
+    current_a: float | None = None
+    pack_temperature_c: float | None = None
+    temperatures_c: list[float] | None = None  # 8 cells + enclosure
+    cell_voltages_v: list[float] | None = None
+    cell_v_min: float | None = None
+    cell_v_max: float | None = None
+    divergence_v: float | None = None
+    divergence_condition: str | None = None
+    balancing_cells: int | None = None
+    contactor_closed: bool | None = None
+    flags: int | None = None
+    limits: Limits | None = None
+    alarms: list[str] | None = None
+    warnings: list[str] | None = None
+    manufacturer: str | None = None
+    installed_capacity_ah: float | None = None
+    cycle_count: int | None = None
+    message_counter: int | None = None
+    uptime_s: int | None = None
+    timestamps: dict[str, float] = field(default_factory=dict)
+
+    def timestamp(self, field_name: str) -> float | None:
+        """When the value of ``field_name`` was received (the oldest of its messages)."""
+        names = _MULTI_MESSAGE_FIELDS.get(field_name, (FIELD_MESSAGE[field_name],))
+        stamps = [self.timestamps.get(n) for n in names]
+        return None if any(s is None for s in stamps) else min(s for s in stamps if s is not None)
+
+    def age_s(self, message: str) -> float:
+        stamp = self.timestamps.get(message)
+        return math.inf if stamp is None else self.taken_at - stamp
+
+
+class BroadcastState:
+    """Latest decoded signals per broadcast message, fed by a python-can listener thread."""
+
+    def __init__(self, clock: Callable[[], float], db: cantools.database.can.Database | None = None) -> None:
+        self.db = db or load_dbc()
+        self._clock = clock
+        self._by_id = {m.frame_id: m for m in self.db.messages}
+        self.message_names = [m.name for m in self.db.messages]
+        self._latest: dict[str, tuple[dict[str, Any], float]] = {}
+        self._lock = threading.Lock()
+        self.frames_received = 0
+        self.frames_received_changed = threading.Condition(self._lock)
+
+    def update(self, arbitration_id: int, data: bytes | bytearray, is_extended_id: bool = False) -> bool:
+        """Decode one frame; returns False for frames that are not in the DBC."""
+        message = None if is_extended_id else self._by_id.get(arbitration_id)
+        if message is None:
+            return False
+        signals = cast(dict[str, Any], message.decode(cast(bytes, data), decode_choices=False))
+        stamp = self._clock()
+        with self._lock:
+            self._latest[message.name] = (signals, stamp)
+            self.frames_received += 1
+            self.frames_received_changed.notify_all()
+        return True
+
+    def age_s(self, message: str) -> float:
+        with self._lock:
+            entry = self._latest.get(message)
+        return math.inf if entry is None else self._clock() - entry[1]
+
+    def stale(self, messages: Iterable[str] | None, stale_after_s: float) -> list[str]:
+        return [m for m in (messages or self.message_names) if self.age_s(m) > stale_after_s]
+
+    def snapshot(self) -> BmsSnapshot:
+        with self._lock:
+            latest = dict(self._latest)
+        s = {name: sig for name, (sig, _) in latest.items()}
+        values: dict[str, Any] = {"timestamps": {name: t for name, (_, t) in latest.items()}}
+        if "BMS_Limits" in s:
+            m = s["BMS_Limits"]
+            values["limits"] = Limits(
+                m["ChargeVoltageLimit"],
+                m["ChargeCurrentLimit"],
+                m["DischargeCurrentLimit"],
+                m["DischargeVoltageLimit"],
+            )
+        if "BMS_SocSoh" in s:
+            values["soc_pct"] = s["BMS_SocSoh"]["StateOfChargeHiRes"]
+            values["soh_pct"] = float(s["BMS_SocSoh"]["StateOfHealth"])
+        if "BMS_PackStatus" in s:
+            m = s["BMS_PackStatus"]
+            values["pack_voltage_v"] = m["PackVoltage"]
+            values["current_a"] = CURRENT_SIGN * m["PackCurrent"]
+            values["pack_temperature_c"] = m["PackTemperature"]
+        if "BMS_AlarmsWarnings" in s:
+            m = s["BMS_AlarmsWarnings"]
+            values["alarms"] = [n for n in ALARM_SIGNALS if m[f"Alarm{n}"] == ALARM_ACTIVE]
+            values["warnings"] = [n for n in ALARM_SIGNALS if m[f"Warning{n}"] == ALARM_ACTIVE]
+        if "BMS_Manufacturer" in s:
+            raw = int(s["BMS_Manufacturer"]["ManufacturerName"]).to_bytes(8, "little")
+            values["manufacturer"] = raw.decode("ascii", "replace").rstrip(" \0")
+        if "BMS_BatteryInfo" in s:
+            values["installed_capacity_ah"] = s["BMS_BatteryInfo"]["InstalledCapacity"]
+            values["cycle_count"] = int(s["BMS_BatteryInfo"]["CycleCount"])
+        if "BMS_CellVoltages1" in s and "BMS_CellVoltages2" in s:
+            cells = {**s["BMS_CellVoltages1"], **s["BMS_CellVoltages2"]}
+            values["cell_voltages_v"] = [cells[f"Cell{i}Voltage"] for i in range(1, 9)]
+        if "BMS_CellStats" in s:
+            m = s["BMS_CellStats"]
+            values["cell_v_min"] = m["CellVoltageMin"]
+            values["cell_v_max"] = m["CellVoltageMax"]
+            values["divergence_v"] = m["CellDivergence"]
+            values["balancing_cells"] = int(m["BalancingCells"])
+        if "BMS_Status" in s:
+            m = s["BMS_Status"]
+            values["contactor_closed"] = bool(m["ContactorClosed"])
+            values["divergence_condition"] = CONDITION_NAMES.get(int(m["DivergenceCondition"]), "unknown")
+            values["flags"] = int(m["GaugeFlags"])
+            values["message_counter"] = int(m["MessageCounter"])
+            values["uptime_s"] = int(m["UptimeSeconds"])
+            if "BMS_CellTemperatures" in s:
+                temps = s["BMS_CellTemperatures"]
+                values["temperatures_c"] = [temps[f"Cell{i}Temperature"] for i in range(1, 9)] + [
+                    m["EnclosureTemperature"]
+                ]
+        return BmsSnapshot(taken_at=self._clock(), **values)

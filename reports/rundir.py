@@ -1,0 +1,136 @@
+"""Reading a run folder: ``record.json``, ``samples.csv`` and the raw files next to them."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydantic import ValidationError
+
+from bench.errors import InputError
+from bench.record import SAMPLE_COLUMNS, RunRecord
+
+RECORD_FILE = "record.json"
+SAMPLES_FILE = "samples.csv"
+#: Raw data files whose SHA-256 the report lists when present (besides those in ``record.files``).
+RAW_FILES = ("record.json", "samples.csv", "can.blf", "events.jsonl")
+_BOOL_TEXT = {"true": 1.0, "false": 0.0, "": float("nan")}
+
+
+@dataclass
+class Samples:
+    """Columns of ``samples.csv``: floats (NaN where empty) except ``step``, the step ids."""
+
+    columns: dict[str, np.ndarray]
+    steps: list[str]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+
+@dataclass
+class FileDigest:
+    name: str
+    sha256: str
+    bytes: int
+    recorded_sha256: str | None = None
+
+    @property
+    def matches_record(self) -> bool | None:
+        return None if self.recorded_sha256 is None else self.recorded_sha256 == self.sha256
+
+
+@dataclass
+class RunData:
+    path: Path
+    record: RunRecord
+    samples: Samples
+    files: list[FileDigest] = field(default_factory=list)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_record(run_dir: Path) -> RunRecord:
+    path = run_dir / RECORD_FILE
+    if not path.is_file():
+        raise InputError(f"no {RECORD_FILE} in run folder", file=str(run_dir))
+    try:
+        return RunRecord.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise InputError(f"invalid run record: {exc}", file=str(path)) from exc
+
+
+def load_samples(path: Path) -> Samples:
+    """Read ``samples.csv``; a torn last line (a crash mid-write) is dropped, not an error."""
+    if not path.is_file():
+        return Samples({name: np.empty(0) for name in SAMPLE_COLUMNS if name != "step"}, [])
+    with path.open(newline="") as stream:
+        reader = csv.reader(stream)
+        header = next(reader, None)
+        if header is None:
+            return Samples({name: np.empty(0) for name in SAMPLE_COLUMNS if name != "step"}, [])
+        width = len(header)
+        rows = [row for row in reader if len(row) == width]
+    if not rows:
+        return Samples({name: np.empty(0) for name in header if name != "step"}, [])
+    by_column = list(zip(*rows, strict=True))
+    columns: dict[str, np.ndarray] = {}
+    steps: list[str] = []
+    for name, values in zip(header, by_column, strict=True):
+        if name == "step":
+            steps = list(values)
+        else:
+            columns[name] = _floats(values)
+    if not steps:
+        steps = [""] * len(rows)
+    # Drop rows whose time did not parse (a torn line that still had the right comma count).
+    keep = ~np.isnan(columns["t_s"])
+    if not keep.all():
+        columns = {name: values[keep] for name, values in columns.items()}
+        steps = [step for step, kept in zip(steps, keep, strict=True) if kept]
+    return Samples(columns, steps)
+
+
+def _floats(values: tuple[str, ...]) -> np.ndarray:
+    try:
+        return np.array(values, dtype=float)
+    except ValueError:
+        return np.array([_BOOL_TEXT.get(v.strip().lower()) if not _is_number(v) else float(v)
+                         for v in values], dtype=float)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def digest_files(run_dir: Path, record: RunRecord) -> list[FileDigest]:
+    """SHA-256 of every raw file of the run, next to the digest the record holds (if any)."""
+    recorded = {f.name: f.sha256 for f in record.files}
+    names = list(dict.fromkeys([*recorded, *RAW_FILES]))
+    digests = []
+    for name in names:
+        path = run_dir / name
+        if path.is_file():
+            digests.append(FileDigest(name, sha256_file(path), path.stat().st_size, recorded.get(name)))
+    return digests
+
+
+def load_run(run_dir: Path) -> RunData:
+    record = load_record(run_dir)
+    return RunData(run_dir, record, load_samples(run_dir / SAMPLES_FILE), digest_files(run_dir, record))

@@ -1,0 +1,215 @@
+"""The simulated adapter: DBC broadcast encoding and the UDS server, seen from a raw ISO-TP tester."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import can
+import pytest
+from isotp import Address, AddressingMode, NotifierBasedCanStack
+
+from bench.sim.can_adapter import CAN_ERR_BUSOFF, SimAdapter
+from drivers.uds_map import default_uds_map
+from drivers.vs02_dbc import load_dbc
+from tests.bench.sim.bms_standin import StandinBms
+
+
+class UdsTester:
+    """Raw UDS requests over ISO-TP on its own virtual-bus node."""
+
+    def __init__(self, channel: str) -> None:
+        self.bus = can.Bus(interface="virtual", channel=channel)
+        self.frames = can.BufferedReader()
+        self.notifier = can.Notifier(self.bus, [self.frames], timeout=0.05)
+        address = Address(AddressingMode.Normal_11bits, txid=0x7E4, rxid=0x7EC)
+        self.stack = NotifierBasedCanStack(self.bus, self.notifier, address=address,
+                                           params=default_uds_map().isotp_params())
+        self.stack.start()
+
+    def request(self, payload: bytes, timeout: float = 1.0) -> bytes | None:
+        self.stack.send(payload)
+        answer = self.stack.recv(block=True, timeout=timeout)
+        return None if answer is None else bytes(answer)
+
+    def close(self) -> None:
+        self.stack.stop()
+        self.notifier.stop()
+        self.bus.shutdown()
+
+
+@pytest.fixture
+def rig():
+    channel = f"sim-{uuid.uuid4().hex}"
+    bms = StandinBms()
+    bus = can.Bus(interface="virtual", channel=channel)
+    sim = SimAdapter(bms, bus, lock=threading.RLock())
+    tester = UdsTester(channel)
+    sim.start_uds()
+    yield bms, sim, tester
+    tester.close()
+    sim.close()
+    bus.shutdown()
+
+
+def drain(reader: can.BufferedReader, wait_s: float = 0.3) -> list[can.Message]:
+    out, deadline = [], time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        msg = reader.get_message(timeout=0.02)
+        if msg is not None:
+            out.append(msg)
+    return out
+
+
+def test_dbc_pack_status_example_from_battery_md():
+    # battery.md §6.1: 26.40 V, -50.0 A, 25.0 degC -> 2640, -500, 250 little-endian
+    db = load_dbc()
+    decoded = db.decode_message(0x356, bytes.fromhex("500A0CFEFA00"))
+    assert decoded == {"PackVoltage": pytest.approx(26.40), "PackCurrent": pytest.approx(-50.0),
+                       "PackTemperature": pytest.approx(25.0)}
+    limits = db.decode_message(0x351, bytes.fromhex("1C01E803D007E000"))  # §6.1 example payloads
+    assert limits["ChargeVoltageLimit"] == pytest.approx(28.4)
+    assert limits["DischargeCurrentLimit"] == pytest.approx(200.0)
+
+
+def test_broadcast_frames_encode_the_bms_state(rig):
+    bms, sim, tester = rig
+    assert sim.emit_due(0.0) == 11
+    frames = {m.arbitration_id: m for m in drain(tester.frames)}
+    db = load_dbc()
+    pack = db.decode_message(0x356, frames[0x356].data)
+    assert pack["PackVoltage"] == pytest.approx(bms.pack_voltage_v, abs=0.005)
+    assert pack["PackTemperature"] == pytest.approx(max(bms.temperatures_c[:8]), abs=0.05)
+    limits = db.decode_message(0x351, frames[0x351].data)
+    assert bytes(frames[0x351].data) == bytes.fromhex("1C01E803D007E000")  # §6.1 worked example
+    assert limits["ChargeCurrentLimit"] == pytest.approx(100.0)
+    stats = db.decode_message(0x403, frames[0x403].data)
+    assert stats["CellMaxIndex"] == 7 and stats["CellVoltageMax"] == pytest.approx(3.351)
+    alarms = db.decode_message(0x35A, frames[0x35A].data)
+    assert alarms["AlarmCellImbalance"] == 1 and alarms["AlarmGeneral"] == 2  # 01 active, 10 OK
+    assert bytes(frames[0x35E].data) == b"VETHY   "
+
+
+def test_out_of_range_values_saturate_instead_of_failing(rig):
+    bms, sim, tester = rig
+    bms.temperatures_c = [-60.0] * 8 + [200.0]
+    assert sim.emit_due(0.0) == 11
+    frames = {m.arbitration_id: m for m in drain(tester.frames)}
+    temps = load_dbc().decode_message(0x402, frames[0x402].data)
+    assert temps["Cell1Temperature"] == pytest.approx(-40.0)
+
+
+def test_read_multiple_dids_in_one_request(rig):
+    bms, _sim, tester = rig
+    answer = tester.request(bytes.fromhex("22F18C0112"))
+    uds = default_uds_map()
+    assert answer[:3] == bytes.fromhex("62F18C")
+    serial = uds.did("serial")
+    assert serial.decode(answer[3 : 3 + serial.size]) == bms.serial
+    rest = answer[3 + serial.size :]
+    assert rest[:2] == bytes.fromhex("0112") and uds.did("soc").decode(rest[2:]) == pytest.approx(63.27)
+
+
+@pytest.mark.parametrize(
+    "request_hex, nrc",
+    [
+        ("22F1", 0x13),  # incomplete DID
+        ("221234", 0x31),  # unknown DID
+        ("1004", 0x12),  # unknown session
+        ("3101FFFF", 0x31),  # unknown routine
+        ("2E011600C8", 0x31),  # cycle count is not writable
+        ("2E0115000186A0", 0x7F),  # write needs the extended session
+        ("85", 0x11),  # service not supported
+        ("1909", 0x12),  # sub-function not supported
+        ("1906123456 01".replace(" ", ""), 0x31),  # unknown DTC
+        ("2702AABBCCDD", 0x24),  # key without a seed
+    ],
+)
+def test_negative_responses(rig, request_hex, nrc):
+    _bms, _sim, tester = rig
+    request = bytes.fromhex(request_hex)
+    assert tester.request(request) == bytes([0x7F, request[0], nrc])
+
+
+def test_security_then_write_and_long_routine(rig):
+    bms, _sim, tester = rig
+    from bench.sim.bms_security import key_for_seed
+
+    assert tester.request(bytes.fromhex("1003"))[:2] == bytes.fromhex("5003")
+    seed = tester.request(bytes.fromhex("2701"))[2:]
+    assert tester.request(bytes.fromhex("2702") + key_for_seed(b"VS02-SIM-SECRET", seed)) == b"\x67\x02"
+    assert tester.request(bytes.fromhex("2E0115") + (150_000).to_bytes(4, "big")) == bytes.fromhex("6E0115")
+    assert bms.design_capacity_ah == pytest.approx(150.0)
+    tester.stack.send(bytes.fromhex("31010202"))
+    assert bytes(tester.stack.recv(block=True, timeout=1.0)) == bytes.fromhex("7F3178")  # pending first
+    final = tester.stack.recv(block=True, timeout=2.0)
+    assert bytes(final) == bytes.fromhex("7101020200")
+
+
+def test_dtc_services(rig):
+    bms, _sim, tester = rig
+    assert tester.request(bytes.fromhex("190108")) == bytes.fromhex("5901FF010002")
+    listing = tester.request(bytes.fromhex("190201"))
+    assert listing == bytes.fromhex("5902FF") + bytes.fromhex("91200109")
+    ext = tester.request(bytes.fromhex("1906911002") + b"\x01")
+    assert ext[:7] == bytes.fromhex("590691100228") + b"\x01"
+    assert int.from_bytes(ext[7:9], "big") == 3  # occurrences
+    assert int.from_bytes(ext[9:13], "big") == int(bms.dtcs[0].first_epoch)
+    snap = tester.request(bytes.fromhex("1904911002") + b"\x01")
+    values = default_uds_map().did("dtc_snapshot").decode(snap[10:])
+    assert values["vmin"] == pytest.approx(2.49) and values["current"] == pytest.approx(-38.2)
+    assert tester.request(bytes.fromhex("14FFFFFF")) == b"\x54"
+    assert bms.dtcs == []
+
+
+def test_suppressed_positive_response_and_silence(rig):
+    _bms, sim, tester = rig
+    assert tester.request(bytes.fromhex("3E80"), timeout=0.3) is None
+    assert tester.request(bytes.fromhex("3E00")) == bytes.fromhex("7E00")
+    sim.emit_due(0.0)
+    sim.silence(5.0)
+    assert tester.request(bytes.fromhex("3E00"), timeout=0.3) is None
+    sim.emit_due(5.0)
+    assert tester.request(bytes.fromhex("3E00")) == bytes.fromhex("7E00")
+
+
+def test_bus_off_sends_error_frame_and_mutes(rig):
+    _bms, sim, tester = rig
+    sim.emit_due(0.0)
+    drain(tester.frames, 0.1)
+    sim.bus_off(3.0)
+    errors = [m for m in drain(tester.frames, 0.2) if m.is_error_frame]
+    assert errors and errors[0].arbitration_id & CAN_ERR_BUSOFF
+    assert sim.emit_due(1.0) == 0 and sim.emit_due(2.0) == 0
+    assert sim.emit_due(3.0) == 11
+
+
+def test_real_bms_model_through_the_adapter():
+    """The firmware model (bench.sim.bms) behind the adapter, read with the driver."""
+    import random
+
+    bms_module = pytest.importorskip("bench.sim.bms")
+    pack_module = pytest.importorskip("bench.sim.pack")
+    scenario_module = pytest.importorskip("bench.sim.scenario")
+    from drivers.vs02_adapter import CanConfig, Vs02Adapter
+
+    scenario = scenario_module.load_scenario("healthy")
+    pack = pack_module.Pack(scenario.pack_params())
+    bms = bms_module.BmsModel(pack, scenario.bms, random.Random(1), 1_780_000_000.0)
+    bms.advance(1.0, 0.0)
+    channel = f"real-{uuid.uuid4().hex}"
+    bus = can.Bus(interface="virtual", channel=channel)
+    sim = SimAdapter(bms, bus, lock=threading.RLock())
+    sim.start_uds()
+    try:
+        with Vs02Adapter(CanConfig("virtual", channel)) as driver:
+            assert driver.read_identity()["serial"] == bms.serial
+            assert driver.wait_frames(sim.emit_due(0.0), 2.0)
+            snap = driver.snapshot()
+            assert snap.pack_voltage_v == pytest.approx(bms.pack_voltage_v, abs=0.005)
+            assert snap.soc_pct == pytest.approx(bms.soc_pct, abs=0.005)
+            assert driver.read_did("cell_voltages") == pytest.approx(bms.cell_voltages_v, abs=0.0005)
+    finally:
+        sim.close()
+        bus.shutdown()

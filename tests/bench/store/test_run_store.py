@@ -1,0 +1,190 @@
+"""RunStore against SQLite and a real PostgreSQL (same tests, both backends)."""
+
+from __future__ import annotations
+
+import csv
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from bench.errors import StoreError
+from bench.record import SAMPLE_COLUMNS, RunRecord
+from bench.store import RunStore, resolve_db_url
+from reports.synthetic import make_run_folder
+
+BATCH = 5  # the engine flushes about every 5 s of bench time, 1 sample per second
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunRecord, list[list[str]]]:
+    run_dir = make_run_folder(tmp_path_factory.mktemp("runs"), hours=0.3)
+    record = RunRecord.model_validate_json((run_dir / "record.json").read_text())
+    with (run_dir / "samples.csv").open() as stream:
+        rows = list(csv.reader(stream))[1:]
+    return record, rows
+
+
+@pytest.fixture
+def store(db_url: str):
+    run_store = RunStore(db_url)
+    run_store.migrate()
+    yield run_store
+    run_store.close()
+
+
+def _running(record: RunRecord, run_id: str, **changes) -> RunRecord:
+    """The record as the engine has it at the start: no steps, checks or verdict yet."""
+    return record.model_copy(update={"run_id": run_id, "verdict": "running", "steps": [], "checks": [],
+                                     "events": [], "ended_at": None, **changes})
+
+
+def _write_whole_run(store: RunStore, record: RunRecord, rows: list[list[str]], run_id: str) -> None:
+    """What the engine does: start, flush samples in batches while steps complete, finish."""
+    store.start_run(_running(record, run_id))
+    steps_done = 0
+    for start in range(0, len(rows), BATCH):
+        store.add_samples(run_id, rows[start : start + BATCH])
+        t_now = float(rows[min(start + BATCH, len(rows)) - 1][0])
+        done = [s for s in record.steps if s.end_s is not None and s.end_s <= t_now]
+        if len(done) != steps_done:
+            steps_done = len(done)
+            store.update_run(_running(record, run_id, steps=done))
+    store.finish_run(record.model_copy(update={"run_id": run_id}))
+
+
+def test_migrate_creates_every_table_and_is_repeatable(store: RunStore):
+    store.migrate()  # second time: nothing to do, no error
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"stations", "instruments", "packs", "runs", "run_instruments", "steps", "checks", "events",
+            "run_files", "samples", "alembic_version"} <= tables
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+
+
+def test_a_whole_run_round_trips(store: RunStore, synthetic_run):
+    record, rows = synthetic_run
+    _write_whole_run(store, record, rows, "run-a")
+
+    assert store.get_record("run-a") == record.model_copy(update={"run_id": "run-a"})
+    assert store.sample_count("run-a") == len(rows)
+    stored = store.sample_rows("run-a")
+    middle = len(rows) // 2
+    assert stored[middle][0] == pytest.approx(float(rows[middle][0]))
+    assert stored[middle][1] == rows[middle][1]  # step id stays text
+    cell5 = SAMPLE_COLUMNS.index("cell5_v")
+    assert stored[middle][cell5] == pytest.approx(float(rows[middle][cell5]))
+    [summary] = store.runs()
+    assert (summary.run_id, summary.verdict, summary.pack_serial) == (
+        "run-a", record.verdict, record.pack.serial)
+    with store.engine.connect() as conn:
+        counts = {t: conn.execute(text(f"SELECT count(*) FROM {t} WHERE run_id = 'run-a'")).scalar_one()
+                  for t in ("steps", "checks", "events", "run_files", "run_instruments")}
+    assert counts == {"steps": len(record.steps), "checks": len(record.checks), "events": len(record.events),
+                      "run_files": len(record.files), "run_instruments": len(record.instruments)}
+
+
+def test_repeated_calls_leave_a_consistent_resumable_row_set(store: RunStore, synthetic_run):
+    record, rows = synthetic_run
+    partial = _running(record, "run-r", steps=record.steps[:2], checks=record.checks[:1])
+    store.start_run(partial)
+    store.add_samples("run-r", rows[:100])
+    # the engine crashed after sending the next batch; on resume it re-sends the batch and the record
+    store.add_samples("run-r", rows[90:120])
+    store.start_run(partial)
+    store.update_run(partial)
+    assert store.sample_count("run-r") == 120
+    assert store.get_record("run-r") == partial
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM steps WHERE run_id = 'run-r'")).scalar_one() == 2
+    store.finish_run(record.model_copy(update={"run_id": "run-r"}))
+    assert store.get_record("run-r").steps == record.steps
+
+
+def test_history_filters_and_retest_count(store: RunStore, synthetic_run):
+    record, _ = synthetic_run
+    base = record.started_at
+    visits = [("v1", 0, "fail", 180.0), ("v2", 30, "pass", 176.0), ("v3", 60, "aborted", None)]
+    for run_id, days, verdict, capacity in visits:
+        checks = [] if capacity is None else [c for c in record.checks if c.id != "soh_pct"]
+        store.finish_run(record.model_copy(update={
+            "run_id": run_id, "started_at": base + timedelta(days=days), "verdict": verdict,
+            "reference_capacity_ah": capacity, "checks": checks}))
+    other_pack = record.pack.model_copy(update={"serial": "VS02P-OTHER"})
+    store.finish_run(record.model_copy(update={"run_id": "x1", "pack": other_pack,
+                                               "started_at": base + timedelta(days=90)}))
+
+    assert [r.run_id for r in store.runs()] == ["x1", "v3", "v2", "v1"]
+    assert [r.run_id for r in store.runs(serial=record.pack.serial)] == ["v3", "v2", "v1"]
+    assert [r.run_id for r in store.runs(verdict="pass")] == ["v2"]
+    window = store.runs(since=base + timedelta(days=10), until=base + timedelta(days=70))
+    assert [r.run_id for r in window] == ["v3", "v2"]
+    assert store.runs(station="no-such-station") == []
+    history = store.pack_history(record.pack.serial)
+    assert [v.run_id for v in history] == ["v1", "v2", "v3"]
+    assert [v.soh_pct for v in history] == [pytest.approx(90.0), pytest.approx(88.0), None]
+    divergence = next(c.value for c in record.checks if c.id == "divergence_end_of_charge")
+    assert history[0].divergence_v == pytest.approx(divergence)
+    assert store.retest_count(record.pack.serial, record.procedure.name) == 3
+    assert store.retest_count(record.pack.serial, "another-procedure") == 0
+
+
+def test_runs_written_concurrently_both_complete(db_url: str, synthetic_run):
+    """Two benches, same station/pack/instrument rows, writing at the same time."""
+    record, rows = synthetic_run
+    RunStore(db_url).migrate()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def bench(run_id: str) -> None:
+        store = RunStore(db_url)
+        try:
+            barrier.wait()
+            _write_whole_run(store, record, rows, run_id)
+        except BaseException as exc:  # reported below, with the thread's own error
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=bench, args=(name,)) for name in ("bench-1", "bench-2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    store = RunStore(db_url)
+    for run_id in ("bench-1", "bench-2"):
+        assert store.sample_count(run_id) == len(rows)
+        assert store.get_record(run_id).checks == record.checks
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM packs")).scalar_one() == 1
+        assert conn.execute(text("SELECT count(*) FROM instruments")).scalar_one() == len(record.instruments)
+    store.close()
+
+
+def test_finish_requires_a_verdict_and_rows_need_every_column(store: RunStore, synthetic_run):
+    record, rows = synthetic_run
+    with pytest.raises(StoreError, match="still 'running'"):
+        store.finish_run(_running(record, "run-x"))
+    with pytest.raises(StoreError, match="expected"):
+        store.add_samples("run-x", [rows[0][:-1]])
+
+
+def test_unreachable_database_raises_store_error(tmp_path: Path):
+    with pytest.raises(StoreError, match="ping"):
+        RunStore("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2").ping()
+    blocker = tmp_path / "file"
+    blocker.write_text("this is a text file, not a SQLite database\n" * 20)
+    with pytest.raises(StoreError):
+        RunStore(f"sqlite:///{blocker}").ping()  # a text file is not a database
+
+
+def test_db_url_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.delenv("BENCH_DB", raising=False)
+    assert resolve_db_url(None, None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/bench.db"
+    assert resolve_db_url(None, "postgresql://station", tmp_path) == "postgresql://station"
+    monkeypatch.setenv("BENCH_DB", "postgresql://env")
+    assert resolve_db_url(None, "postgresql://station", tmp_path) == "postgresql://env"
+    assert resolve_db_url("sqlite:///cli.db", "postgresql://station", tmp_path) == "sqlite:///cli.db"

@@ -1,0 +1,239 @@
+"""The driver against the simulated adapter over a real python-can virtual bus (no mocks)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import can
+import pytest
+
+from bench.errors import ConfigError, InstrumentTimeout, NegativeResponse
+from bench.sim.bms_types import DtcCode
+from bench.sim.can_adapter import SimAdapter
+from drivers.security import HmacSha256First4, load_seedkey
+from drivers.vs02_adapter import CanConfig, Vs02Adapter
+from tests.bench.sim.bms_standin import StandinBms
+
+SIM_SECRET = b"VS02-SIM-SECRET"
+
+
+@pytest.fixture
+def rig(tmp_path: Path):
+    """(bms, sim adapter, driver) on a fresh virtual channel; the driver captures to .blf."""
+    channel = f"vs02-{uuid.uuid4().hex}"
+    bms = StandinBms()
+    sim_bus = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
+    sim = SimAdapter(bms, sim_bus, lock=threading.RLock())
+    sim.start_uds()
+    driver = Vs02Adapter(
+        CanConfig(interface="virtual", channel=channel),
+        seedkey=HmacSha256First4(SIM_SECRET),
+        log_path=tmp_path / "can.blf",
+    )
+    driver.open()
+    yield bms, sim, driver
+    driver.close()
+    sim.close()
+    sim_bus.shutdown()
+
+
+def broadcast(sim: SimAdapter, driver: Vs02Adapter, sim_time_s: float) -> None:
+    target = driver.frames_received + sim.emit_due(sim_time_s)
+    assert driver.wait_frames(target, timeout_s=2.0)
+
+
+def test_snapshot_matches_bms_within_dbc_resolution(rig):
+    bms, sim, driver = rig
+    broadcast(sim, driver, 0.0)
+    snap = driver.snapshot()
+    assert snap.soc_pct == pytest.approx(bms.soc_pct, abs=0.005)
+    assert snap.soh_pct == round(bms.soh_pct)
+    assert snap.pack_voltage_v == pytest.approx(bms.pack_voltage_v, abs=0.005)
+    assert snap.current_a == pytest.approx(bms.current_a, abs=0.05)  # + = charge both sides
+    assert snap.cell_voltages_v == pytest.approx(bms.cell_voltages_v, abs=0.0005)
+    assert snap.temperatures_c == pytest.approx(bms.temperatures_c, abs=0.26)  # 0.5 degC cells, 0.1 enclosure
+    assert snap.divergence_v == pytest.approx(bms.divergence_v, abs=0.0005)
+    assert snap.divergence_condition == bms.divergence_condition
+    assert snap.contactor_closed is True
+    assert snap.flags == int(bms.flags)
+    assert snap.limits is not None and snap.limits.charge_voltage_v == pytest.approx(28.4)
+    assert snap.alarms == ["CellImbalance"]
+    assert snap.warnings == ["HighVoltage", "LowTemperature"]
+    assert snap.manufacturer == "VETHY"
+    assert snap.cell_v_max == pytest.approx(max(bms.cell_voltages_v), abs=0.0005)
+    assert snap.balancing_cells == bms.balancing_active_cells
+
+
+def test_staleness_and_counter_follow_the_injected_clock(tmp_path):
+    now = [100.0]
+    channel = f"vs02-{uuid.uuid4().hex}"
+    sim_bus = can.Bus(interface="virtual", channel=channel)
+    sim = SimAdapter(StandinBms(), sim_bus, lock=threading.RLock())
+    with Vs02Adapter(CanConfig("virtual", channel), clock=lambda: now[0], stale_after_s=3.0) as driver:
+        assert driver.stale() == driver.broadcast.message_names  # nothing received yet
+        broadcast(sim, driver, 0.0)
+        first = driver.snapshot().message_counter
+        assert driver.stale() == []
+        now[0] += 5.0
+        assert "BMS_PackStatus" in driver.stale(["BMS_PackStatus"])
+        assert driver.age_s("BMS_PackStatus") == pytest.approx(5.0)
+        broadcast(sim, driver, 1.0)
+        snap = driver.snapshot()
+        assert snap.message_counter == first + 1
+        assert snap.timestamp("current_a") == pytest.approx(105.0)
+        assert driver.stale() == []
+    sim_bus.shutdown()
+
+
+def test_emit_due_respects_period_and_silence(rig):
+    _bms, sim, driver = rig
+    per_cycle = sim.emit_due(0.0)
+    assert per_cycle == len(driver.broadcast.message_names)
+    assert sim.emit_due(0.5) == 0  # period 1 s not elapsed
+    assert sim.emit_due(1.0) == per_cycle
+    sim.silence(3.0)
+    assert sim.emit_due(2.0) == 0 and sim.emit_due(3.0) == 0
+    assert sim.emit_due(4.0) == per_cycle
+    assert driver.wait_frames(sim.frames_sent)
+    assert driver.frames_received == sim.frames_sent == 3 * per_cycle
+
+
+def test_bus_off_reported_and_recovered(rig):
+    _bms, sim, driver = rig
+    broadcast(sim, driver, 0.0)
+    assert driver.bus_state() == "active"
+    sim.bus_off(2.0)
+    deadline = time.monotonic() + 2
+    while driver.bus_state() != "bus_off" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert driver.bus_state() == "bus_off"
+    assert sim.emit_due(1.0) == 0
+    sim.emit_due(2.5)
+    deadline = time.monotonic() + 2
+    while driver.bus_state() != "active" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert driver.bus_state() == "active"
+
+
+def test_read_identity_and_dids(rig):
+    bms, _sim, driver = rig
+    identity = driver.read_identity()
+    assert identity == {
+        "serial": bms.serial,
+        "sw_version": bms.sw_version,
+        "hw_version": bms.hw_version,
+        "manufacturing_date": bms.manufacturing_date,
+    }
+    assert driver.read_did(0xF18C) == bms.serial
+    names = ["soc", "cell_voltages", "temperatures", "cycle_count", "divergence", "gauge_status"]
+    values = driver.read_dids(names)
+    assert values["soc"] == pytest.approx(bms.soc_pct, abs=0.005)
+    assert values["cell_voltages"] == pytest.approx(bms.cell_voltages_v, abs=0.0005)
+    assert values["temperatures"] == pytest.approx(bms.temperatures_c, abs=0.05)
+    assert values["cycle_count"] == bms.cycle_count
+    assert values["divergence"] == {"divergence": pytest.approx(0.053), "condition": "end_of_cv"}
+    assert values["gauge_status"] == ["full_charge", "learn_ok"]
+    log = driver.read_did("balancing_log")
+    assert log["entries"] == 1 and log["records"][0]["ah_bled"] == pytest.approx(0.054)
+
+
+def test_wrong_key_gives_invalid_key_nrc(rig):
+    _bms, _sim, driver = rig
+    driver.session("extended")
+    driver.seedkey = HmacSha256First4(b"not-the-secret")
+    with pytest.raises(NegativeResponse) as err:
+        driver.unlock()
+    assert err.value.nrc == 0x35
+    assert "seed-to-key" in str(err.value)
+
+
+def test_routine_needs_unlock_then_long_routine_waits_out_nrc78(rig):
+    bms, _sim, driver = rig
+    driver.session("extended")
+    with pytest.raises(NegativeResponse) as err:
+        driver.routine("capacity_learning", "start")
+    assert err.value.nrc == 0x33
+    assert "RoutineControl start 0x0202" in str(err.value)
+    driver.unlock()
+    assert bms.security_unlocked
+    bms.learning_delay_s = 0.4
+    t0 = time.monotonic()
+    result = driver.routine(0x0202, "start")
+    assert time.monotonic() - t0 >= 0.4  # the final answer came after the 0x78 pending period
+    assert result.status == "running"
+    assert bms.started == [(0x0202, b"")]
+    done = driver.routine("capacity_learning", "results")
+    assert done.status == "done"
+    assert done.values["learned_capacity"] == pytest.approx(bms.learned_capacity_ah)
+    assert done.values["qualification"] == "learned"
+    driver.routine("balancing", "start", {"target_delta": 0.02, "timeout_min": 720})
+    assert bms.started[-1] == (0x0201, (20).to_bytes(2, "big") + (720).to_bytes(2, "big"))
+
+
+def test_dtcs_read_with_timestamps_then_cleared(rig):
+    bms, _sim, driver = rig
+    dtcs = {d.code: d for d in driver.read_dtcs()}
+    uv = dtcs[DtcCode.CELL_UNDERVOLTAGE]
+    assert uv.name == "cell_undervoltage"
+    assert "confirmed" in uv.status_bits and "test_failed" not in uv.status_bits
+    assert (uv.occurrences, uv.first_epoch, uv.last_epoch) == (3, int(bms.dtcs[0].first_epoch),
+                                                               int(bms.dtcs[0].last_epoch))
+    assert uv.snapshot is not None and uv.snapshot["vmin"] == pytest.approx(2.49)
+    assert [d.name for d in driver.read_dtcs(status_mask=0x01)] == ["charge_overtemperature"]
+    driver.clear_dtcs()
+    assert driver.read_dtcs() == [] and bms.dtcs == []
+
+
+def test_ecu_reset_and_tester_present(rig):
+    bms, _sim, driver = rig
+    driver.session("extended")
+    driver.tester_present()
+    driver.ecu_reset("soft")
+    assert bms.resets == [3] and bms.session == "default"
+    with pytest.raises(ConfigError):
+        driver.ecu_reset("sideways")
+
+
+def test_silent_adapter_times_out(rig):
+    _bms, sim, driver = rig
+    driver.p2_timeout_s = 0.2
+    driver._client.config["p2_timeout"] = 0.2  # the client copies its config at open
+    driver._client.config["request_timeout"] = 0.5
+    sim.silence(10.0)
+    with pytest.raises(InstrumentTimeout):
+        driver.read_did("soc")
+
+
+@pytest.mark.parametrize("suffix, reader", [(".blf", can.BLFReader), (".asc", can.ASCReader)])
+def test_capture_is_readable_back(tmp_path: Path, suffix, reader):
+    channel = f"vs02-{uuid.uuid4().hex}"
+    sim_bus = can.Bus(interface="virtual", channel=channel)
+    bms = StandinBms()
+    sim = SimAdapter(bms, sim_bus, lock=threading.RLock())
+    sim.start_uds()
+    path = tmp_path / f"capture{suffix}"
+    with Vs02Adapter(CanConfig("virtual", channel), log_path=path) as driver:
+        broadcast(sim, driver, 0.0)
+        driver.read_did("serial")
+    sim.close()
+    sim_bus.shutdown()
+    frames = list(reader(str(path)))
+    ids = [f.arbitration_id for f in frames]
+    assert {0x351, 0x356, 0x404} <= set(ids)
+    assert 0x7E4 in ids and 0x7EC in ids  # the UDS exchange is in the capture too
+    pack = next(f for f in frames if f.arbitration_id == 0x356)
+    assert driver.broadcast.db.decode_message(0x356, pack.data)["PackCurrent"] == pytest.approx(bms.current_a)
+
+
+def test_seedkey_plugin_lookup_and_secret_from_env(monkeypatch):
+    monkeypatch.setenv("BENCH_SEEDKEY_SECRET", "VS02-SIM-SECRET")
+    algo = load_seedkey("hmac_sha256_4")
+    assert algo.key(1, b"\x01\x02\x03\x04") == HmacSha256First4(SIM_SECRET).key(1, b"\x01\x02\x03\x04")
+    with pytest.raises(ConfigError, match="unknown seed-to-key algorithm"):
+        load_seedkey("rot13", secret="x")
+    monkeypatch.delenv("BENCH_SEEDKEY_SECRET")
+    with pytest.raises(ConfigError, match="BENCH_SEEDKEY_SECRET"):
+        load_seedkey("hmac_sha256_4")
