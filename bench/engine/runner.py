@@ -253,6 +253,10 @@ class Engine:
             f"{step.id}.ah_charged": tp.ah_charged, f"{step.id}.ah_discharged": tp.ah_discharged,
             f"{step.id}.wh_discharged": tp.wh_discharged, f"{step.id}.wh_charged": tp.wh_charged,
         })
+        hints = getattr(step, "record", None)
+        if hints is not None and hints.ref_soc_anchor is not None:
+            st.reference.anchor(float(hints.ref_soc_anchor), st.throughput.ah)
+            self.bench.note_soc_checkpoint(now, float(hints.ref_soc_anchor))
         self._publish("step_ended", {"step": step.id, "reason": reason, "ah": tp.ah, "wh": tp.wh,
                                      "duration_s": duration})
         self._checkpoint(force=True)

@@ -90,6 +90,7 @@ class SimulatedBench:
         #: Faults that concern the controller rather than the simulated hardware (controller or
         #: watchdog death); the engine polls this list.
         self.controller_faults: list[str] = []
+        self._observe(0.0)
 
     # -- serving ---------------------------------------------------------------------------
     def start(self, *, can_channel: str | None = None, host: str = "127.0.0.1",
@@ -155,11 +156,18 @@ class SimulatedBench:
         self.pack_current_a = i_pack
         self.pack.advance(dt, i_pack, self.bms.bleed_currents_a())
         self.bms.advance(dt, i_pack)
-        i_supply = self.supply.node_current(v)
-        i_load = -self.load.node_current(v)
-        self.supply.observe(v, i_supply, dt)
-        self.load.observe(v, i_load, dt)
+        self._instruments_observe(v, dt)
         self.time_s += dt
+
+    def _observe(self, dt: float) -> None:
+        """Let the instruments see the present terminal state (at start-up and after a restore)."""
+        v, i_pack = self._solve_node()
+        self.terminal_v, self.pack_current_a = v, i_pack
+        self._instruments_observe(v, dt)
+
+    def _instruments_observe(self, v: float, dt: float) -> None:
+        self.supply.observe(v, self.supply.node_current(v), dt)
+        self.load.observe(v, -self.load.node_current(v), dt)
 
     def _solve_node(self) -> tuple[float, float]:
         closed = self.bms.contactor_closed
@@ -238,6 +246,7 @@ class SimulatedBench:
             self.load.__dict__.update(state["load"])
             self._next_fault = state["next_fault"]
             self.applied_faults = state["applied_faults"]
+            self._observe(0.0)
             if self.adapter is not None:
                 self.adapter.bms = self.bms
 
