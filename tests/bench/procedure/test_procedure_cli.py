@@ -77,7 +77,7 @@ def test_param_override_is_applied_and_checked() -> None:
     assert result.exit_code == 2
     # the override reaches every step that uses the parameter: charge (line 42) and recharge
     assert re.search(rf"{re.escape(str(GOOD))}:\d+:\d+: charge current 150 A exceeds", result.output)
-    ok = runner.invoke(app, ["validate", str(GOOD), "-p", "charge_current_a=40A", "-p", "end_soc_pct=7"])
+    ok = runner.invoke(app, ["validate", str(GOOD), "-p", "charge_current_a=40A", "-p", "soc_tolerance_pct=2"])
     assert ok.exit_code == 0, ok.output
 
 
