@@ -148,6 +148,10 @@ def sim_serve(
     supply_family: Annotated[str | None, typer.Option("--supply-family")] = None,
     load_family: Annotated[str | None, typer.Option("--load-family")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the endpoints as one JSON object.")] = False,
+    supply_port: Annotated[int, typer.Option("--supply-port", help="Supply SCPI TCP port (0 = any free).")] = 0,
+    load_port: Annotated[int, typer.Option("--load-port", help="Load SCPI TCP port (0 = any free).")] = 0,
+    can_port: Annotated[int, typer.Option("--can-port", help="SLCAN TCP port (0 = any free).")] = 0,
+    control_port: Annotated[int, typer.Option("--control-port", help="Ground-truth JSON-lines port (0 = any free).")] = 0,
 ) -> None:
     """Serve the simulated bench standalone at --speed x real time until SIGINT/SIGTERM."""
     from bench.sim.serve import serve
@@ -156,7 +160,9 @@ def sim_serve(
         _fail_input(InputError("must be positive", field="--speed"))
     try:
         serve(scenario=scenario, speed=speed, host=host, supply_family=supply_family,
-              load_family=load_family, as_json=as_json, console=out)
+              load_family=load_family, as_json=as_json, console=out,
+              ports={"supply_port": supply_port, "load_port": load_port, "can_port": can_port,
+                     "control_port": control_port})
     except InputError as exc:
         _fail_input(exc)
 

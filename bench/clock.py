@@ -49,6 +49,10 @@ class WallClock:
     def sleep_until(self, bench_time: float) -> None:
         self.sleep(bench_time - self.now())
 
+    def resume_at(self, bench_time: float) -> None:
+        """Continue a resumed run's timeline: ``now()`` reads ``bench_time`` from here on."""
+        self._t0 = time.monotonic() - bench_time / self.speed
+
 
 class LockstepClock:
     """Simulated time that advances only when the controller waits.

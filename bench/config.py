@@ -107,6 +107,25 @@ class WatchdogConfig(_Model):
     missed_intervals: int = Field(default=3, ge=1)
 
 
+class SupervisionConfig(_Model):
+    """Per-sample supervision of the bench against the BMS (bench.engine.supervision).
+
+    Tolerances depend on the station's instruments and wiring, so they live here, not in the
+    procedure. Every check has two levels: a warning as soon as the tolerance is exceeded, a
+    trip when it stays exceeded for ``*_hold_s``.
+    """
+
+    current_tolerance_a: float = Field(default=0.5, ge=0)       # bench vs BMS current: max(A, % of reading)
+    current_tolerance_pct: float = Field(default=2.0, ge=0)
+    current_hold_s: float = Field(default=10.0, ge=0)
+    voltage_tolerance_v: float = Field(default=0.3, ge=0)       # bench pack V vs BMS pack V / cell sum
+    voltage_hold_s: float = Field(default=10.0, ge=0)
+    can_stale_s: float = Field(default=5.0, gt=0)               # no BMS frame for this long = silent BMS
+    can_action: Literal["pause", "abort"] = "pause"
+    can_abort_after_s: float = Field(default=600.0, gt=0)       # still silent after this long: abort
+    collapse_fraction: float = Field(default=0.5, gt=0, lt=1)   # terminals below this x pack minimum = contactor open
+
+
 class StationConfig(_Model):
     name: str
     location: str = ""
@@ -117,6 +136,7 @@ class StationConfig(_Model):
     simulator: SimulatorConfig | None = Field(default=None, description="absent = real hardware")
     pack: PackConfig = Field(default_factory=PackConfig)
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
+    supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
     database_url: str | None = None
     runs_dir: str = "runs"
 

@@ -150,6 +150,9 @@ class SimTruth(_Model):
     scenario: str
     soc_checkpoints: list[SocCheckpoint] = Field(default_factory=list)
     outputs_off_at_end: bool | None = None
+    #: every change of the simulated instruments' output state: {t_s, instrument, on}
+    output_transitions: list[dict[str, Any]] = Field(default_factory=list)
+    faults_applied: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class RunRecord(_Model):

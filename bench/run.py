@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from bench.clock import WallClock
 from bench.config import StationConfig, load_station
 from bench.engine.checkpoint import load_checkpoint
 from bench.engine.events import EventBus
@@ -42,6 +43,8 @@ class RunRequest:
     events: EventBus | None = None
     prompter: Prompter | None = None
     stop_requested: Any = None
+    #: called with the Engine once it exists (operator station: reach bench.sim, log actions)
+    on_engine: Any = None
 
 
 def prepare(request: RunRequest) -> tuple[StationConfig, Any, dict[str, Any], str]:
@@ -53,9 +56,9 @@ def prepare(request: RunRequest) -> tuple[StationConfig, Any, dict[str, Any], st
     if request.scenario is not None:
         if station.simulator is None:
             raise InputError("--scenario applies only to a simulated station", field="--scenario")
-        from bench.sim.scenario import load_scenario
+        from bench.sim.serve import load_scenario_option
 
-        load_scenario(request.scenario)  # fail early on a bad scenario
+        load_scenario_option(request.scenario)  # fail early on a bad scenario
     procedure = load_procedure(request.procedure, request.params)
     problems = validate_procedure(procedure, station=station, params=request.params,
                                   path=str(request.procedure))
@@ -111,6 +114,8 @@ def resume_run(run_dir: Path, *, yes: bool, db: str | None, console: Console | N
     while (can_log := run_dir / f"can.resume-{n}.blf").exists():
         n += 1
     bench = connect_bench(station, scenario=request.scenario, sim_state=sim_state, can_log=can_log)
+    if isinstance(bench.clock, WallClock):
+        bench.clock.resume_at(state.t_s)  # the run's bench time goes on from its checkpoint
     return _run(bench, station, procedure, overrides, sha, run_dir, state.run_id, request, console,
                 resume=state)
 
@@ -139,6 +144,8 @@ def _run(bench: Bench, station: StationConfig, procedure: Any, overrides: dict[s
             stop_requested=request.stop_requested,
         )
         engine = Engine(bench, procedure, options, resume=resume)
+        if request.on_engine is not None:
+            request.on_engine(engine)
         record = engine.run()
     finally:
         if watchdog is not None:

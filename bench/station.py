@@ -245,7 +245,8 @@ class Bench:
         record.sim_truth = SimTruth(
             capacity_ah=truth["capacity_ah"], scenario=self.scenario_name or "",
             soc_checkpoints=list(self._soc_checkpoints),
-            outputs_off_at_end=not (truth["supply_output_on"] or truth["load_input_on"]))
+            outputs_off_at_end=not (truth["supply_output_on"] or truth["load_input_on"]),
+            output_transitions=truth["output_transitions"], faults_applied=truth["faults_applied"])
 
     def note_soc_checkpoint(self, t_s: float, ref_soc: float | None) -> None:
         if self.sim is None:

@@ -41,13 +41,21 @@ def run_bms_action(adapter: Any, item: Any) -> dict[str, Any]:
     elif hasattr(item, "read"):
         values = adapter.read_dids(item.read)
         for key, value in values.items():
-            produced[f"{item.into}.{key}" if item.into else key] = _numeric(value)
+            name = f"{item.into}.{key}" if item.into else key
+            produced[name] = _numeric(value)
+            if isinstance(value, dict):  # multi-field DIDs: <name>.<field> (as bench validate expects)
+                for field_name, field_value in value.items():
+                    produced[f"{name}.{field_name}"] = _numeric(field_value)
     elif hasattr(item, "read_dtcs"):
         spec = item.read_dtcs
         dtcs = adapter.read_dtcs(spec.mask)
         prefix = spec.into or "dtcs"
         produced[f"{prefix}.count"] = len(dtcs)
         produced[f"{prefix}.codes"] = " ".join(d.code_hex for d in dtcs)
+        # one 0/1 flag per DTC of the UDS map (<into>.<dtc name>), so a procedure can branch on a code
+        present = {d.code for d in dtcs}
+        for known in adapter.uds_map.dtcs:
+            produced[f"{prefix}.{known.name}"] = int(known.code in present)
     elif hasattr(item, "clear_dtcs"):
         adapter.clear_dtcs(item.clear_dtcs.group)
     else:  # the model guarantees one of the above

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,10 @@ class EngineState:
     compare_marks: dict[str, float] = field(default_factory=dict)
     hold_since: dict[str, float] = field(default_factory=dict)
     finished: bool = False
+    #: the last sample (t_s, current, pack_v), so Ah/Wh stay continuous across a resume
+    last_sample: list[float] | None = None
+    #: UNIX time of the checkpoint, to know how long a real pack was left alone
+    written_at: float = 0.0
 
     @classmethod
     def new(cls, run_id: str) -> EngineState:
@@ -62,6 +67,7 @@ class CheckpointWriter:
 
     def write(self, state: EngineState, t_s: float, sim_state: bytes | None) -> None:
         self._last = t_s
+        state.written_at = time.time()
         if sim_state is not None:
             _atomic_write(self.run_dir / "sim_state.pkl", sim_state)
         _atomic_write(self.run_dir / "checkpoint.json", state.to_json().encode())

@@ -27,6 +27,7 @@ from bench.engine.events import EventBus, ProgressEvent
 from bench.engine.limits import Breach, LimitMonitor
 from bench.engine.sampler import RawReading, quantities, read_bench
 from bench.engine.steps import StepExecutor
+from bench.engine.supervision import Supervisor
 from bench.engine.throughput import ReferenceSoc, Throughput
 from bench.errors import BenchError, ConnectionLost, InstrumentError, RunAborted, SafetyTrip
 from bench.record import (
@@ -100,6 +101,7 @@ class Engine:
         self.step_index = {s.id: i for i, s in enumerate(self.steps)}
         self.functions = bench.expression_functions()
         self.global_limits = LimitMonitor(procedure.safety)
+        self.supervisor = Supervisor.for_station(bench.station)
         self.state = resume or EngineState.new(run_id=options.run_id or _new_run_id())
         self.run_dir = options.run_dir
         # replaced by the full record once the bench has been read; exists from the start so
@@ -158,6 +160,7 @@ class Engine:
             moved = SampleLog.truncate_after(self.run_dir / "samples.csv", self.state.t_s)
             self._event("resume_run", f"resumed from checkpoint at t={self.state.t_s:.0f} s"
                         + (f"; {moved} samples after it kept aside" if moved else ""))
+            self._note_watchdog_trips()
         else:
             self.record = self.bench.new_record(
                 run_id=self.state.run_id,
@@ -175,6 +178,18 @@ class Engine:
         self._write_record()
         if self.opts.store is not None:
             self.opts.store.start_run(self.record)
+
+    def _note_watchdog_trips(self) -> None:
+        """What the watchdog did while no engine ran (bench.watchdog), into the record once."""
+        from bench.watchdog import trips
+
+        seen = {e.data.get("watchdog_pid") for e in self.record.events if e.kind == "watchdog"}
+        for trip in trips(self.run_dir):
+            if trip.get("pid") not in seen:
+                self._event("watchdog", f"watchdog (pid {trip.get('pid')}) made the bench safe: "
+                            f"{trip.get('reason')}; read back {trip.get('readback')}",
+                            data={"watchdog_pid": trip.get("pid"), **{k: trip.get(k) for k in (
+                                "detected_at", "done_at", "verified", "bench_t_s_estimate")}})
 
     def _finish(self, verdict: str, abort_reason: str | None, note: str | None = None) -> None:
         problems = self.bench.safe_state()
@@ -216,7 +231,11 @@ class Engine:
             st.t_s = self.clock.now()
             st.next_tick = st.t_s
         else:
-            self._executor.on_resume()
+            restart = self._executor.on_resume()
+            if restart is not None:
+                self._close_open_step("interrupted; restarted from a safe point")
+                st.step_pos = self.step_index[restart]
+                st.step_started_at = None
         while st.step_pos < len(self.steps):
             step = self.steps[st.step_pos]
             if st.step_started_at is None:
@@ -247,7 +266,7 @@ class Engine:
         rec.end_reason = reason
         rec.ah, rec.wh = tp.ah, tp.wh
         rec.ah_charged, rec.ah_discharged = tp.ah_charged, tp.ah_discharged
-        duration = now - (st.step_started_at or now)
+        duration = now - (st.step_started_at if st.step_started_at is not None else now)
         st.vars.update({
             f"{step.id}.ah": tp.ah, f"{step.id}.wh": tp.wh, f"{step.id}.duration": duration,
             f"{step.id}.ah_charged": tp.ah_charged, f"{step.id}.ah_discharged": tp.ah_discharged,
@@ -286,12 +305,13 @@ class Engine:
         t = self.clock.now()
         reading = read_bench(self.bench, t)
         can_age = self.bench.adapter_age_s()
-        if self._last is not None:
-            dt = reading.t_s - self._last.t_s
-            st.throughput.add(dt, self._last.current, reading.current, self._last.pack_v, reading.pack_v)
-            st.step_throughput.add(dt, self._last.current, reading.current,
-                                   self._last.pack_v, reading.pack_v)
+        if st.last_sample is not None:
+            t0, i0, v0 = st.last_sample
+            dt = reading.t_s - t0
+            st.throughput.add(dt, i0, reading.current, v0, reading.pack_v)
+            st.step_throughput.add(dt, i0, reading.current, v0, reading.pack_v)
         self._last = reading
+        st.last_sample = [reading.t_s, reading.current, reading.pack_v]
         st.t_s = t
         env = self.environment(reading, can_age, step)
         self._log_sample(env, step)
@@ -307,6 +327,7 @@ class Engine:
                 self._warning(w)
             for trip in trips:
                 self._act_on_trip(trip, env)
+        self.supervisor.supervise(self, env, t)
         self._checkpoint()
         return env
 
@@ -317,7 +338,7 @@ class Engine:
         tp, stp = st.throughput, st.step_throughput
         env.update({
             "t": reading.t_s,
-            "step_time": reading.t_s - (st.step_started_at or reading.t_s),
+            "step_time": reading.t_s - (reading.t_s if st.step_started_at is None else st.step_started_at),
             "ah": tp.ah, "ah_charged": tp.ah_charged, "ah_discharged": tp.ah_discharged,
             "wh": tp.wh,
             "step_ah": stp.ah, "step_ah_charged": stp.ah_charged,
@@ -448,7 +469,9 @@ class Engine:
         values: dict[str, Any] = {}
         for name, param in self.procedure.parameters.items():
             if name in self.opts.parameters:
-                values[name] = self.opts.parameters[name]
+                override = self.opts.parameters[name]  # an Expr from --param: evaluate like a default
+                values[name] = (override.evaluate({**env, **values}, self.functions)
+                                if hasattr(override, "evaluate") else override)
             else:
                 values[name] = param.default.evaluate({**env, **values}, self.functions)
         return values

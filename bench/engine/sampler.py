@@ -41,18 +41,11 @@ class RawReading:
 
 
 def read_bench(bench: Any, t_s: float) -> RawReading:
-    """Read the instruments that carry current (one round trip each); with both off the load
-    alone reads the terminal voltage. An instrument that is off conducts nothing."""
+    """Read every instrument, one round trip each: an idle instrument is read too, so a lost
+    connection is noticed in the interval it happens, not when the instrument is next needed."""
     supply_on, load_on = bench.outputs.supply_on, bench.outputs.load_on
-    supply_v = supply_i = load_v = load_i = 0.0
-    if supply_on:
-        supply_v, supply_i = bench.supply.measure()
-    if load_on or not supply_on:
-        load_v, load_i = bench.load.measure()
-    if not supply_on:
-        supply_v = load_v
-    if not load_on:
-        load_v = supply_v
+    supply_v, supply_i = bench.supply.measure()
+    load_v, load_i = bench.load.measure()
     return RawReading(
         t_s=t_s,
         supply_v=supply_v,

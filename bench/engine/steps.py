@@ -8,6 +8,7 @@ set, if, goto, repeat, end) act once on a fresh reading and return.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +29,21 @@ class StepExecutor:
         self._resuming = False
 
     # -------------------------------------------------------------- entry points
-    def on_resume(self) -> None:
+    def on_resume(self) -> str | None:
+        """Called before the interrupted step continues; returns a step to restart from, if any."""
         self._resuming = True
+        eng = self.engine
+        step = eng.steps[eng.state.step_pos or 0]
+        policy = getattr(step, "on_resume", None)
+        if policy is None:
+            return None
+        gap = 0.0 if eng.bench.simulated else max(0.0, time.time() - eng.state.written_at)
+        if gap <= policy.max_gap_s:
+            return None
+        eng.event("resume_run", f"step {step.id} cannot continue after {gap:.0f} s "
+                  f"(> {policy.max_gap_s:.0f} s): restarting from {policy.restart_from}")
+        self._resuming = False
+        return str(policy.restart_from)
 
     def execute(self, step: Any) -> str | None:
         """Run ``step``; return the id of the step to go to, or None for the next one."""

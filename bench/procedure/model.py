@@ -193,6 +193,19 @@ class RecordHints(_Model):
         default=None, ge=0, le=100, description="set the reference SOC to this value (%) when the step ends")
 
 
+class ResumePolicy(_Model):
+    """What ``bench resume`` does when a run was interrupted inside this step.
+
+    A step whose physics does not survive an interruption (a capacity-learning discharge: the BMS
+    saw the pack rest) restarts from ``restart_from`` when the pack was left alone longer than
+    ``max_gap_s`` of real time between the last checkpoint and the resume. With the embedded
+    simulator the pack's state is restored with the checkpoint, so no time has passed for it.
+    """
+
+    max_gap_s: float = Field(default=0.0, ge=0, description="longest interruption the step survives")
+    restart_from: str = Field(description="step to restart from after a longer interruption")
+
+
 # -- actions ------------------------------------------------------------------------------------
 
 
@@ -379,6 +392,7 @@ class Step(_Model):
     limits: list[Limit] = Field(default_factory=list)
     compare: list[CompareSpec] = Field(default_factory=list)
     record: RecordHints | None = None
+    on_resume: ResumePolicy | None = None
 
     rest: RestAction | None = None
     charge: ChargeAction | None = None

@@ -291,6 +291,8 @@ class _Checker:
 
     def _check_step(self, step: Step, path: PathKey, scope: _Scope) -> None:
         self._target(step.next, (*path, "next"))
+        if step.on_resume is not None:
+            self._target(step.on_resume.restart_from, (*path, "on_resume", "restart_from"))
         self._unique_ids(step.limits, (*path, "limits"), "limit")
         self._unique_ids(step.compare, (*path, "compare"), "compare")
         for index, limit in enumerate(step.limits):

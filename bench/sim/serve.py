@@ -18,10 +18,23 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.sim.scenario import load_scenario
+from bench.errors import ConfigError
+from bench.sim.scenario import Scenario, load_scenario
 from bench.sim.world import SimulatedBench
 
 TICK_S = 0.02
+
+
+def load_scenario_option(value: str, option: str = "--scenario") -> Scenario:
+    """Load the scenario a command-line option names. A problem inside a scenario file is
+    already located (file:line:column: key); an unknown built-in name is reported against
+    the option, so the one-line error names where the bad value came from."""
+    try:
+        return load_scenario(value)
+    except ConfigError as exc:
+        if exc.file or exc.field:
+            raise
+        raise ConfigError(exc.message, field=option) from None
 
 
 class Pacer:
@@ -50,13 +63,19 @@ class Pacer:
 
 def start_standalone(scenario: str, speed: float, host: str = "127.0.0.1",
                      supply_family: str | None = None, load_family: str | None = None,
+                     supply_port: int = 0, load_port: int = 0, can_port: int = 0,
+                     control_port: int = 0,
                      ) -> tuple[SimulatedBench, Pacer, Any, dict[str, Any]]:
     from bench.sim.slcan_bridge import SlcanBridge
 
-    world = SimulatedBench(load_scenario(scenario), supply_family=supply_family, load_family=load_family)
-    endpoints = world.start(host=host)
+    world = SimulatedBench(load_scenario_option(scenario), supply_family=supply_family,
+                           load_family=load_family)
+    endpoints = world.start(host=host, supply_port=supply_port, load_port=load_port)
     bridge = SlcanBridge(endpoints.can_channel)
-    tcp_port = bridge.start_tcp(host=host)
+    tcp_port = bridge.start_tcp(host=host, port=can_port)
+    from bench.sim.control_port import ControlPort
+
+    control = ControlPort(world, host=host, port=control_port)
     pty_path = bridge.start_pty()
     pacer = Pacer(world, speed)
     pacer.start()
@@ -72,13 +91,17 @@ def start_standalone(scenario: str, speed: float, host: str = "127.0.0.1",
             "bitrate": 500000,
             "in_process": {"interface": endpoints.can_interface, "channel": endpoints.can_channel},
         },
+        # ground truth for tests (bench.sim.control_port): one JSON request per line
+        "control": {"host": host, "port": control.port},
     }
     return world, pacer, bridge, info
 
 
 def serve(*, scenario: str, speed: float, host: str, supply_family: str | None,
-          load_family: str | None, as_json: bool, console: Console) -> None:
-    world, pacer, bridge, info = start_standalone(scenario, speed, host, supply_family, load_family)
+          load_family: str | None, as_json: bool, console: Console,
+          ports: dict[str, int] | None = None) -> None:
+    world, pacer, bridge, info = start_standalone(scenario, speed, host, supply_family, load_family,
+                                                  **(ports or {}))
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:

@@ -90,6 +90,10 @@ class SimulatedBench:
         #: Faults that concern the controller rather than the simulated hardware (controller or
         #: watchdog death); the engine polls this list.
         self.controller_faults: list[str] = []
+        #: ground truth: every change of an instrument's output state, with the simulated time it
+        #: took effect (commands act between steps, so at the start of the next one)
+        self.output_transitions: list[dict[str, Any]] = []
+        self._outputs_seen = (self.supply.output_on, self.load.output_on)
         self._observe(0.0)
 
     # -- serving ---------------------------------------------------------------------------
@@ -149,7 +153,16 @@ class SimulatedBench:
             if self.adapter is not None:
                 self.adapter.emit_due(self.time_s)
 
+    def _note_output_changes(self) -> None:
+        now = (self.supply.output_on, self.load.output_on)
+        if now != self._outputs_seen:
+            for name, before, after in zip(("supply", "load"), self._outputs_seen, now, strict=True):
+                if before != after:
+                    self.output_transitions.append({"t_s": self.time_s, "instrument": name, "on": after})
+            self._outputs_seen = now
+
     def _substep(self, dt: float) -> None:
+        self._note_output_changes()
         self._apply_due_faults()
         v, i_pack = self._solve_node()
         self.terminal_v = v
@@ -200,6 +213,7 @@ class SimulatedBench:
     def truth(self) -> dict[str, Any]:
         """Ground truth for tests and audits; never used by controller logic."""
         with self.lock:
+            self._note_output_changes()
             return {
                 "t_s": self.time_s,
                 "capacity_ah": self.pack.true_capacity_ah(),
@@ -218,6 +232,7 @@ class SimulatedBench:
                 "supply": self.supply.safe_state_truth(),
                 "load": self.load.safe_state_truth(),
                 "faults_applied": list(self.applied_faults),
+                "output_transitions": list(self.output_transitions),
             }
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -233,6 +248,7 @@ class SimulatedBench:
                     "load": _instrument_state(self.load),
                     "next_fault": self._next_fault,
                     "applied_faults": self.applied_faults,
+                    "output_transitions": self.output_transitions,
                 }
             )
 
@@ -246,6 +262,8 @@ class SimulatedBench:
             self.load.__dict__.update(state["load"])
             self._next_fault = state["next_fault"]
             self.applied_faults = state["applied_faults"]
+            self.output_transitions = state["output_transitions"]
+            self._outputs_seen = (self.supply.output_on, self.load.output_on)
             self._observe(0.0)
             if self.adapter is not None:
                 self.adapter.bms = self.bms

@@ -1,0 +1,188 @@
+"""Per-sample supervision of the bench against the BMS: the engine's layer of defence in depth.
+
+The procedure's limits judge the pack; this module judges the *bench*, with tolerances from
+the station file (``supervision:``, :class:`bench.config.SupervisionConfig`) because they
+depend on the wiring and the instruments, not on the procedure:
+
+* **Supervised CAN.** No BMS frame for ``can_stale_s`` or the adapter reporting bus-off is a
+  silent BMS: the declared action (pause with outputs off, resumed when frames return; or
+  abort), and abort when it lasts ``can_abort_after_s``.
+* **Contactor open.** The BMS's own flag, or the pack voltage collapsing at the terminals
+  (below ``collapse_fraction`` x the pack minimum): outputs off and abort in the same control
+  interval, since the instruments are then driving an open circuit.
+* **Cross-checked sensors.** Bench current vs BMS current, bench pack voltage vs BMS pack
+  voltage and vs the sum of the 8 cell voltages. Beyond tolerance: a warning at once; held for
+  ``*_hold_s``: abort naming both readings and the difference (a miswired sense lead or a wrong
+  shunt would otherwise teach the BMS a wrong capacity over a 20-hour run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.config import PackConfig, SupervisionConfig
+from bench.errors import SafetyTrip
+
+
+@dataclass(frozen=True)
+class SupervisionLimit:
+    """Quacks like a procedure ``Limit`` for the step executor's pause loop."""
+
+    id: str
+    message: str
+    abort_after_s: float | None = None
+    resume_when: None = None  # resume when supervision no longer asks for the pause
+    action: str = "pause"
+
+
+@dataclass(frozen=True)
+class SupervisionPause:
+    """What ``env["__pause"]`` holds when supervision pauses the run (like a limit Breach)."""
+
+    limit: SupervisionLimit
+    message: str
+    value: float
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """Two readings of one physical quantity that must agree within a tolerance."""
+
+    id: str
+    what: str
+    unit: str
+    first: str   # environment quantity names
+    second: str
+    tolerance: Callable[[float, float], float]
+    hold_s: float
+
+    def difference(self, env: dict[str, Any]) -> tuple[float, float, float] | None:
+        a, b = env.get(self.first), env.get(self.second)
+        if a is None or b is None:
+            return None
+        a, b = float(a), float(b)
+        return a, b, a - b
+
+    def describe(self, a: float, b: float, diff: float, limit: float, held_s: float) -> str:
+        return (f"{self.id}: {self.what}: {self.first} = {a:.3f} {self.unit} but {self.second} = "
+                f"{b:.3f} {self.unit}, differing by {diff:+.3f} {self.unit} (tolerance ±{limit:.3f} "
+                f"{self.unit}) for {held_s:.0f} s")
+
+
+def cross_checks(cfg: SupervisionConfig) -> list[CrossCheck]:
+    def current_tol(a: float, b: float) -> float:
+        return max(cfg.current_tolerance_a, cfg.current_tolerance_pct / 100.0 * max(abs(a), abs(b)))
+
+    def voltage_tol(a: float, b: float) -> float:
+        return cfg.voltage_tolerance_v
+
+    return [
+        CrossCheck("current_disagree", "bench and BMS current disagree", "A", "current", "bms_current",
+                   current_tol, cfg.current_hold_s),
+        CrossCheck("pack_v_disagree", "bench and BMS pack voltage disagree", "V", "pack_v", "bms_pack_v",
+                   voltage_tol, cfg.voltage_hold_s),
+        CrossCheck("cell_sum_disagree", "bench pack voltage and the sum of the cell voltages disagree",
+                   "V", "pack_v", "cell_sum_v", voltage_tol, cfg.voltage_hold_s),
+    ]
+
+
+class Supervisor:
+    """Judges one sample; the engine calls :meth:`supervise` after the procedure's limits."""
+
+    def __init__(self, cfg: SupervisionConfig, pack: PackConfig) -> None:
+        self.cfg = cfg
+        self.collapse_v = cfg.collapse_fraction * pack.pack_v_min
+        self.checks = cross_checks(cfg)
+        self._since: dict[str, float] = {}   # check id -> bench time it started disagreeing
+        self._warned: set[str] = set()
+        self._can_fault_since: float | None = None
+
+    @classmethod
+    def for_station(cls, station: Any) -> Supervisor:
+        return cls(getattr(station, "supervision", None) or SupervisionConfig(), station.pack)
+
+    def supervise(self, engine: Any, env: dict[str, Any], t_s: float) -> None:
+        """Act on this sample: may raise SafetyTrip (outputs already off) or set ``env["__pause"]``."""
+        bus_state = _bus_state(engine.bench)
+        self._contactor(engine, env)
+        can_ok = self._can(engine, env, t_s, bus_state)
+        if can_ok:
+            self._cross_check(engine, env, t_s)
+        else:
+            # stale BMS values cannot be compared with fresh bench readings
+            self._since.clear()
+
+    # ---------------------------------------------------------------- contactor
+    def _contactor(self, engine: Any, env: dict[str, Any]) -> None:
+        reason = None
+        if env.get("contactor_closed") is False:
+            reason = "the BMS reports its contactor open"
+        pack_v = env.get("pack_v")
+        if pack_v is not None and float(pack_v) < self.collapse_v:
+            reason = (f"pack voltage collapsed at the terminals: pack_v = {float(pack_v):.2f} V < "
+                      f"{self.collapse_v:.1f} V (contactor open or a lead off)")
+        if reason is not None:
+            _trip(engine, "contactor_open", f"contactor_open: {reason}: immediate stop")
+
+    # ---------------------------------------------------------------- CAN
+    def _can(self, engine: Any, env: dict[str, Any], t_s: float, bus_state: str) -> bool:
+        age = float(env.get("can_age") or 0.0)
+        problem = None
+        if bus_state == "bus_off":
+            problem = "CAN adapter is bus-off"
+        elif age > self.cfg.can_stale_s:
+            problem = f"no BMS broadcast for {age:.1f} s (limit {self.cfg.can_stale_s:g} s)"
+        if problem is None:
+            self._can_fault_since = None
+            return True
+        since = self._can_fault_since = self._can_fault_since if self._can_fault_since is not None else t_s
+        message = f"can_supervision: {problem}"
+        if self.cfg.can_action == "abort" or t_s - since >= self.cfg.can_abort_after_s:
+            _trip(engine, "can_supervision",
+                  message + (f"; still silent after {t_s - since:.0f} s" if self.cfg.can_action == "pause"
+                             else ""))
+        if env.get("__pause") is None:
+            limit = SupervisionLimit("can_supervision", message,
+                                     abort_after_s=self.cfg.can_abort_after_s)
+            env["__pause"] = SupervisionPause(limit, message, age)
+        return False
+
+    # ---------------------------------------------------------------- cross-checks
+    def _cross_check(self, engine: Any, env: dict[str, Any], t_s: float) -> None:
+        for check in self.checks:
+            found = check.difference(env)
+            if found is None:
+                continue
+            a, b, diff = found
+            limit = check.tolerance(a, b)
+            if abs(diff) <= limit:
+                self._since.pop(check.id, None)
+                self._warned.discard(check.id)
+                continue
+            since = self._since.setdefault(check.id, t_s)
+            held = t_s - since
+            if held >= check.hold_s - 1e-9:
+                _trip(engine, check.id, check.describe(a, b, diff, limit, held))
+            if check.id not in self._warned:
+                self._warned.add(check.id)
+                message = check.describe(a, b, diff, limit, held) + " (warning)"
+                engine.event("warning", message, data={"limit": check.id, "value": diff})
+                engine.publish("warning", {"message": message})
+
+
+def _bus_state(bench: Any) -> str:
+    state = getattr(bench.adapter, "bus_state", None)
+    try:
+        return str(state()) if callable(state) else "unknown"
+    except Exception:  # a driver that cannot tell is not a bus-off
+        return "unknown"
+
+
+def _trip(engine: Any, check_id: str, message: str) -> None:
+    """Outputs off in this control interval, then abort the run with ``message``."""
+    engine.bench.safe_state()
+    engine.event("trip", message, data={"limit": check_id, "action": "abort"})
+    engine.publish("trip", {"message": message, "action": "abort"})
+    raise SafetyTrip(message)

@@ -1,0 +1,51 @@
+"""``bench station serve``: the operator station web server (mounted by bench/cli.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.errors import InputError
+
+app = typer.Typer(help="Operator station: web UI for end-of-line lines and depots.", no_args_is_help=True)
+
+
+_STATION = "station file (repeat for several benches); default: the embedded simulated bench"
+_HOST = "address to listen on; beyond 127.0.0.1 a token is required"
+_TOKEN = "environment variable holding the operator password/token"
+_ENGINEER = "environment variable holding the engineer password/token"
+_PROCEDURE = "allowed procedure file (repeat; first = default)"
+_DB = "records database URL (default: $BENCH_DB, the station file, or SQLite in runs/)"
+
+
+@app.command()
+def serve(
+    station: Annotated[list[str] | None, typer.Option("--station", help=_STATION)] = None,
+    host: Annotated[str, typer.Option(help=_HOST)] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8470,
+    token_env: Annotated[str, typer.Option(help=_TOKEN)] = "BENCH_STATION_TOKEN",
+    engineer_token_env: Annotated[str, typer.Option(help=_ENGINEER)] = "BENCH_STATION_ENGINEER_TOKEN",
+    procedure: Annotated[list[Path] | None, typer.Option("--procedure", help=_PROCEDURE)] = None,
+    db: Annotated[str | None, typer.Option(help=_DB)] = None,
+) -> None:
+    """Serve the operator station (operator screen /, depot overview /depot, engineer page /engineer)."""
+    import uvicorn
+
+    from bench.ui.app import build_station, create_app
+    from bench.ui.security import AccessPolicy
+
+    try:
+        policy = AccessPolicy(host, port, operator_secret=os.environ.get(token_env) or None,
+                              engineer_secret=os.environ.get(engineer_token_env) or None)
+        for path in procedure or []:
+            if not path.is_file():
+                raise InputError("procedure file not found", file=str(path), field="--procedure")
+        station_model = build_station(list(station or []) or [None], policy, db=db, procedures=procedure)
+    except InputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"operator station on http://{host}:{port}/  benches: {', '.join(station_model.slots)}")
+    uvicorn.run(create_app(station_model), host=host, port=port, log_level="warning")

@@ -1,0 +1,65 @@
+"""A run killed with SIGKILL mid-discharge and resumed ends like an uninterrupted one."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.bench.engine.conftest import PROCEDURES
+
+SHORT = PROCEDURES / "short_cycle.yaml"
+
+
+def _bench(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "bench.cli", *args], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _in_discharge_with_checkpoint(run_dir: Path) -> bool:
+    checkpoint = run_dir / "checkpoint.json"
+    if not checkpoint.exists():
+        return False
+    try:
+        state = json.loads(checkpoint.read_text())
+    except ValueError:
+        return False
+    return state.get("step_pos") == 3 and state.get("step_started_at") is not None and \
+        state["t_s"] - state["step_started_at"] > 120
+
+
+def test_sigkill_mid_discharge_then_resume_matches_uninterrupted(run_procedure, tmp_path: Path):
+    reference = run_procedure(SHORT, out=tmp_path / "uninterrupted")
+    run_dir = tmp_path / "killed"
+    db = f"sqlite:///{tmp_path / 'bench.db'}"
+    proc = _bench("run", str(SHORT), "--yes", "--out", str(run_dir), "--db", db, "--no-watchdog",
+                  "--json", cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not _in_discharge_with_checkpoint(run_dir):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "never reached the discharge"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["verdict"] == "running"  # killed: nothing had the chance to finish it
+
+    resumed = _bench("resume", str(run_dir), "--yes", "--json", "--db", db, cwd=tmp_path)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["verdict"] == reference.verdict == "pass"
+    final = json.loads((run_dir / "record.json").read_text())
+    assert any(e["kind"] == "resume_run" for e in final["events"])
+    for key in ("ah_charged", "ah_discharged"):
+        assert abs(final[key] - getattr(reference, key)) <= 0.001 * getattr(reference, key), key
+    # one timeline in samples.csv, strictly increasing time; rows past the checkpoint kept aside
+    with (run_dir / "samples.csv").open(newline="") as f:
+        times = [float(r["t_s"]) for r in csv.DictReader(f)]
+    assert all(b > a for a, b in zip(times, times[1:], strict=False))
+    assert abs(times[-1] - 35 * 60) <= 2

@@ -1,0 +1,93 @@
+"""The engine end to end on the in-process simulator (real SCPI over TCP, real CAN frames)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from tests.bench.engine.conftest import PROCEDURES, scenario_file
+
+SHORT = PROCEDURES / "short_cycle.yaml"
+
+
+def _samples(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "samples.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_short_cycle_passes_and_leaves_a_complete_record(run_procedure, tmp_path):
+    record = run_procedure(SHORT)
+    assert record.verdict == "pass", record.failed_checks
+    run_dir = tmp_path / "run"
+    # one sample per control interval, integrated Ah consistent with the commanded current
+    rows = _samples(run_dir)
+    assert record.sample_count == len(rows)
+    assert abs(len(rows) - 35 * 60) <= 3
+    discharge = next(s for s in record.steps if s.id == "discharge")
+    assert abs(discharge.ah_discharged - 10.0) < 0.05  # 40 A x 15 min
+    assert discharge.end_reason == "time"
+    # Ah in the record equals the integral of the logged current (trapezoid at 1 s)
+    ah = 0.0
+    for a, b in zip(rows, rows[1:], strict=False):
+        ah += 0.5 * (float(a["pack_i"]) + float(b["pack_i"])) * (float(b["t_s"]) - float(a["t_s"])) / 3600
+    assert abs(ah - (record.ah_charged - record.ah_discharged)) < 0.02
+    saved = json.loads((run_dir / "record.json").read_text())
+    assert saved["verdict"] == "pass" and saved["sim_truth"]["outputs_off_at_end"] is True
+    assert {f["name"] for f in saved["files"]} >= {"samples.csv", "can.blf"}
+    assert record.pack.serial == "VS02P-25-004711"  # read from the BMS over UDS
+    assert {i.role for i in record.instruments} == {"supply", "load", "adapter"}
+
+
+def _trip_and_output_off_times(record):
+    trip = next(e for e in record.events if e.kind in ("trip", "abort"))
+    transitions = record.sim_truth.output_transitions
+    off = [t for t in transitions if not t["on"]]
+    return trip.t_s, off
+
+
+def test_cell_over_voltage_aborts_with_outputs_off_in_the_same_interval(run_procedure, tmp_path):
+    scenario = scenario_file(tmp_path, "healthy", "faults:\n  - {at_s: 300, kind: cell_over_voltage, cell: 3}\n")
+    record = run_procedure(SHORT, scenario=scenario)
+    assert record.verdict == "aborted"
+    assert "cell_ov" in (record.abort_reason or "")
+    trip_t, off = _trip_and_output_off_times(record)
+    supply_off = [t for t in off if t["instrument"] == "supply"]
+    # outputs commanded off after the sample that saw the breach, before time moved on
+    assert supply_off and abs(supply_off[-1]["t_s"] - trip_t) < 1e-6
+    assert record.sim_truth.outputs_off_at_end
+    assert json.loads((tmp_path / "run" / "record.json").read_text())["verdict"] == "aborted"
+
+
+def test_over_temperature_aborts_with_outputs_off(run_procedure, tmp_path):
+    scenario = scenario_file(tmp_path, "healthy",
+                             "faults:\n  - {at_s: 1500, kind: over_temperature, cell: 5, delta_c: 40}\n")
+    record = run_procedure(SHORT, scenario=scenario)
+    assert record.verdict == "aborted" and "over_temp" in (record.abort_reason or "")
+    trip_t, off = _trip_and_output_off_times(record)
+    load_off = [t for t in off if t["instrument"] == "load"]
+    assert load_off and abs(load_off[-1]["t_s"] - trip_t) < 1e-6
+    assert record.sim_truth.outputs_off_at_end
+
+
+def test_lost_supply_connection_aborts_with_outputs_off(run_procedure, tmp_path):
+    scenario = scenario_file(tmp_path, "healthy",
+                             "faults:\n  - {at_s: 1500, kind: instrument_disconnect, instrument: supply,"
+                             " duration_s: 30}\n")
+    record = run_procedure(SHORT, scenario=scenario)
+    assert record.verdict == "aborted"
+    assert "lost instrument" in (record.abort_reason or "") and "supply" in (record.abort_reason or "")
+    abort = next(e for e in record.events if e.kind == "abort")
+    load_off = [t for t in record.sim_truth.output_transitions if t["instrument"] == "load" and not t["on"]]
+    assert load_off and abs(load_off[-1]["t_s"] - abort.t_s) < 1e-6
+    assert record.sim_truth.outputs_off_at_end
+    # every sample up to the abort was kept
+    assert len(_samples(tmp_path / "run")) == record.sample_count > 1400
+
+
+def test_failing_check_gives_fail_with_the_check_message(run_procedure):
+    record = run_procedure(SHORT, params={"discharge_current_a": "30A"})
+    assert record.verdict == "fail"
+    (failed,) = record.failed_checks
+    assert failed.id == "discharged_ah" and "out of limits" in failed.message
+    assert abs(float(failed.value) - 7.5) < 0.1  # 30 A x 15 min
