@@ -123,7 +123,8 @@ class SupervisionConfig(_Model):
     can_stale_s: float = Field(default=5.0, gt=0)               # no BMS frame for this long = silent BMS
     can_action: Literal["pause", "abort"] = "pause"
     can_abort_after_s: float = Field(default=600.0, gt=0)       # still silent after this long: abort
-    collapse_fraction: float = Field(default=0.5, gt=0, lt=1)   # terminals below this x pack minimum = contactor open
+    # terminals below this x the pack minimum = contactor open (or a power lead off)
+    collapse_fraction: float = Field(default=0.5, gt=0, lt=1)
 
 
 class StationConfig(_Model):

@@ -84,17 +84,20 @@ def diagnose(station: StationConfig, *, scenario: str | None = None, condition: 
                       measured=measured, assessment=assessment)
 
 
+StationOpt = Annotated[str | None, typer.Option("--station", help="Station file (default: the simulated bench).")]
+ScenarioOpt = Annotated[str | None, typer.Option("--scenario", help="Simulator scenario: built-in name or YAML file.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the read-out and the assessment as one JSON object.")]
+ConditionOpt = Annotated[str, typer.Option(
+    "--condition", help="auto | as_is | full: charge to the end of CV before judging the divergence "
+                        "(auto: on a simulated station when the reading is not there already).")]
+InstallDateOpt = Annotated[str | None, typer.Option(
+    "--install-date", help="Pack install date YYYY-MM-DD (warranty window; default: from the BMS if it has one).")]
+
+
 @app.command("diag")
-def diag(
-    station: Annotated[str | None, typer.Option("--station", help="Station file (default: the embedded simulated bench).")] = None,
-    scenario: Annotated[str | None, typer.Option("--scenario", help="Simulator scenario: a built-in name or a YAML file.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the read-out and the assessment as one JSON object.")] = False,
-    condition: Annotated[str, typer.Option("--condition", help="auto | as_is | full: charge to the end of CV before "
-                                           "judging the divergence (auto: on a simulated station when needed).")] = "auto",
-    install_date: Annotated[str | None, typer.Option("--install-date", help="Pack install date YYYY-MM-DD "
-                                                     "(warranty window; default: from the BMS if it has one).")] = None,
-) -> None:
-    """Pack health: cells, divergence class, SOH, faults, balancing log, and the action the service procedure prescribes."""
+def diag(station: StationOpt = None, scenario: ScenarioOpt = None, as_json: JsonOpt = False,
+         condition: ConditionOpt = "auto", install_date: InstallDateOpt = None) -> None:
+    """Pack health: cells, divergence class, SOH, faults, balancing log and the prescribed action."""
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:

@@ -162,6 +162,8 @@ class RunRecord(_Model):
     abort_reason: str | None = None
     procedure: ProcedureIdentity
     parameters: dict[str, Any] = Field(default_factory=dict)
+    #: variables at the end of the run (BMS reads, routine results, step results), for traceability
+    variables: dict[str, Any] = Field(default_factory=dict)
     station: StationIdentity
     software_version: str
     operator: str = ""

@@ -34,6 +34,9 @@ from drivers.scpi import Identity
 
 log = logging.getLogger(__name__)
 
+#: battery.md §2.2: end-of-discharge 2.8 V/cell (Victron 25.6 V/200 Ah: 22.4 V)
+OPERATIONAL_CELL_V_MIN = 2.8
+
 
 @dataclass
 class OutputState:
@@ -69,9 +72,12 @@ class Bench:
         return float(self.station.pack.nominal_capacity_ah)
 
     def default_cutoff_v(self) -> float:
-        """Instrument-side discharge cut-off: the pack's absolute cell minimum x cells (battery.md §2.1)."""
+        """Instrument-side discharge cut-off when a step names none: the operational end of
+        discharge, 2.8 V/cell (battery.md §2.2: 22.4 V for 8S). The absolute 2.5 V/cell x 8 is
+        not enough: with a weak cell the load keeps trickling at 20 V while that cell is far
+        below 2.5 V (measured in tests/bench/test_defence.py)."""
         pack = self.station.pack
-        return float(pack.cell_v_min_abs * pack.cells_in_series)
+        return float(OPERATIONAL_CELL_V_MIN * pack.cells_in_series)
 
     def range_variables(self) -> dict[str, float]:
         out: dict[str, float] = {}

@@ -26,6 +26,7 @@ instruments or the run folder (the record has already hashed the folder's files)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -237,8 +238,9 @@ def _act(watch: _Watch, reason: str) -> int:
                     detected_at=detected.isoformat(), done_at=done.isoformat(),
                     last_heartbeat_t_s=watch.last_beat_t, bench_t_s_estimate=bench_t,
                     ended_at=done.isoformat(), **result)
+    took_ms = (done - detected).total_seconds() * 1000
     _log(watch.run_dir, f"{reason}: safe state {'verified' if result['verified'] else 'NOT verified'} "
-                        f"in {(done - detected).total_seconds() * 1000:.0f} ms, read back {result['readback']}"
+                        f"in {took_ms:.0f} ms, read back {result['readback']}"
                         + (f", problems {result['problems']}" if result["problems"] else ""))
     return 0 if result["verified"] else 1
 
@@ -318,10 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         return watch(w)
     finally:
         for drv in (load, supply):
-            try:
+            with contextlib.suppress(Exception):
                 drv.close()
-            except Exception:
-                pass
 
 
 if __name__ == "__main__":

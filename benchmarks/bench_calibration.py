@@ -66,6 +66,9 @@ class Timers:
 
     by_name: dict[str, Timer] = field(default_factory=dict)
     main: threading.Thread = field(default_factory=threading.current_thread)
+    #: the timer that scopes all others: calls outside it (connect, record, teardown) not counted
+    scope: str = "engine_loop"
+    in_scope: bool = False
 
     def wrap(self, owner: Any, attribute: str, name: str) -> Callable[[], None]:
         """Replace ``owner.attribute`` with a timing wrapper; returns the undo."""
@@ -73,16 +76,22 @@ class Timers:
         timer = self.by_name.setdefault(name, Timer())
         main = self.main
 
+        is_scope = name == self.scope
+
         @functools.wraps(original)
         def timed(*args: Any, **kwargs: Any) -> Any:
-            if threading.current_thread() is not main:
+            if threading.current_thread() is not main or not (is_scope or self.in_scope):
                 return original(*args, **kwargs)
+            if is_scope:
+                self.in_scope = True
             started = time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
                 timer.calls += 1
                 timer.seconds += time.perf_counter() - started
+                if is_scope:
+                    self.in_scope = False
 
         setattr(owner, attribute, timed)
         return lambda: setattr(owner, attribute, original)
@@ -121,6 +130,49 @@ def instrumented() -> Iterator[Timers]:
             restore()
 
 
+@contextmanager
+def engine_what_if(checkpoint_every_s: float, sample_sync_every_s: float) -> Iterator[None]:
+    """Measure proposed engine changes without editing the engine (benchmark-only patches):
+    a longer checkpoint / fsync cadence on simulated runs, and one BMS snapshot per sample
+    (the engine takes one in read_bench and another for the CAN age)."""
+    from bench.engine import runner
+    from bench.station import Bench
+
+    options_init, log_init, age, read = runner.RunOptions.__init__, SampleLog.__init__, Bench.adapter_age_s, \
+        runner.read_bench
+
+    def options(self: Any, *args: Any, **kwargs: Any) -> None:
+        options_init(self, *args, **kwargs)
+        self.checkpoint_every_s = checkpoint_every_s
+
+    def sample_log(self: Any, path: Path, *, sync_every_s: float = 5.0) -> None:
+        log_init(self, path, sync_every_s=sample_sync_every_s)
+
+    def read_once(bench: Any, t_s: float) -> Any:
+        reading = read(bench, t_s)
+        bench.last_snapshot = reading.bms
+        return reading
+
+    def age_from_reading(self: Any) -> float:
+        snap = getattr(self, "last_snapshot", None) or self.adapter.snapshot()
+        self.last_snapshot = None
+        if not snap.timestamps:
+            return 1e9
+        return max(0.0, snap.taken_at - max(snap.timestamps.values()))
+
+    runner.RunOptions.__init__ = options  # type: ignore[method-assign]
+    SampleLog.__init__ = sample_log  # type: ignore[method-assign]
+    runner.read_bench = read_once
+    Bench.adapter_age_s = age_from_reading  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        runner.RunOptions.__init__ = options_init  # type: ignore[method-assign]
+        SampleLog.__init__ = log_init  # type: ignore[method-assign]
+        runner.read_bench = read
+        Bench.adapter_age_s = age  # type: ignore[method-assign]
+
+
 def breakdown(t: Timers) -> list[tuple[str, float]]:
     """Exclusive seconds per category (sums to the engine loop)."""
     sim = t.seconds("sim_physics")
@@ -142,16 +194,17 @@ def breakdown(t: Timers) -> list[tuple[str, float]]:
     return parts
 
 
-def run_calibration(scenario: str, folder: Path) -> dict[str, Any]:
+def run_calibration(scenario: str, folder: Path, procedure: Path = PROCEDURE) -> dict[str, Any]:
     with instrumented() as timers:
-        started = time.perf_counter()
-        record = execute_run(RunRequest(procedure=PROCEDURE, scenario=scenario, yes=True,
+        started, cpu_started = time.perf_counter(), time.process_time()
+        record = execute_run(RunRequest(procedure=procedure, scenario=scenario, yes=True,
                                         out_dir=folder / "run", db=f"sqlite:///{folder / 'runs.db'}",
                                         watchdog=False), None)
         wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
     truth = record.sim_truth.capacity_ah if record.sim_truth else float("nan")
     return {"scenario": scenario, "verdict": record.verdict, "abort_reason": record.abort_reason,
-            "wall_s": wall, "bench_h": record.bench_hours, "samples": record.sample_count,
+            "wall_s": wall, "cpu_s": cpu, "bench_h": record.bench_hours, "samples": record.sample_count,
             "learned_ah": record.bms_learned_capacity_ah, "reference_ah": record.reference_capacity_ah,
             "true_ah": truth, "timers": timers}
 
@@ -175,9 +228,12 @@ def report(result: dict[str, Any], baseline_s: float) -> None:
           + (f" ({result['abort_reason']})" if result["abort_reason"] else ""))
     print(f"wall {wall:.1f} s for {result['bench_h']:.2f} bench h, {n} samples "
           f"({wall / n * 1e3:.2f} ms/sample; {result['bench_h'] * 3600 / wall:,.0f}x real time)")
+    print(f"CPU time, all threads: {result['cpu_s']:.1f} s ({result['cpu_s'] / n * 1e3:.2f} ms/sample; "
+          f"the rest of the wall time is waiting: I/O, thread hand-offs, other processes)")
     print(f"set-up, report and teardown outside the engine loop: {wall - loop:.1f} s")
-    print(f"capacity: learned {result['learned_ah']:.2f} Ah, bench reference {result['reference_ah']:.2f} Ah, "
-          f"true {result['true_ah']:.2f} Ah")
+    if result["learned_ah"] is not None and result["reference_ah"] is not None:
+        print(f"capacity: learned {result['learned_ah']:.2f} Ah, bench reference {result['reference_ah']:.2f} Ah, "
+              f"true {result['true_ah']:.2f} Ah")
     print(f"baseline (bare simulator, same bench time): {baseline_s:.1f} s -> whole run is "
           f"{wall / baseline_s:.1f}x the physics alone")
     print(f"{'per-sample cost':<56}{'us/sample':>10}{'share':>8}")
@@ -228,9 +284,28 @@ def main() -> int:
     parser.add_argument("--scenario", action="append", help="repeatable (default: healthy, deep_discharge)")
     parser.add_argument("--profile-charge-h", type=float, default=None)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--charge-h", type=float, default=None,
+                        help="breakdown of an H-hour CC-CV charge instead of the calibration (quick look)")
+    parser.add_argument("--what-if", action="store_true",
+                        help="apply the proposed engine changes (checkpoint every 10 min, fsync every 60 s of "
+                             "bench time, one snapshot per sample) for this measurement only")
     options = parser.parse_args()
+    if options.what_if:
+        with engine_what_if(checkpoint_every_s=600.0, sample_sync_every_s=60.0):
+            return run(options)
+    return run(options)
+
+
+def run(options: argparse.Namespace) -> int:
     if options.profile_charge_h:
         profile_charge(options.profile_charge_h, options.top)
+        return 0
+    if options.charge_h:
+        with tempfile.TemporaryDirectory(prefix="bench-charge-") as tmp:
+            procedure = Path(tmp) / "charge.yaml"
+            procedure.write_text(PROFILE_PROCEDURE.format(seconds=int(options.charge_h * 3600)), encoding="utf-8")
+            result = run_calibration("deep_discharge", Path(tmp), procedure)
+        report(result, bare_simulator_s("deep_discharge", result["bench_h"] * 3600))
         return 0
     worst = 0.0
     ok = True

@@ -119,6 +119,24 @@ class _MapCodec(udsoncan.DidCodec):
         return self.spec.size
 
 
+class ResponseOnlyIsoTpStack(isotp.NotifierBasedCanStack):
+    """ISO-TP stack that is handed only the frames of its own receive ID.
+
+    The stock stack queues every frame on the bus and hands each to its relay thread and then its
+    main thread, which drop all but the one ID: with the BMS broadcasting ~11 frames a second that is
+    two thread wake-ups per frame for nothing. Dropping them here, in the notifier's thread, is the
+    acceptance filter a CAN controller applies in hardware.
+    """
+
+    def __init__(self, bus: can.BusABC, notifier: can.Notifier, *, rx_id: int, **kwargs: Any) -> None:
+        super().__init__(bus, notifier, **kwargs)
+        self._rx_id = rx_id  # 11-bit normal addressing (the only mode this adapter uses)
+
+    def _on_message_received(self, msg: can.Message) -> None:
+        if msg.arbitration_id == self._rx_id and not msg.is_extended_id:
+            super()._on_message_received(msg)
+
+
 class _BusErrorWatch(can.Listener):
     """Records a failing bus (the Notifier reports reader-thread exceptions to on_error)."""
 
@@ -215,8 +233,9 @@ class Vs02Adapter:
                 self._capture_transmitted(self._bus, self._capture)
         self._notifier = can.Notifier(self._bus, [*listeners, self._on_frame], timeout=0.05)
         address = isotp.Address(isotp.AddressingMode.Normal_11bits, txid=cfg.request_id, rxid=cfg.response_id)
-        self._stack = isotp.NotifierBasedCanStack(
-            self._bus, self._notifier, address=address, params=self.uds_map.isotp_params()
+        self._stack = ResponseOnlyIsoTpStack(
+            self._bus, self._notifier, rx_id=cfg.response_id, address=address,
+            params=self.uds_map.isotp_params()
         )
         connection = PythonIsoTpConnection(self._stack)
         client_config = dict(udsoncan.configs.default_client_config)
@@ -290,9 +309,7 @@ class Vs02Adapter:
 
     def wait_frames(self, count: int, timeout_s: float = 1.0) -> bool:
         """Block until ``frames_received >= count`` (lockstep helper); False on time-out (wall clock)."""
-        cond = self.broadcast.frames_received_changed
-        with cond:
-            return cond.wait_for(lambda: self.broadcast.frames_received >= count, timeout=timeout_s)
+        return self.broadcast.wait_frames(count, timeout_s)
 
     def snapshot(self) -> BmsSnapshot:
         return self.broadcast.snapshot()

@@ -119,6 +119,9 @@ class BroadcastState:
         self._lock = threading.Lock()
         self.frames_received = 0
         self.frames_received_changed = threading.Condition(self._lock)
+        # wait_frames' target: the listener wakes the waiter once, when the count reaches it,
+        # rather than on every frame (each wake-up is a GIL hand-off between the threads)
+        self._wanted: int | None = None
 
     def update(self, arbitration_id: int, data: bytes | bytearray, is_extended_id: bool = False) -> bool:
         """Decode one frame; returns False for frames that are not in the DBC."""
@@ -130,8 +133,19 @@ class BroadcastState:
         with self._lock:
             self._latest[message.name] = (signals, stamp)
             self.frames_received += 1
-            self.frames_received_changed.notify_all()
+            if self._wanted is not None and self.frames_received >= self._wanted:
+                self.frames_received_changed.notify_all()
         return True
+
+    def wait_frames(self, count: int, timeout_s: float) -> bool:
+        """Block until ``frames_received >= count``; False on time-out (wall clock)."""
+        cond = self.frames_received_changed
+        with cond:
+            self._wanted = count if self._wanted is None else min(self._wanted, count)
+            try:
+                return cond.wait_for(lambda: self.frames_received >= count, timeout=timeout_s)
+            finally:
+                self._wanted = None
 
     def age_s(self, message: str) -> float:
         with self._lock:

@@ -29,8 +29,8 @@ def cell_chart(reading: PackReading) -> Table:
     """One bar per cell on a scale zoomed to the spread, with the deviation from the mean in mV."""
     cells = reading.cell_voltages_v
     mean = sum(cells) / len(cells)
-    low = min(min(cells), mean - CELL_BAND_V) - 0.005
-    high = max(max(cells), mean + CELL_BAND_V) + 0.005
+    low = min(*cells, mean - CELL_BAND_V) - 0.005
+    high = max(*cells, mean + CELL_BAND_V) + 0.005
     table = Table(title=f"cell voltages (mean {mean:.3f} V; scale {low:.3f}-{high:.3f} V)", show_edge=False)
     for name, justify in (("cell", "right"), ("V", "right"), ("", "left"), ("Δ mean", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]

@@ -155,7 +155,10 @@ def assess(identity: PackIdentity, as_received: PackReading, measured: PackReadi
     actions: list[Action] = []
     div = measured.divergence_v
     cls = classify_divergence(div)
-    defined = measured.divergence_condition == DEFINED_CONDITION
+    # right after our charge the supply still holds 28.4 V: a pack already full reads "full_rest" (no
+    # current) but it is the same end-of-CV point
+    defined = measured.divergence_condition == DEFINED_CONDITION or (
+        brought_to_full and measured.divergence_condition == "full_rest")
 
     soc_ok, window = soc_consistency(as_received, after_full_charge=False)
     if soc_ok is None and brought_to_full:
@@ -190,8 +193,10 @@ def assess(identity: PackIdentity, as_received: PackReading, measured: PackReadi
             findings.append("BMS balancing is engaging (activity log): no action, it is removing the imbalance")
         else:
             actions.append(Action(id="bms_reset", procedure=PROCEDURES["bms_reset"],
-                                  reason=f"divergence {div:.3f} V and no balancing activity since {since:%Y-%m-%d %H:%M}",
-                                  text="run a BMS reset to clear a stuck balancing state, then verify on the next charge"))
+                                  reason=f"divergence {div:.3f} V and no balancing activity since "
+                                         f"{since:%Y-%m-%d %H:%M}",
+                                  text="run a BMS reset to clear a stuck balancing state, then verify on the "
+                                       "next charge"))
     elif cls == "extended_balancing":
         actions.append(Action(id="extended_balancing", procedure=PROCEDURES["extended_balancing"],
                               reason=f"divergence {div:.3f} V is beyond the BMS's own balancing (0.10-0.15 V)",

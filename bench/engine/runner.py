@@ -424,6 +424,8 @@ class Engine:
 
     def _totals_into_record(self) -> None:
         rec, st = self.record, self.state
+        rec.variables = {k: v for k, v in st.vars.items()
+                         if isinstance(v, (int, float, str, bool)) and k not in self.procedure.parameters}
         tp = st.throughput
         rec.ah_charged, rec.ah_discharged = tp.ah_charged, tp.ah_discharged
         rec.wh_charged, rec.wh_discharged = tp.wh_charged, tp.wh_discharged

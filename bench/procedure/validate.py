@@ -316,7 +316,7 @@ class _Checker:
             self._check_expr(action.current, scope, expected="A", what="charge current")
             self._check_charge_setpoints(action.voltage, action.current, "charge", step.id)
         elif isinstance(action, DischargeAction):
-            self._check_discharge(action, scope)
+            self._check_discharge(action, scope, here)
         elif isinstance(action, BalanceAction):
             self._check_expr(action.hold_voltage, scope, expected="V", what="hold_voltage")
             self._check_expr(action.current_limit, scope, expected="A", what="current_limit")
@@ -354,8 +354,9 @@ class _Checker:
         elif kind == "repeat":
             self._target(action.goto, (*here, "goto"))
 
-    def _check_discharge(self, action: DischargeAction, scope: _Scope) -> None:
+    def _check_discharge(self, action: DischargeAction, scope: _Scope, path: PathKey = ()) -> None:
         pack = self.pack
+        self._check_instrument_cutoff(path)
         self._check_expr(action.current, scope, expected="A", what="discharge current")
         self._check_expr(action.power, scope, expected="W", what="discharge power")
         self._check_expr(action.cutoff_v, scope, expected="V", what="cutoff_v")
@@ -374,6 +375,24 @@ class _Checker:
         self._at_most(action.cutoff_v, "cutoff_v", "V", [
             (pack.pack_v_max, "the pack's maximum voltage"),
             (self.constants.get("load.voltage_max"), "the load's voltage range")])
+
+    def _check_instrument_cutoff(self, path: PathKey) -> None:
+        """A discharge must be ended by the load itself if the controller dies (issue: defence in
+        depth): refuse it when the station's load family cannot enforce an under-voltage cut-off
+        and no watchdog covers the bench."""
+        if self.station is None:
+            return
+        try:
+            from drivers.registry import driver_class
+
+            capabilities = driver_class(self.station.load.family).family.capabilities
+        except Exception:  # unknown family: the station check reports it
+            return
+        if capabilities.can("uvp") or self.station.watchdog.enabled:
+            return
+        self.error_at(
+            path, f"the load family {self.station.load.family!r} cannot enforce an under-voltage cut-off "
+                  "and the station has no watchdog: nothing would end this discharge if the controller died")
 
     def _check_charge_setpoints(self, voltage: Expr, current: Expr, what: str, step_id: str) -> None:
         pack = self.pack

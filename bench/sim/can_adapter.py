@@ -50,6 +50,7 @@ _DID_READERS: dict[str, Callable[[Any], Any]] = {
     "sw_version": lambda b: b.sw_version,
     "hw_version": lambda b: b.hw_version,
     "manufacturing_date": lambda b: b.manufacturing_date,
+    "install_date": lambda b: b.install_date.isoformat(),
     "cell_voltages": lambda b: list(b.cell_voltages_v),
     "pack_voltage": lambda b: b.pack_voltage_v,
     "pack_current": lambda b: b.current_a,
@@ -155,41 +156,67 @@ def broadcast_values(bms: Any, counter: int, uptime_s: float) -> dict[str, dict[
     return values
 
 
+class BroadcastFrame(can.Message):
+    """A broadcast frame as the simulator sends it.
+
+    python-can's virtual bus deep-copies every frame for every receiver; ``Message.__deepcopy__``
+    deep-copies the payload through the generic ``copy`` machinery, which is most of the cost of a
+    send. A frame's fields are immutable scalars plus the payload bytes, so a field-by-field copy
+    with a fresh ``bytearray`` is the same deep copy, several times cheaper.
+    """
+
+    __slots__ = ()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None) -> can.Message:
+        return can.Message(
+            timestamp=self.timestamp, arbitration_id=self.arbitration_id,
+            is_extended_id=self.is_extended_id, is_remote_frame=self.is_remote_frame,
+            is_error_frame=self.is_error_frame, channel=self.channel, dlc=self.dlc,
+            data=bytearray(self.data), is_fd=self.is_fd, is_rx=self.is_rx,
+            bitrate_switch=self.bitrate_switch, error_state_indicator=self.error_state_indicator,
+            check=False,
+        )
+
+
 class BroadcastEncoder:
     """Encodes :func:`broadcast_values` with the DBC; values outside a signal's range are clamped
     (a real BMS saturates its fields rather than refusing to transmit)."""
 
     def __init__(self, db: cantools.database.can.Database | None = None) -> None:
         self.db = db or load_dbc()
-        self._messages = sorted(self.db.messages, key=lambda m: m.frame_id)
-        self._limits = {
-            m.name: {s.name: (s.minimum, s.maximum) for s in m.signals} for m in self._messages
-        }
+        # per message, in frame-ID order: name, ID, encoder and each signal's (min, max) from the
+        # DBC (None = unbounded; a max not above the min is not a range), looked up once here
+        # rather than per frame
+        self._plan = [
+            (m.name, m.frame_id, m.encode,
+             {s.name: (s.minimum, s.maximum if s.minimum is None or s.maximum is None
+                       or s.maximum > s.minimum else None) for s in m.signals})
+            for m in sorted(self.db.messages, key=lambda m: m.frame_id)
+        ]
         # most frames repeat their last payload (identity, limits, slowly moving values): reuse
         # the encoded bytes when the signal values are unchanged
         self._last: dict[str, tuple[dict[str, Any], bytes]] = {}
 
     def encode(self, values: dict[str, dict[str, Any]]) -> list[can.Message]:
-        frames = []
-        for m in self._messages:
-            raw = values[m.name]
-            cached = self._last.get(m.name)
+        frames: list[can.Message] = []
+        for name, frame_id, encode, limits in self._plan:
+            raw = values[name]
+            cached = self._last.get(name)
             if cached is not None and cached[0] == raw:
-                frames.append(can.Message(arbitration_id=m.frame_id, data=cached[1], is_extended_id=False))
-                continue
-            signals = {}
-            for name, value in raw.items():
-                low, high = self._limits[m.name][name]
-                clamped = value
-                if low is not None and clamped < low:
-                    clamped = low
-                if high is not None and (low is None or high > low) and clamped > high:
-                    clamped = high
-                signals[name] = clamped
-            data = m.encode(signals, scaling=True, strict=False)
-            self._last[m.name] = (dict(raw), data)
-            frames.append(can.Message(arbitration_id=m.frame_id, data=data, is_extended_id=False))
+                data = cached[1]
+            else:
+                data = encode({k: _clamp(v, *limits[k]) for k, v in raw.items()}, scaling=True, strict=False)
+                self._last[name] = (dict(raw), data)
+            frames.append(BroadcastFrame(arbitration_id=frame_id, data=data, is_extended_id=False, check=False))
         return frames
+
+
+def _clamp(value: Any, low: float | None, high: float | None) -> Any:
+    if low is not None and value < low:
+        return low
+    if high is not None and value > high:
+        return high
+    return value
 
 
 class SimAdapter:

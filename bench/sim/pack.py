@@ -323,8 +323,12 @@ class Pack:
             v2s[i] = ic * r2 + d2 * e2[i]
             # Joule heat in R0 and the RC resistors (exact mean of v²/R over the exponential), and
             # the balancing resistor's heat (bleed current x cell voltage) on the cell it drains.
+            # The top-of-charge polarisation was built through the (large) charging R2; when the
+            # current stops it relaxes through that same resistance. Judging its heat with the
+            # small resting R2 would release energy the cell never stored (hundreds of W).
+            r2_heat = r2 if ic > 0.0 else r2_chg[i] if abs(d2) > 5.0 * abs(ic) * r2 + 0.001 else r2
             heat[i] = (ic * ic * r0s[i] + _rc_mean_square(ic * r1, d1, e1[i], tau1[i], dt_s) / r1
-                       + _rc_mean_square(ic * r2, d2, e2[i], tau2[i], dt_s) / r2 + b * ocv[i])
+                       + _rc_mean_square(ic * r2, d2, e2[i], tau2[i], dt_s) / r2_heat + b * ocv[i])
             isd = tf[i][3]
             q[i] += (stored_in - b - isd) * hours
             sd_ah[i] += isd * hours

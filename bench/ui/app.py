@@ -180,7 +180,7 @@ def create_app(station: Station) -> FastAPI:
         try:
             user = policy.login(body.name, body.role, body.password)
         except PermissionError as exc:
-            raise HTTPException(401, str(exc)) from None
+            raise HTTPException(403, str(exc)) from None
         response = JSONResponse({"name": user.name, "role": user.role})
         response.set_cookie(SESSION_COOKIE, policy.open_session(user), httponly=True, samesite="strict",
                             secure=False, path="/")

@@ -13,6 +13,13 @@ from bench.errors import InputError
 app = typer.Typer(help="Operator station: web UI for end-of-line lines and depots.", no_args_is_help=True)
 
 
+
+
+@app.callback()
+def station() -> None:
+    """Operator station: web UI for end-of-line lines and depots."""
+
+
 _STATION = "station file (repeat for several benches); default: the embedded simulated bench"
 _HOST = "address to listen on; beyond 127.0.0.1 a token is required"
 _TOKEN = "environment variable holding the operator password/token"

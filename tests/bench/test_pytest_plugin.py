@@ -18,7 +18,7 @@ import pytest
 # pytester's in-process runs drop modules first imported inside them; SQLAlchemy (the records
 # store) breaks when imported twice into one interpreter, so load the run machinery up front.
 import bench.run
-import bench.store
+import bench.store  # noqa: F401
 import reports.html  # noqa: F401
 
 pytest_plugins = ["pytester"]
@@ -38,7 +38,7 @@ def junit_properties(path: Path) -> dict[str, dict[str, str]]:
 
 
 def test_fixtures_connect_once_and_scenario_marker_switches_the_simulator(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_inner="""
+    pytester.makepyfile(test_inner=f"""
         import pytest
 
         SEEN = []
@@ -46,7 +46,7 @@ def test_fixtures_connect_once_and_scenario_marker_switches_the_simulator(pytest
         def test_identity_over_uds(station, bms, supply, load, bench):
             SEEN.append(bench)
             assert station.simulator is not None
-            assert bms.read_identity()["serial"] == "%(healthy)s"
+            assert bms.read_identity()["serial"] == "{HEALTHY_SERIAL}"
             volts, amps = supply.measure()
             assert 20.0 < volts < 29.2 and abs(amps) < 0.5   # LFP 8S window, nothing flowing
 
@@ -56,13 +56,13 @@ def test_fixtures_connect_once_and_scenario_marker_switches_the_simulator(pytest
 
         @pytest.mark.scenario("degraded_cell")
         def test_other_scenario(bms, sim):
-            assert bms.read_identity()["serial"] == "%(degraded)s"
+            assert bms.read_identity()["serial"] == "{DEGRADED_SERIAL}"
             assert min(sim.truth()["cell_capacity_ah"]) < 180   # cell 5: 172.5 Ah
 
         @pytest.mark.hardware
         def test_needs_real_instruments():
             raise AssertionError("must not run on the simulator")
-    """ % {"healthy": HEALTHY_SERIAL, "degraded": DEGRADED_SERIAL})
+    """)
     result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
     result.assert_outcomes(passed=3, skipped=1)
     result.stdout.fnmatch_lines(["*hardware test: station 'sim' is simulated*"])
@@ -131,17 +131,18 @@ def test_ctrl_c_switches_outputs_off_before_the_session_ends(pytester: pytest.Py
 
 
 def test_yaml_procedure_item_passes_and_junit_carries_every_check(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".yaml", pulse=PULSE_YAML, notes="procedure: only a name\nsteps_missing: true\n")
+    pytester.makefile(".yaml", pulse=PULSE_YAML)
     xml = pytester.path / "junit.xml"
-    result = pytester.runpytest("pulse.yaml", "notes.yaml", "-p", "no:cacheprovider", "-rP",
+    result = pytester.runpytest("pulse.yaml", "-p", "no:cacheprovider", "-rP",
                                 f"--junitxml={xml}", "--operator", "plugin-test")
-    result.assert_outcomes(passed=1)  # notes.yaml has no steps: not a procedure, not collected
+    result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*pulse_check 0.1.0: PASS*", "PASS rested_pack_voltage: *"])
     props = junit_properties(xml)["pulse"]
     assert props["run.verdict"] == "pass"
     volts = float(props["check.rested_pack_voltage.value"])
     assert 24.0 <= volts <= 29.2
-    assert (props["check.rested_pack_voltage.low"], props["check.rested_pack_voltage.high"]) == ("24.0", "29.2")
+    assert props["check.rested_pack_voltage.low"] == "24.0"
+    assert props["check.rested_pack_voltage.high"] == "29.2"
     assert props["check.rested_pack_voltage.unit"] == "V"
     assert props["check.bms_soc_known.passed"] == "True"
     record = json.loads((Path(props["run.dir"]) / "record.json").read_text())
@@ -161,17 +162,20 @@ def test_failing_check_fails_the_item_with_its_message_not_a_traceback(pytester:
 def test_yaml_files_are_collected_only_when_named_or_configured(pytester: pytest.Pytester) -> None:
     pytester.mkdir("procs")
     (pytester.path / "procs" / "pulse.yaml").write_text(PULSE_YAML, encoding="utf-8")
+    (pytester.path / "procs" / "notes.yaml").write_text("procedure: a name only\n", encoding="utf-8")
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
     result = pytester.runpytest("-p", "no:cacheprovider", "--collect-only", "-q")
     result.stdout.fnmatch_lines(["test_plain.py::test_plain"])
     assert "pulse" not in result.stdout.str()
-    result = pytester.runpytest("-p", "no:cacheprovider", "--collect-only", "-q", "-o", "bench_procedure_dirs=procs")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--collect-only", "-q",
+                                "-o", "bench_procedure_dirs=procs")
     result.stdout.fnmatch_lines(["procs/pulse.yaml::pulse"])
+    assert "notes" not in result.stdout.str()  # a YAML file without steps is not a procedure
 
 
 def test_bench_run_procedure_marker_and_scenario(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", pulse=PULSE_YAML)
-    pytester.makepyfile(test_inner="""
+    pytester.makepyfile(test_inner=f"""
         import pytest
 
         @pytest.mark.procedure("pulse.yaml", min_rest_v="28V")
@@ -186,11 +190,11 @@ def test_bench_run_procedure_marker_and_scenario(pytester: pytest.Pytester) -> N
             record = bench_run("pulse.yaml", pulse_current_a=10)
             assert record.verdict == "pass"
             assert record.station.scenario == "degraded_cell"
-            assert record.pack.bms_serial == "%(degraded)s"
+            assert record.pack.bms_serial == "{DEGRADED_SERIAL}"
             assert record.sim_truth.outputs_off_at_end
             pulse = next(s for s in record.steps if s.id == "pulse")
             assert pulse.ah_discharged == pytest.approx(10.0 * 60 / 3600, rel=0.05)
-    """ % {"degraded": DEGRADED_SERIAL})
+    """)
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
 
@@ -207,7 +211,7 @@ def test_bad_bench_options_are_usage_errors(pytester: pytest.Pytester, args: lis
 
 
 @pytest.mark.slow
-def test_acceptance_soc_calibration_passes_healthy_and_fails_when_the_bms_cannot_learn(tmp_path: Path) -> None:
+def test_acceptance_soc_calibration_passes_and_fails_when_the_bms_cannot_learn(tmp_path: Path) -> None:
     """Issue 6 acceptance: the two full calibrations run side by side (~1-2 min wall)."""
     runs = {}
     for name, extra in (("healthy", []), ("cannot_learn", ["--scenario", "bms_cannot_learn"])):
@@ -227,7 +231,11 @@ def test_acceptance_soc_calibration_passes_healthy_and_fails_when_the_bms_cannot
         assert record["checks"], name
         for check in record["checks"]:
             key = f"check.{check['id']}"
-            assert float(props[f"{key}.value"]) == pytest.approx(float(check["value"]))
+            value = check["value"]
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                assert float(props[f"{key}.value"]) == pytest.approx(value)
+            else:
+                assert props[f"{key}.value"] == str(value)
             assert props[f"{key}.passed"] == str(check["passed"])
             for limit in ("low", "high", "reference", "tolerance"):
                 if check[limit] is not None:

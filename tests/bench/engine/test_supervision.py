@@ -40,13 +40,15 @@ def test_healthy_run_passes_supervision_without_warnings(run_procedure):
 def test_shunt_gain_error_aborts_naming_both_currents(run_procedure, tmp_path: Path):
     fault_at = CHARGE_S + 60.0
     scenario = scenario_file(tmp_path, "healthy", "faults:\n"
-                             f"  - {{at_s: {fault_at}, kind: shunt_gain_error, instrument: load, gain: 1.05}}\n")
+                             f"  - {{at_s: {fault_at}, kind: shunt_gain_error, instrument: load, "
+                             "gain: 1.05}\n")
     record = run_procedure(SUPERVISED, scenario=scenario)
     assert record.verdict == "aborted"
     reason = record.abort_reason or ""
     assert "current_disagree" in reason and "current =" in reason and "bms_current =" in reason
     # 5 % of 40 A = 2 A apart, beyond max(0.5 A, 2 %): warned at once, tripped after the 10 s hold
-    warning = next(e for e in record.events if e.kind == "warning" and e.data.get("limit") == "current_disagree")
+    warning = next(e for e in record.events
+                   if e.kind == "warning" and e.data.get("limit") == "current_disagree")
     assert 1.5 < abs(float(warning.data["value"])) < 2.5
     trip = next(e for e in record.events if e.kind == "trip")
     reaction = trip.t_s - _fault_time(record)

@@ -1,0 +1,156 @@
+"""Issue 9 acceptance: the bench is safe when its own software is not there.
+
+* Against ``bench sim serve --speed 100`` through a station file: ``bench run`` killed with
+  SIGKILL mid-discharge leaves the outputs off within 3 control intervals of bench time
+  (simulator ground truth over its control port), the watchdog's action is in the run folder,
+  and ``bench resume`` completes the run with the verdict an uninterrupted run gets (pass).
+* Engine AND watchdog dead: the instruments' own limits, programmed by the real drivers,
+  end a discharge before any cell falls below 2.5 V, for each simulated supply/load family.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.config import PackConfig, SimulatorConfig, load_station
+from bench.sim.control_port import query_truth
+from bench.station import connect_bench
+from tests.simserve import REPO, bench_command, run_bench, served_bench
+
+PROCEDURE = Path(__file__).with_name("defence_cycle.yaml")
+INTERVAL_S = 5.0
+UVP_CELL_V = 2.8
+SPEED = 100.0
+
+
+def _external_station(tmp_path: Path, served) -> Path:
+    """stations/sim_external.yaml with the ports this test's simulator got."""
+    data = yaml.safe_load((REPO / "stations" / "sim_external.yaml").read_text(encoding="utf-8"))
+    data["supply"]["resource"] = served.supply
+    data["load"]["resource"] = served.load
+    data["supply"]["family"], data["supply"]["model"] = served.info["supply"]["family"], None
+    data["load"]["family"], data["load"]["model"] = served.info["load"]["family"], None
+    data["adapter"]["channel"] = served.can_url
+    data["runs_dir"] = str(tmp_path / "runs")
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def _wait(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.005)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sigkill_mid_discharge_watchdog_turns_outputs_off_and_resume_completes(tmp_path: Path):
+    with served_bench("--speed", str(SPEED)) as served:
+        control = ("127.0.0.1", int(served.info["control"]["port"]))
+        station = _external_station(tmp_path, served)
+        run_dir = tmp_path / "run"
+        db = f"sqlite:///{tmp_path / 'bench.db'}"
+        engine = subprocess.Popen(bench_command("run", str(PROCEDURE), "--station", str(station), "--yes",
+                                                "--json", "--out", str(run_dir), "--db", db),
+                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL)
+        try:
+            _wait(lambda: query_truth(*control)["load_input_on"], 60, "the discharge to start")
+            time.sleep(1.0)  # 100 s of bench time into the discharge
+            before = query_truth(*control)
+            assert before["load_input_on"] and engine.poll() is None
+            engine.send_signal(signal.SIGKILL)
+            engine.wait(timeout=10)
+            def outputs_off():
+                truth = query_truth(*control)
+                return None if truth["load_input_on"] or truth["supply_output_on"] else truth
+
+            after = _wait(outputs_off, 10, "the watchdog to turn the outputs off")
+        finally:
+            if engine.poll() is None:
+                engine.kill()
+        off = [c for c in after["output_transitions"] if not c["on"] and c["t_s"] >= before["t_s"]]
+        reaction_s = min(c["t_s"] for c in off) - before["t_s"]
+        print(f"watchdog reaction after SIGKILL: {reaction_s:.1f} s bench")  # docs/safety.md
+        assert reaction_s <= 3 * INTERVAL_S
+        # the watchdog writes its account once it has read the states back
+        acted = _wait(lambda: [s for s in json.loads((run_dir / "watchdog.json").read_text())["sessions"]
+                               if s.get("action") == "safe_state"], 10, "watchdog.json")
+        assert acted and acted[0]["verified"] and "engine" in acted[0]["reason"]
+        assert acted[0]["readback"] == {"load_input_on": False, "supply_output_on": False}
+        assert "safe state verified" in (run_dir / "watchdog.log").read_text()
+        # resume takes over and completes the run with the uninterrupted verdict
+        resumed = run_bench("resume", str(run_dir), "--yes", "--json", "--db", db, timeout=120)
+        summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+        assert resumed.returncode == 0, resumed.stderr
+        assert summary["verdict"] == "pass", summary
+        record = json.loads((run_dir / "record.json").read_text())
+        kinds = [e["kind"] for e in record["events"]]
+        assert "watchdog" in kinds and "resume_run" in kinds
+        assert not query_truth(*control)["load_input_on"]
+
+
+FAMILIES = [("keysight_n8700", "bk_8600"), ("itech_it6500c", "itech_it8500plus")]
+
+
+def _station_for(supply: str, load: str, scenario_soc: str = "healthy"):
+    station = load_station(None)
+    sim = SimulatorConfig(mode="in_process", scenario=scenario_soc, supply_family=supply, load_family=load)
+    supply_cfg = station.supply.model_copy(update={"family": supply, "model": None})
+    load_cfg = station.load.model_copy(update={"family": load, "model": None})
+    return station.model_copy(update={"simulator": sim, "supply": supply_cfg, "load": load_cfg})
+
+
+@pytest.mark.parametrize(("supply", "load"), FAMILIES)
+def test_abandoned_discharge_is_ended_by_the_load_before_any_cell_under_2v5(supply: str, load: str):
+    pack = PackConfig()
+    with connect_bench(_station_for(supply, load), scenario="deep_discharge") as bench:
+        sim = bench.sim
+        # 20 V (8 x 2.5 V) at the terminals is NOT enough on an unbalanced pack: the weak cell
+        # reaches 2.27 V while the others hold the sum up. A cut-off at the LFP knee (2.8 V/cell,
+        # battery.md §2.4 warning level) keeps every cell above 2.5 V.
+        bench.discharge_cc(40.0, UVP_CELL_V * pack.cells_in_series)
+        # the controller and the watchdog are gone: only time passes
+        lowest = 9.9
+        for _ in range(6 * 360):  # up to 6 h in 10 s steps
+            sim.advance(10.0)
+            truth = sim.truth()
+            lowest = min(lowest, *truth["cell_voltages_v"])
+            if abs(truth["pack_current_a"]) < 0.5 and truth["terminal_v"] < UVP_CELL_V * 8 + 0.05:
+                break
+        else:
+            pytest.fail(f"the load never stopped: {truth['pack_current_a']:.1f} A")
+        # it stays ended: another hour, no cell below the pack's absolute minimum
+        for _ in range(360):
+            sim.advance(10.0)
+            lowest = min(lowest, *sim.truth()["cell_voltages_v"])
+        print(f"{supply}/{load}: lowest cell {lowest:.3f} V")  # docs/safety.md
+        assert lowest >= pack.cell_v_min_abs
+        assert truth["contactor_closed"]  # the instrument ended it, not the BMS
+
+
+@pytest.mark.parametrize(("supply", "load"), FAMILIES)
+def test_abandoned_charge_never_takes_a_cell_over_3v65(supply: str, load: str):
+    pack = PackConfig()
+    with connect_bench(_station_for(supply, load), scenario="healthy") as bench:
+        sim = bench.sim
+        bench.charge(28.4, 50.0)
+        highest = 0.0
+        for _ in range(6 * 360):  # 6 h abandoned: CC to the CV limit, then the current tapers
+            sim.advance(10.0)
+            truth = sim.truth()
+            highest = max(highest, *truth["cell_voltages_v"])
+        print(f"{supply}/{load}: highest cell {highest:.3f} V, final {truth['pack_current_a']:.2f} A")
+        assert highest <= pack.cell_v_max_abs
+        assert truth["pack_current_a"] < 0.02 * 200  # ended: tapered below the 0.02C tail
+        assert bench.protections["supply"].ovp is not None  # OVP programmed and read back
