@@ -125,6 +125,13 @@ class SupervisionConfig(_Model):
     can_abort_after_s: float = Field(default=600.0, gt=0)       # still silent after this long: abort
     # terminals below this x the pack minimum = contactor open (or a power lead off)
     collapse_fraction: float = Field(default=0.5, gt=0, lt=1)
+    # an instrument that does not follow what it was told (ignored setpoint, stuck output):
+    # measured bench current vs the commanded one, beyond max(A, % of setpoint) for hold_s.
+    # Coarser and slower than the bench/BMS cross-check on purpose: a measurement error (wrong
+    # shunt) must be reported as the two disagreeing sensors, not as a disobeying instrument.
+    setpoint_tolerance_a: float = Field(default=2.0, ge=0)
+    setpoint_tolerance_pct: float = Field(default=10.0, ge=0)
+    setpoint_hold_s: float = Field(default=15.0, ge=0)
 
 
 class StationConfig(_Model):

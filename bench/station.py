@@ -38,6 +38,18 @@ log = logging.getLogger(__name__)
 OPERATIONAL_CELL_V_MIN = 2.8
 
 
+@dataclass(frozen=True)
+class Commanded:
+    """The bench's last command: ``off``, ``charge`` (CC limit ``current_a`` up to ``voltage_v``),
+    ``discharge_cc`` (``current_a``) or ``discharge_cp`` (``power_w``), with the load cut-off."""
+
+    kind: str
+    current_a: float = 0.0
+    voltage_v: float = 0.0
+    power_w: float = 0.0
+    cutoff_v: float = 0.0
+
+
 @dataclass
 class OutputState:
     supply_on: bool = False
@@ -59,6 +71,9 @@ class Bench:
         self.outputs = OutputState()
         #: instrument-side limits as read back from the instruments, per role
         self.protections: dict[str, ProtectionSettings] = {}
+        #: what the bench last told its instruments to do (judged against measurements by the
+        #: engine's supervision: an instrument that ignores a setpoint is a fault)
+        self.commanded: Commanded = Commanded("off")
         self._soc_checkpoints: list[SocCheckpoint] = []
         self._identity_cache: dict[str, InstrumentIdentity] = {}
 
@@ -107,6 +122,7 @@ class Bench:
 
     # ------------------------------------------------------------------ outputs
     def outputs_off(self) -> None:
+        self.commanded = Commanded("off")
         if self.outputs.load_on:
             self.load.input(False)
             self.outputs.load_on = False
@@ -131,6 +147,7 @@ class Bench:
         if not self.outputs.supply_on:
             self.supply.output(True)
             self.outputs.supply_on = True
+        self.commanded = Commanded("charge", current_a=current_a, voltage_v=voltage_v)
 
     def supply_ovp_v(self, voltage_v: float) -> float:
         """OVP for a charge: the pack's absolute maximum (battery.md §2, §8: 3.65 V/cell) plus a
@@ -143,12 +160,14 @@ class Bench:
         self.load.set_mode("CC")
         self.load.set_current(current_a)
         self._load_on()
+        self.commanded = Commanded("discharge_cc", current_a=current_a, cutoff_v=cutoff_v)
 
     def discharge_cp(self, power_w: float, cutoff_v: float) -> None:
         self._prepare_load(cutoff_v, power_w / max(cutoff_v, 1.0) * 1.2, power_w * 1.1)
         self.load.set_mode("CP")
         self.load.set_power(power_w)
         self._load_on()
+        self.commanded = Commanded("discharge_cp", power_w=power_w, cutoff_v=cutoff_v)
 
     def _prepare_load(self, cutoff_v: float, current_limit_a: float, power_limit_w: float) -> None:
         if self.outputs.supply_on:
@@ -178,6 +197,7 @@ class Bench:
                 problems.append(f"{name}: {exc}")
         self.outputs.supply_on = False
         self.outputs.load_on = False
+        self.commanded = Commanded("off")
         return problems
 
     # ------------------------------------------------------------------ BMS service actions

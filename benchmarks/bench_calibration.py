@@ -286,6 +286,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--charge-h", type=float, default=None,
                         help="breakdown of an H-hour CC-CV charge instead of the calibration (quick look)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the run folders under this folder")
     parser.add_argument("--what-if", action="store_true",
                         help="apply the proposed engine changes (checkpoint every 10 min, fsync every 60 s of "
                              "bench time, one snapshot per sample) for this measurement only")
@@ -311,7 +312,9 @@ def run(options: argparse.Namespace) -> int:
     ok = True
     for scenario in options.scenario or ["healthy", "deep_discharge"]:
         with tempfile.TemporaryDirectory(prefix="bench-cal-") as tmp:
-            result = run_calibration(scenario, Path(tmp))
+            folder = options.keep / scenario if options.keep else Path(tmp)
+            folder.mkdir(parents=True, exist_ok=True)
+            result = run_calibration(scenario, folder)
         baseline = bare_simulator_s(scenario, result["bench_h"] * 3600)
         report(result, baseline)
         worst = max(worst, result["wall_s"])

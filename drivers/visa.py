@@ -21,6 +21,13 @@ _MANAGERS: dict[str, pyvisa.ResourceManager] = {}
 
 def resource_manager(backend: str = "@py") -> pyvisa.ResourceManager:
     manager = _MANAGERS.get(backend)
+    if manager is not None:
+        # pyvisa hands every caller the same manager per library: if anyone closed it, every
+        # session through it is gone and a new one must be made
+        try:
+            _ = manager.session
+        except pyvisa.errors.InvalidSession:
+            manager = None
     if manager is None:
         manager = pyvisa.ResourceManager(backend)
         _MANAGERS[backend] = manager

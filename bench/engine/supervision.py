@@ -10,6 +10,10 @@ depend on the wiring and the instruments, not on the procedure:
 * **Contactor open.** The BMS's own flag, or the pack voltage collapsing at the terminals
   (below ``collapse_fraction`` x the pack minimum): outputs off and abort in the same control
   interval, since the instruments are then driving an open circuit.
+* **Setpoints followed.** The bench current against what the bench last commanded (off: no
+  current; CC discharge: the setpoint, unless the pack is at the load's cut-off; charge: at most
+  the current limit). An instrument that ignores a setpoint or an off command is a fault
+  (scenario fault ``setpoint_ignored``): abort naming the command and the measurement.
 * **Cross-checked sensors.** Bench current vs BMS current, bench pack voltage vs BMS pack
   voltage and vs the sum of the 8 cell voltages. Beyond tolerance: a warning at once; held for
   ``*_hold_s``: abort naming both readings and the difference (a miswired sense lead or a wrong
@@ -108,6 +112,7 @@ class Supervisor:
         bus_state = _bus_state(engine.bench)
         self._contactor(engine, env)
         can_ok = self._can(engine, env, t_s, bus_state)
+        self._setpoint(engine, env, t_s)
         if can_ok:
             self._cross_check(engine, env, t_s)
         else:
@@ -148,6 +153,37 @@ class Supervisor:
                                      abort_after_s=self.cfg.can_abort_after_s)
             env["__pause"] = SupervisionPause(limit, message, age)
         return False
+
+    # ---------------------------------------------------------------- setpoints
+    def _setpoint(self, engine: Any, env: dict[str, Any], t_s: float) -> None:
+        commanded = getattr(engine.bench, "commanded", None)
+        current, pack_v = env.get("current"), env.get("pack_v")
+        if commanded is None or current is None or pack_v is None:
+            return
+        current, pack_v = float(current), float(pack_v)
+        cfg = self.cfg
+        deviation: str | None = None
+        if commanded.kind == "off":
+            if abs(current) > cfg.setpoint_tolerance_a:
+                deviation = f"outputs commanded off but {current:+.2f} A flows"
+        elif commanded.kind == "discharge_cc":
+            tolerance = max(cfg.setpoint_tolerance_a, cfg.setpoint_tolerance_pct / 100 * commanded.current_a)
+            at_cutoff = pack_v <= commanded.cutoff_v + 0.5
+            if not at_cutoff and abs(-current - commanded.current_a) > tolerance:
+                deviation = (f"load commanded {commanded.current_a:.2f} A but {-current:.2f} A is "
+                             f"measured (tolerance {tolerance:.2f} A)")
+        elif commanded.kind == "charge":
+            tolerance = max(cfg.setpoint_tolerance_a, cfg.setpoint_tolerance_pct / 100 * commanded.current_a)
+            if current > commanded.current_a + tolerance:
+                deviation = (f"supply current limit {commanded.current_a:.2f} A but {current:.2f} A is "
+                             f"measured (tolerance {tolerance:.2f} A)")
+        if deviation is None:
+            self._since.pop("setpoint", None)
+            return
+        since = self._since.setdefault("setpoint", t_s)
+        if t_s - since >= cfg.setpoint_hold_s - 1e-9:
+            _trip(engine, "setpoint", f"setpoint: instrument does not follow the bench: {deviation} "
+                                      f"for {t_s - since:.0f} s")
 
     # ---------------------------------------------------------------- cross-checks
     def _cross_check(self, engine: Any, env: dict[str, Any], t_s: float) -> None:

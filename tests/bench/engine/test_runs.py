@@ -91,3 +91,17 @@ def test_failing_check_gives_fail_with_the_check_message(run_procedure):
     (failed,) = record.failed_checks
     assert failed.id == "discharged_ah" and "out of limits" in failed.message
     assert abs(float(failed.value) - 7.5) < 0.1  # 30 A x 15 min
+
+
+def test_load_that_ignores_its_setpoint_aborts_the_run(run_procedure, tmp_path):
+    # the load stops taking commands during the rest: at the discharge it never switches on
+    scenario = scenario_file(tmp_path, "healthy",
+                             "faults:\n  - {at_s: 1000, kind: setpoint_ignored, instrument: load}\n")
+    record = run_procedure(SHORT, scenario=scenario)
+    assert record.verdict == "aborted"
+    reason = record.abort_reason or ""
+    assert reason.startswith("setpoint:") and "load commanded 40.00 A" in reason
+    trip = next(e for e in record.events if e.kind == "trip")
+    discharge = next(s for s in record.steps if s.id == "discharge")
+    assert 15.0 <= trip.t_s - discharge.start_s <= 17.0  # held for setpoint_hold_s, acted on in that sample
+    assert record.sim_truth.outputs_off_at_end

@@ -37,9 +37,9 @@ def served() -> Iterator[ServedBench]:
 
 @pytest.fixture(scope="module")
 def visa() -> Iterator[pyvisa.ResourceManager]:
-    rm = pyvisa.ResourceManager("@py")
-    yield rm
-    rm.close()
+    # pyvisa gives every caller the same manager per backend: closing it would close every
+    # other session in this process too, so the tests close their own resources only
+    yield pyvisa.ResourceManager("@py")
 
 
 def _open(rm: pyvisa.ResourceManager, resource: str) -> pyvisa.resources.MessageBasedResource:
