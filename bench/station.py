@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: battery.md §2.2: end-of-discharge 2.8 V/cell (Victron 25.6 V/200 Ah: 22.4 V)
 OPERATIONAL_CELL_V_MIN = 2.8
+#: longest load timer the families accept (drivers.power: 99,999 s)
+LOAD_TIMER_MAX_S = 99999.0
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,10 @@ class Bench:
 
         return {"ocv_soc": ocv_soc}
 
-    def adapter_age_s(self) -> float:
-        """Bench seconds since the last broadcast frame of any kind from the BMS."""
-        snap = self.adapter.snapshot()
+    def adapter_age_s(self, snapshot: Any | None = None) -> float:
+        """Bench seconds since the last broadcast frame of any kind from the BMS (of ``snapshot``,
+        the sample's own, when given)."""
+        snap = snapshot if snapshot is not None else self.adapter.snapshot()
         if not snap.timestamps:
             return 1e9
         return max(0.0, snap.taken_at - max(snap.timestamps.values()))
@@ -156,20 +159,30 @@ class Bench:
         return max(voltage_v + 0.2, pack.cell_v_max_abs * pack.cells_in_series + 0.2)
 
     def discharge_cc(self, current_a: float, cutoff_v: float) -> None:
-        self._prepare_load(cutoff_v, current_a, current_a * cutoff_v * 2.0)
+        self._prepare_load(cutoff_v, current_a, current_a * cutoff_v * 2.0,
+                           self.discharge_timer_s(current_a))
         self.load.set_mode("CC")
         self.load.set_current(current_a)
         self._load_on()
         self.commanded = Commanded("discharge_cc", current_a=current_a, cutoff_v=cutoff_v)
 
     def discharge_cp(self, power_w: float, cutoff_v: float) -> None:
-        self._prepare_load(cutoff_v, power_w / max(cutoff_v, 1.0) * 1.2, power_w * 1.1)
+        self._prepare_load(cutoff_v, power_w / max(cutoff_v, 1.0) * 1.2, power_w * 1.1,
+                           self.discharge_timer_s(power_w / self.station.pack.cells_in_series / 3.2))
         self.load.set_mode("CP")
         self.load.set_power(power_w)
         self._load_on()
         self.commanded = Commanded("discharge_cp", power_w=power_w, cutoff_v=cutoff_v)
 
-    def _prepare_load(self, cutoff_v: float, current_limit_a: float, power_limit_w: float) -> None:
+    def discharge_timer_s(self, current_a: float) -> float:
+        """The load's own timer for a discharge: no constant-current discharge of this pack can
+        legitimately outlast emptying its nameplate capacity at that current, plus 25 % and
+        10 minutes. Caps an abandoned discharge where the family has a timer (BK 8600)."""
+        hours = self.nominal_capacity_ah / max(current_a, 1e-3)
+        return min(LOAD_TIMER_MAX_S, hours * 3600.0 * 1.25 + 600.0)
+
+    def _prepare_load(self, cutoff_v: float, current_limit_a: float, power_limit_w: float,
+                      timer_s: float | None = None) -> None:
         if self.outputs.supply_on:
             self.supply.output(False)
             self.outputs.supply_on = False
@@ -179,6 +192,7 @@ class Bench:
             uvp=cutoff_v if caps.can("uvp") else None,
             ocp=min(current_limit_a * 1.1 + 1.0, ranges.i_max) if caps.can("ocp") else None,
             opp=min(power_limit_w, ranges.p_max) if caps.can("opp") else None,
+            timer=round(timer_s) if timer_s is not None and caps.can("timer") else None,
         )
         self.protections["load"] = program_and_verify(self.load, wanted)
 
@@ -358,7 +372,7 @@ def connect_bench(station: StationConfig, *, scenario: str | None = None,
             # lockstep: the controller looks only after the CAN listener has decoded every
             # frame the simulator emitted for this step
             if sim_ref.adapter is not None:
-                adapter.wait_frames(sim_ref.adapter.frames_sent, timeout_s=2.0)
+                adapter.wait_frames(sim_ref.adapter.frames_sent, timeout_s=10.0)
 
         clock.add_settle_hook(settle)
         settle()

@@ -162,7 +162,9 @@ class ScpiInstrument:
     def _call(self, operation: str, action: Callable[[], T], idempotent: bool) -> T:
         try:
             return self._mapped(operation, action)
-        except ConnectionLost as lost:
+        except (ConnectionLost, InstrumentTimeout) as lost:
+            # A pulled cable often shows as a time-out rather than a reset; and after a time-out
+            # a late reply could answer the next query, so a fresh session is the safe retry.
             if self._policy is None or not idempotent:
                 raise
             return self._retry_after_reconnect(operation, action, lost)
@@ -186,7 +188,7 @@ class ScpiInstrument:
         timeout = getattr(self.transport, "timeout", None)
         return float(timeout) / 1000 if isinstance(timeout, int | float) else float("nan")
 
-    def _retry_after_reconnect(self, operation: str, action: Callable[[], T], lost: ConnectionLost) -> T:
+    def _retry_after_reconnect(self, operation: str, action: Callable[[], T], lost: InstrumentError) -> T:
         """Re-open and retry per the policy; a re-open only counts once the retried operation works
         (a raw-socket open can succeed before the peer accepts sessions again)."""
         assert self._policy is not None and self._reopen is not None

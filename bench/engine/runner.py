@@ -304,7 +304,7 @@ class Engine:
         self._check_stop()
         t = self.clock.now()
         reading = read_bench(self.bench, t)
-        can_age = self.bench.adapter_age_s()
+        can_age = self.bench.adapter_age_s(reading.bms)
         if st.last_sample is not None:
             t0, i0, v0 = st.last_sample
             dt = reading.t_s - t0

@@ -284,7 +284,7 @@ class StepExecutor:
         eng = self.engine
         reading = read_bench(eng.bench, eng.clock.now())
         step = eng.steps[eng.state.step_pos or 0]
-        env = eng.environment(reading, eng.bench.adapter_age_s(), step)
+        env = eng.environment(reading, eng.bench.adapter_age_s(reading.bms), step)
         # integrals are those of the last sample; this reading is not logged
         return env
 

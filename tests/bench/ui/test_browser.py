@@ -99,7 +99,8 @@ def test_stop_shows_aborted_with_outputs_off(live_server: Callable[..., Any],
     start_from_scanner(page, "VS02P-EOL-0003")
     page.wait_for_selector("#prompt-choices button", timeout=60_000)
     page.locator("#prompt-choices button", has_text="OK").click()
-    page.wait_for_selector("#step:has-text('pulse')", timeout=60_000)
+    # the shipping discharge lasts tens of bench minutes: at 20x the load is surely still on
+    page.wait_for_selector("#step:has-text('discharge_to_shipping')", timeout=120_000)
     truth = slot.truth()
     assert truth is not None and (truth["supply_output_on"] or truth["load_input_on"])
     page.click("#stop")

@@ -1,0 +1,36 @@
+"""The bench layer: instrument-side limits programmed and read back before an output turns on."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.config import load_station
+from bench.station import connect_bench
+
+
+@pytest.fixture
+def bk_bench():
+    station = load_station(None)
+    station = station.model_copy(update={
+        "simulator": station.simulator.model_copy(update={"load_family": "bk_8600"}),
+        "load": station.load.model_copy(update={"family": "bk_8600", "model": "8614"}),
+    })
+    with connect_bench(station) as bench:
+        yield bench
+
+
+def test_discharge_programs_cut_off_and_timer_then_the_timer_ends_it(bk_bench):
+    bench = bk_bench
+    assert bench.discharge_timer_s(40.0) == pytest.approx(5 * 3600 * 1.25 + 600)  # 200 Ah / 40 A = 5 h
+    bench.discharge_cc(2.0, bench.default_cutoff_v())
+    read_back = bench.protections["load"]
+    assert read_back.uvp == pytest.approx(22.4, abs=0.01)  # 2.8 V/cell (battery.md §2.2)
+    assert read_back.timer == pytest.approx(99999, abs=1)   # 100 h at 2 A, capped at the family maximum
+    assert bench.sim.truth()["load_input_on"]
+    # abandon it: nobody turns it off; the load's own timer does, with charge still in the pack
+    bench.clock.sleep(read_back.timer - 60)
+    assert bench.sim.truth()["load_input_on"]
+    bench.clock.sleep(65)
+    truth = bench.sim.truth()
+    assert not truth["load_input_on"]
+    assert truth["soc_pct"] > 20.0
