@@ -82,6 +82,10 @@ class SimulatorConfig(_Model):
     speed: float = Field(default=1.0, gt=0, description="external: the speed `bench sim serve` runs at")
     supply_family: str | None = None
     load_family: str | None = None
+    # external: the standalone simulator's control port (`bench sim serve --control-port`), through
+    # which scenario faults aimed at the controller (controller_death, watchdog_death) reach it
+    control_port: int | None = Field(default=None, ge=1, le=65535)
+    control_host: str = "127.0.0.1"
 
 
 class PackConfig(_Model):

@@ -130,12 +130,14 @@ def _run(bench: Bench, station: StationConfig, procedure: Any, overrides: dict[s
                                     else TerminalPrompter(console or Console()))
     store = _open_store(request.db, station, run_dir)
     watchdog = None
+    injector = None
     try:
         if request.watchdog and station.watchdog.enabled and not bench.simulated:
             from bench.watchdog import start_watchdog
 
             watchdog = start_watchdog(station, run_dir, request.station,
                                       interval_s=float(procedure.control_interval_s))
+        injector = _fault_injector(bench, station, watchdog, run_dir)
         options = RunOptions(
             run_dir=run_dir, operator=request.operator, serial=request.serial, parameters=overrides,
             prompter=prompter, store=store, events=events, run_id=run_id,
@@ -148,11 +150,33 @@ def _run(bench: Bench, station: StationConfig, procedure: Any, overrides: dict[s
             request.on_engine(engine)
         record = engine.run()
     finally:
+        if injector is not None:
+            injector.stop()
         if watchdog is not None:
             watchdog.stop()
         bench.close()
     _render_report(run_dir)
     return record
+
+
+def _fault_injector(bench: Bench, station: StationConfig, watchdog: Any, run_dir: Path) -> Any:
+    """On a simulated bench, carry out the scenario's controller/watchdog deaths (once per run)."""
+    from bench.fault_injection import (
+        ControllerFaultInjector,
+        carried_out,
+        control_port_source,
+        in_process_source,
+    )
+
+    sim_cfg = station.simulator
+    if bench.sim is not None:
+        bench.sim.skip_controller_faults(carried_out(run_dir))
+        source = in_process_source(bench.sim)
+    elif sim_cfg is not None and sim_cfg.control_port is not None:
+        source = control_port_source(sim_cfg.control_host, sim_cfg.control_port)
+    else:
+        return None
+    return ControllerFaultInjector(source, lambda: getattr(watchdog, "pid", None), run_dir).start()
 
 
 def _open_store(db: str | None, station: StationConfig, run_dir: Path) -> Any | None:

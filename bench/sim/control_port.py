@@ -37,9 +37,17 @@ class ControlPort:
                 text = raw.decode(errors="replace").strip()
                 try:
                     cmd = json.loads(text).get("cmd") if text.startswith("{") else text
-                    if cmd != "truth":
-                        raise ValueError(f"unknown request {text!r}; known: truth")
-                    answer: dict[str, Any] = self.world.truth()
+                    answer: dict[str, Any]
+                    if cmd == "truth":
+                        answer = self.world.truth()
+                    elif cmd == "controller_faults":
+                        # fault injection for the controller side (bench.fault_injection): each
+                        # controller/watchdog death is handed out once
+                        with self.world.lock:
+                            faults, self.world.controller_faults[:] = list(self.world.controller_faults), []
+                        answer = {"faults": faults}
+                    else:
+                        raise ValueError(f"unknown request {text!r}; known: truth, controller_faults")
                 except ValueError as exc:
                     answer = {"error": str(exc)}
                 stream.write((json.dumps(answer, default=str) + "\n").encode())
@@ -47,6 +55,14 @@ class ControlPort:
 
     def close(self) -> None:
         self._server.close()
+
+
+def query_controller_faults(host: str, port: int, timeout_s: float = 2.0) -> list[str]:
+    """Controller-side faults due in the simulator (each returned once)."""
+    with socket.create_connection((host, port), timeout=timeout_s) as conn, conn.makefile("rwb") as stream:
+        stream.write(b'{"cmd": "controller_faults"}\n')
+        stream.flush()
+        return [str(f) for f in json.loads(stream.readline()).get("faults", [])]
 
 
 def query_truth(host: str, port: int, timeout_s: float = 5.0) -> dict[str, Any]:

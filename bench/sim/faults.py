@@ -54,6 +54,10 @@ def apply_fault(world: SimulatedBench, fault: Any) -> None:
     elif kind == "weak_cell":
         world.pack.scale_cell(fault.cell - 1, fault.capacity_scale, fault.r_scale)
     elif kind in ("controller_death", "watchdog_death"):
-        world.controller_faults.append(kind)
+        skip = getattr(world, "_skip_controller_faults", [])
+        if kind in skip:
+            skip.remove(kind)  # carried out before the run was resumed
+        else:
+            world.controller_faults.append(kind)
     else:  # the scenario model's union is closed; a new kind needs a line here
         raise ValueError(f"fault kind {kind!r} has no effect defined in bench.sim.faults")

@@ -90,6 +90,7 @@ class SimulatedBench:
         #: Faults that concern the controller rather than the simulated hardware (controller or
         #: watchdog death); the engine polls this list.
         self.controller_faults: list[str] = []
+        self._skip_controller_faults: list[str] = []
         #: ground truth: every change of an instrument's output state, with the simulated time it
         #: took effect (commands act between steps, so at the start of the next one)
         self.output_transitions: list[dict[str, Any]] = []
@@ -201,6 +202,10 @@ class SimulatedBench:
             fault = self._faults[self._next_fault]
             self._next_fault += 1
             self.apply_fault(fault)
+
+    def skip_controller_faults(self, kinds: list[str]) -> None:
+        """A resumed run: controller faults already carried out before the checkpoint's time."""
+        self._skip_controller_faults = list(kinds)
 
     def apply_fault(self, fault: Any) -> None:
         """Inject one scenario fault now (also used by the operator station's engineer page)."""

@@ -154,3 +154,26 @@ def test_abandoned_charge_never_takes_a_cell_over_3v65(supply: str, load: str):
         assert highest <= pack.cell_v_max_abs
         assert truth["pack_current_a"] < 0.02 * 200  # ended: tapered below the 0.02C tail
         assert bench.protections["supply"].ovp is not None  # OVP programmed and read back
+
+
+def test_injected_watchdog_death_stops_the_run_with_outputs_off(tmp_path: Path):
+    """Scenario fault ``watchdog_death``: the watchdog process is killed mid-run; the engine, whose
+    heartbeat finds it gone, stops the run with the outputs off (it is then resumable)."""
+    base = (REPO / "bench" / "sim" / "scenarios" / "healthy.yaml").read_text(encoding="utf-8")
+    scenario = tmp_path / "watchdog_death.yaml"
+    scenario.write_text(base + "\nfaults:\n  - {at_s: 1000, kind: watchdog_death}\n", encoding="utf-8")
+    with served_bench("--speed", str(SPEED), "--scenario", str(scenario)) as served:
+        control = ("127.0.0.1", int(served.info["control"]["port"]))
+        station = _external_station(tmp_path, served)
+        data = yaml.safe_load(station.read_text(encoding="utf-8"))
+        data["simulator"]["control_port"] = control[1]
+        station.write_text(yaml.safe_dump(data), encoding="utf-8")
+        run_dir = tmp_path / "run"
+        result = run_bench("run", str(PROCEDURE), "--station", str(station), "--yes", "--json",
+                           "--out", str(run_dir), "--db", f"sqlite:///{tmp_path / 'bench.db'}", timeout=180)
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        assert result.returncode == 3, result.stderr
+        assert summary["verdict"] == "aborted" and "watchdog" in summary["abort_reason"]
+        assert json.loads((run_dir / "fault-injection.json").read_text()) == ["watchdog_death"]
+        truth = query_truth(*control)
+        assert not truth["load_input_on"] and not truth["supply_output_on"]

@@ -63,3 +63,26 @@ def test_sigkill_mid_discharge_then_resume_matches_uninterrupted(run_procedure, 
         times = [float(r["t_s"]) for r in csv.DictReader(f)]
     assert all(b > a for a, b in zip(times, times[1:], strict=False))
     assert abs(times[-1] - 35 * 60) <= 2
+
+
+def test_injected_controller_death_kills_the_run_and_resume_completes(run_procedure, tmp_path: Path):
+    """Scenario fault ``controller_death``: the controller dies like a crash (SIGKILL, no finally)
+    mid-discharge; the record is left running, and bench resume finishes it once, not again."""
+    from tests.bench.engine.conftest import scenario_file
+
+    scenario = scenario_file(tmp_path, "healthy", "faults:\n  - {at_s: 1500, kind: controller_death}\n")
+    run_dir = tmp_path / "crashed"
+    db = f"sqlite:///{tmp_path / 'bench.db'}"
+    proc = _bench("run", str(SHORT), "--yes", "--out", str(run_dir), "--db", db, "--scenario", scenario,
+                  "--json", cwd=tmp_path)
+    proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    assert json.loads((run_dir / "record.json").read_text())["verdict"] == "running"
+    assert json.loads((run_dir / "fault-injection.json").read_text()) == ["controller_death"]
+
+    resumed = _bench("resume", str(run_dir), "--yes", "--json", "--db", db, cwd=tmp_path)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["verdict"] == "pass"
+    final = json.loads((run_dir / "record.json").read_text())
+    assert abs(final["ah_discharged"] - 10.0) < 0.05
