@@ -90,15 +90,10 @@ def run(
             params=_parse_params(param or []), out_dir=out_dir, yes=yes, db=db,
             watchdog=not no_watchdog, interactive=not as_json and sys.stdin.isatty(),
         )
-        _install_sigterm()
-        record = execute_run(request, console=None if as_json else out)
     except InputError as exc:
         _fail_input(exc)
         return
-    except BenchError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(EXIT_ABORTED) from None
-    _finish(record, as_json)
+    _run_and_finish(lambda: execute_run(request, console=None if as_json else out), as_json)
 
 
 @app.command()
@@ -111,9 +106,14 @@ def resume(
     """Continue a run killed at any point, from its last checkpoint."""
     from bench.run import resume_run
 
+    _run_and_finish(lambda: resume_run(run_dir, yes=yes, db=db, console=None if as_json else out), as_json)
+
+
+def _run_and_finish(start: Any, as_json: bool) -> None:
+    """Run (or resume) with SIGTERM handled like Ctrl-C; map the outcome to the exit code."""
     try:
         _install_sigterm()
-        record = resume_run(run_dir, yes=yes, db=db, console=None if as_json else out)
+        record = start()
     except InputError as exc:
         _fail_input(exc)
         return
