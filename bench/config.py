@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bench.errors import BenchError
 from bench.yamlio import load_model
@@ -86,6 +86,17 @@ class SimulatorConfig(_Model):
     # which scenario faults aimed at the controller (controller_death, watchdog_death) reach it
     control_port: int | None = Field(default=None, ge=1, le=65535)
     control_host: str = "127.0.0.1"
+
+    @field_validator("scenario")
+    @classmethod
+    def _known_scenario(cls, value: str) -> str:
+        """A scenario is a built-in name or an existing file: say so at load time, located."""
+        from bench.sim.scenario import builtin_scenarios
+
+        names = builtin_scenarios()
+        if value in names or Path(value).is_file():
+            return value
+        raise ValueError(f"unknown scenario {value!r}: neither a file nor a built-in ({', '.join(names)})")
 
 
 class PackConfig(_Model):

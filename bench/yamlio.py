@@ -132,6 +132,8 @@ def validation_errors(exc: ValidationError, located: LocatedData) -> InputErrors
             msg = f"unknown key {loc[-1]!r}"
         elif err["type"] == "missing":
             msg = f"missing required key {loc[-1]!r}"
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
         errors.append(located.error(tuple(real), msg))
     return InputErrors(errors)
 
