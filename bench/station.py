@@ -77,7 +77,6 @@ class Bench:
         #: engine's supervision: an instrument that ignores a setpoint is a fault)
         self.commanded: Commanded = Commanded("off")
         self._soc_checkpoints: list[SocCheckpoint] = []
-        self._identity_cache: dict[str, InstrumentIdentity] = {}
 
     # ------------------------------------------------------------------ facts
     @property

@@ -39,10 +39,6 @@ class LimitMonitor:
         self._since: dict[tuple[str, Level], float] = {}
         self._warned: set[str] = set()
 
-    def reset(self) -> None:
-        self._since.clear()
-        self._warned.clear()
-
     def evaluate(self, env: Mapping[str, Any], t_s: float,
                  functions: Mapping[str, Callable[..., Any]]) -> tuple[list[Breach], list[Breach]]:
         """Return (new warnings, trips) for this sample."""

@@ -9,7 +9,6 @@ load and supply in their safe state and writes the reason into the record.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -125,7 +124,7 @@ class Engine:
         resumed = self.state.step_pos is not None
         try:
             self._open_record(resumed)
-            self._publish("run_started", {"procedure": self.procedure.procedure,
+            self.publish("run_started", {"procedure": self.procedure.procedure,
                                           "resumed": resumed, "serial": self.record.pack.serial})
             self._execute()
             verdict = "fail" if self.record.failed_checks else "pass"
@@ -158,7 +157,7 @@ class Engine:
             self.record.abort_reason = None
             self.record.ended_at = None
             moved = SampleLog.truncate_after(self.run_dir / "samples.csv", self.state.t_s)
-            self._event("resume_run", f"resumed from checkpoint at t={self.state.t_s:.0f} s"
+            self.event("resume_run", f"resumed from checkpoint at t={self.state.t_s:.0f} s"
                         + (f"; {moved} samples after it kept aside" if moved else ""))
             self._note_watchdog_trips()
         else:
@@ -186,7 +185,7 @@ class Engine:
         seen = {e.data.get("watchdog_pid") for e in self.record.events if e.kind == "watchdog"}
         for trip in trips(self.run_dir):
             if trip.get("pid") not in seen:
-                self._event("watchdog", f"watchdog (pid {trip.get('pid')}) made the bench safe: "
+                self.event("watchdog", f"watchdog (pid {trip.get('pid')}) made the bench safe: "
                             f"{trip.get('reason')}; read back {trip.get('readback')}",
                             data={"watchdog_pid": trip.get("pid"), **{k: trip.get(k) for k in (
                                 "detected_at", "done_at", "verified", "bench_t_s_estimate")}})
@@ -194,17 +193,16 @@ class Engine:
     def _finish(self, verdict: str, abort_reason: str | None, note: str | None = None) -> None:
         problems = self.bench.safe_state()
         for problem in problems:
-            self._event("warning", f"safe state: {problem}")
+            self.event("warning", f"safe state: {problem}")
         if abort_reason:
-            self._event("abort", abort_reason)
+            self.event("abort", abort_reason)
         if note and verdict != "aborted":
-            self._event("info", note)
+            self.event("info", note)
         self._close_open_step(abort_reason or "run ended")
         rec = self.record
         rec.verdict = verdict  # type: ignore[assignment]
         rec.abort_reason = abort_reason
         rec.ended_at = datetime.now(UTC)
-        self._totals_into_record()
         if self.samples is not None:
             self._unstored.extend(self.samples.sync())
             self.samples.close()
@@ -220,7 +218,7 @@ class Engine:
         self.checkpoints.mark_finished()
         if self.opts.store is not None:
             self._store_call("finish_run", rec)
-        self._publish("run_ended", {"verdict": verdict, "abort_reason": abort_reason,
+        self.publish("run_ended", {"verdict": verdict, "abort_reason": abort_reason,
                                     "failed_checks": [c.message or c.id for c in rec.failed_checks]})
 
     # ------------------------------------------------------------------ step sequencing
@@ -252,7 +250,7 @@ class Engine:
         st.compare_marks = {}
         self.record.steps.append(StepRecord(
             id=step.id, kind=step.kind, start_s=st.step_started_at, started_at=datetime.now(UTC)))
-        self._publish("step_started", {"step": step.id, "kind": step.kind,
+        self.publish("step_started", {"step": step.id, "kind": step.kind,
                                        "description": getattr(step, "description", "") or "",
                                        "index": st.step_pos, "count": len(self.steps)})
 
@@ -276,7 +274,7 @@ class Engine:
         if hints is not None and hints.ref_soc_anchor is not None:
             st.reference.anchor(float(hints.ref_soc_anchor), st.throughput.ah)
             self.bench.note_soc_checkpoint(now, float(hints.ref_soc_anchor))
-        self._publish("step_ended", {"step": step.id, "reason": reason, "ah": tp.ah, "wh": tp.wh,
+        self.publish("step_ended", {"step": step.id, "reason": reason, "ah": tp.ah, "wh": tp.wh,
                                      "duration_s": duration})
         self._checkpoint(force=True)
 
@@ -367,7 +365,7 @@ class Engine:
         # durable in samples.csv now; copied to the records store at each checkpoint
         self._unstored.extend(self.samples.append(row, env["t"]) or ())
         self.record.sample_count += 1
-        self._publish("sample", {
+        self.publish("sample", {
             "step": step.id, "pack_v": env["pack_v"], "current": env["current"],
             "cells": cells[:8], "temp_max": env["temp_max"], "temp_min": env["temp_min"],
             "bms_soc": env["bms_soc"], "ref_soc": env["ref_soc"], "ah": env["ah"],
@@ -376,14 +374,14 @@ class Engine:
 
     # ------------------------------------------------------------------ limits
     def _warning(self, breach: Breach) -> None:
-        self._event("warning", breach.message, data={"limit": breach.limit.id, "value": breach.value})
-        self._publish("warning", {"message": breach.message})
+        self.event("warning", breach.message, data={"limit": breach.limit.id, "value": breach.value})
+        self.publish("warning", {"message": breach.message})
 
     def _act_on_trip(self, breach: Breach, env: dict[str, Any]) -> None:
         action = breach.limit.action
-        self._event("trip", breach.message, data={"limit": breach.limit.id, "value": breach.value,
+        self.event("trip", breach.message, data={"limit": breach.limit.id, "value": breach.value,
                                                   "action": action})
-        self._publish("trip", {"message": breach.message, "action": action})
+        self.publish("trip", {"message": breach.message, "action": action})
         if action == "abort":
             # outputs off in the same control interval that saw the breach
             self.bench.safe_state()
@@ -402,25 +400,18 @@ class Engine:
     # ------------------------------------------------------------------ checks and record
     def add_check(self, check: CheckRecord) -> None:
         self.record.checks.append(check)
-        self._publish("check", check.model_dump(mode="json"))
+        self.publish("check", check.model_dump(mode="json"))
         self._write_record()
 
-    def _event(self, kind: str, message: str, data: dict[str, Any] | None = None,
+    def event(self, kind: str, message: str, data: dict[str, Any] | None = None,
                actor: str | None = None) -> None:
         self.record.events.append(EventRecord(
             t_s=self.clock.now(), at=datetime.now(UTC), kind=kind,  # type: ignore[arg-type]
             message=message, data=data or {}, actor=actor))
 
-    def event(self, kind: str, message: str, data: dict[str, Any] | None = None,
-              actor: str | None = None) -> None:
-        self._event(kind, message, data, actor)
-
-    def _publish(self, kind: str, data: dict[str, Any]) -> None:
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
         self.events.publish(ProgressEvent(kind=kind, run_id=self.state.run_id,  # type: ignore[arg-type]
                                           t_s=self.clock.now(), data=data))
-
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
-        self._publish(kind, data)
 
     def _totals_into_record(self) -> None:
         rec, st = self.record, self.state
@@ -463,7 +454,7 @@ class Engine:
         except Exception as exc:
             log.warning("records store %s failed: %s", method, exc)
             if not any(e.message.startswith("records store") for e in self.record.events[-3:]):
-                self._event("warning", f"records store {method} failed: {exc}")
+                self.event("warning", f"records store {method} failed: {exc}")
 
     def _resolve_parameters(self) -> dict[str, Any]:
         env: dict[str, Any] = {"capacity_nominal": self.bench.nominal_capacity_ah}
@@ -477,11 +468,6 @@ class Engine:
             else:
                 values[name] = param.default.evaluate({**env, **values}, self.functions)
         return values
-
-    # used by steps
-    @property
-    def last_reading(self) -> RawReading | None:
-        return self._last
 
     def end_run(self, verdict: str, message: str) -> None:
         raise _EndRun(verdict, message)
@@ -498,6 +484,3 @@ def _r(value: Any, digits: int = 4) -> Any:
         return round(value, digits)
     return value
 
-
-def dump_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)

@@ -240,8 +240,7 @@ class StepExecutor:
     def _do_set(self, step: Any, assignments: Any) -> str | None:
         eng = self.engine
         env = self._instant_env()
-        items = assignments.items() if isinstance(assignments, dict) else assignments.values.items()
-        for name, expr in items:
+        for name, expr in assignments.items():
             value = self._eval(expr, env)
             if name == "ref_soc":
                 eng.state.reference.anchor(float(value), eng.state.throughput.ah)
@@ -257,11 +256,11 @@ class StepExecutor:
     def _do_if(self, step: Any, action: Any) -> str | None:
         taken = self._true(action.when, self._instant_env())
         self.end_reason = f"{action.when.text} is {taken}"
-        return action.then if taken else getattr(action, "else_", None) or getattr(action, "otherwise", None)
+        return action.then if taken else action.else_
 
     def _do_goto(self, step: Any, target: Any) -> str | None:
         self.end_reason = "goto"
-        return str(getattr(target, "target", target))
+        return str(target)
 
     def _do_repeat(self, step: Any, action: Any) -> str | None:
         counts = self.engine.state.repeat_counts
