@@ -121,6 +121,10 @@ class CheckRecord(_Model):
     passed: bool
     decision_rule: str = "simple acceptance (value inside limits, measurement uncertainty not guard-banded)"
     message: str = ""
+    #: what to do about a failure, from the procedure (e.g. "extended balancing, about 40 h")
+    action: str | None = None
+    #: superseded by a later attempt of a ``retry`` group: kept for the record, not in the verdict
+    retried: bool = False
 
 
 class EventRecord(_Model):
@@ -153,6 +157,20 @@ class SimTruth(_Model):
     #: every change of the simulated instruments' output state: {t_s, instrument, on}
     output_transitions: list[dict[str, Any]] = Field(default_factory=list)
     faults_applied: list[dict[str, Any]] = Field(default_factory=list)
+    #: highest true cell voltage of the run; lowest once every cell was >= 2.5 V; contactor openings
+    cell_v_max: float | None = None
+    cell_v_min_after_recovery: float | None = None
+    contactor_openings: list[float] = Field(default_factory=list)
+
+    @property
+    def protection_events(self) -> list[str]:
+        """What a charger obeying the BMS must never cause (battery.md §2.4)."""
+        events = [f"BMS contactor opened at t={t:.0f} s" for t in self.contactor_openings]
+        if self.cell_v_max is not None and self.cell_v_max > 3.60:
+            events.append(f"a cell reached {self.cell_v_max:.3f} V (> 3.60 V)")
+        if self.cell_v_min_after_recovery is not None and self.cell_v_min_after_recovery < 2.50:
+            events.append(f"a cell fell to {self.cell_v_min_after_recovery:.3f} V (< 2.50 V)")
+        return events
 
 
 class RunRecord(_Model):
@@ -187,4 +205,4 @@ class RunRecord(_Model):
 
     @property
     def failed_checks(self) -> list[CheckRecord]:
-        return [c for c in self.checks if not c.passed]
+        return [c for c in self.checks if not c.passed and not c.retried]

@@ -151,6 +151,22 @@ class Bench:
             self.outputs.supply_on = True
         self.commanded = Commanded("charge", current_a=current_a, voltage_v=voltage_v)
 
+    def adjust_charge(self, voltage_v: float, current_a: float) -> None:
+        """New setpoints for a charge already running (the charge control law, every interval):
+        only the values that changed are written; protections stay as programmed at the start."""
+        old = self.commanded
+        if old.kind != "charge" or not self.outputs.supply_on:
+            self.charge(voltage_v, current_a)
+            return
+        if abs(voltage_v - old.voltage_v) > 1e-3:
+            self.supply.set_voltage(voltage_v)
+        # writes only when the change matters (0.05 A or 0.5 %): fewer round trips, same control
+        if abs(current_a - old.current_a) > max(0.05, 0.005 * old.current_a) or current_a == 0.0:
+            self.supply.set_current(current_a)
+        else:
+            current_a = old.current_a
+        self.commanded = Commanded("charge", current_a=current_a, voltage_v=voltage_v)
+
     def supply_ovp_v(self, voltage_v: float) -> float:
         """OVP for a charge: the pack's absolute maximum (battery.md §2, §8: 3.65 V/cell) plus a
         margin for the supply's own regulation, never below the setpoint."""
@@ -285,7 +301,10 @@ class Bench:
             capacity_ah=truth["capacity_ah"], scenario=self.scenario_name or "",
             soc_checkpoints=list(self._soc_checkpoints),
             outputs_off_at_end=not (truth["supply_output_on"] or truth["load_input_on"]),
-            output_transitions=truth["output_transitions"], faults_applied=truth["faults_applied"])
+            output_transitions=truth["output_transitions"], faults_applied=truth["faults_applied"],
+            cell_v_max=truth["excursions"]["cell_v_max"],
+            cell_v_min_after_recovery=truth["excursions"]["cell_v_min_after_recovery"],
+            contactor_openings=truth["excursions"]["contactor_openings"])
 
     def note_soc_checkpoint(self, t_s: float, ref_soc: float | None) -> None:
         if self.sim is None:

@@ -46,7 +46,10 @@ class LimitMonitor:
         trips: list[Breach] = []
         for limit in self.limits:
             value = env.get(limit.quantity)
-            if value is None:
+            when = getattr(limit, "when", None)
+            if value is None or (when is not None and not when.evaluate(env, functions)):
+                self._held(limit, "trip", t_s, False)
+                self._held(limit, "warning", t_s, False)
                 continue
             value = float(value)
             trip = self._check(limit, "trip", value, env, functions)

@@ -238,10 +238,43 @@ class Engine:
             step = self.steps[st.step_pos]
             if st.step_started_at is None:
                 self._begin_step(step)
+            checks_before = len(self.record.checks)
             target = self._executor.execute(step)
             self._end_step(step, self._executor.end_reason)
+            failed = [c for c in self.record.checks[checks_before:] if not c.passed]
+            if failed:
+                target = self._on_failure(step, failed, target)
+            elif step.retry is not None:
+                st.repeat_counts.pop(f"retry:{step.id}", None)
             st.step_pos = self.step_index[target] if target else st.step_pos + 1
             st.step_started_at = None
+
+    def _on_failure(self, step: Any, failed: list[CheckRecord], target: str | None) -> str | None:
+        """A step recorded failed checks: retry its group, or apply its ``on_fail`` policy."""
+        names = ", ".join(c.id for c in failed)
+        retry = step.retry
+        if retry is not None:
+            key = f"retry:{step.id}"
+            done = self.state.repeat_counts.get(key, 0)
+            if done < retry.times:
+                self.state.repeat_counts[key] = done + 1
+                group = set(self.procedure.step_ids()[self.step_index[retry.from_]:self.step_index[step.id] + 1])
+                for check in self.record.checks:
+                    if check.step_id in group and not check.retried:
+                        check.retried = True
+                self.event("info", f"step {step.id} failed ({names}): retry {done + 1}/{retry.times} "
+                                   f"from {retry.from_}")
+                self._write_record()
+                return str(retry.from_)
+        policy = step.on_fail
+        if policy == "abort":
+            self.event("info", f"step {step.id} failed ({names}): on_fail abort ends the run")
+            raise _EndRun("fail", f"stopped after step {step.id} failed: {names}")
+        goto = step.on_fail_goto
+        if goto is not None:
+            self.event("info", f"step {step.id} failed ({names}): on_fail goes to {goto}")
+            return str(goto)
+        return target
 
     def _begin_step(self, step: Any) -> None:
         st = self.state
@@ -289,6 +322,11 @@ class Engine:
             rec.ah_charged, rec.ah_discharged = tp.ah_charged, tp.ah_discharged
 
     # ------------------------------------------------------------------ sampling
+    @property
+    def last_reading(self) -> RawReading | None:
+        """The instruments as read at the last sample."""
+        return self._last
+
     def sample(self, step: Any, step_limits: LimitMonitor | None) -> dict[str, Any]:
         """Wait for the next tick, read the bench, integrate, log and judge limits.
 

@@ -65,6 +65,7 @@ def quantities(reading: RawReading, can_age_s: float) -> dict[str, Any]:
     temps = list(bms.temperatures_c) if bms.temperatures_c else []
     current = reading.current
     flags = bms.flags or 0
+    limits = bms.limits
     q: dict[str, Any] = {
         "pack_v": reading.pack_v,
         "current": current,
@@ -87,5 +88,13 @@ def quantities(reading: RawReading, can_age_s: float) -> dict[str, Any]:
         "contactor_closed": bms.contactor_closed is not False,
         "can_age": can_age_s,
         "cell_sum_v": sum(cells) if cells else None,
+        "cell_v_max_cell": cells.index(max(cells)) + 1 if cells else None,
+        "cell_v_min_cell": cells.index(min(cells)) + 1 if cells else None,
+        "bms_ccl": limits.charge_current_a if limits is not None else None,
+        "bms_cvl": limits.charge_voltage_v if limits is not None else None,
+        "bms_dcl": limits.discharge_current_a if limits is not None else None,
+        # set by charge and balance steps (bench.engine.charge_control); false elsewhere
+        "charge_cv": False,
+        "charge_paused": False,
     }
     return q

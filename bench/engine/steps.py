@@ -8,10 +8,18 @@ set, if, goto, repeat, end) act once on a fresh reading and return.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from bench.engine.charge_control import (
+    DEFAULT_CELL_LIMIT_V,
+    ChargeController,
+    ChargeFeedback,
+    ChargeRequest,
+    ChargeSetpoint,
+)
 from bench.engine.limits import LimitMonitor
 from bench.engine.sampler import read_bench
 from bench.errors import ProcedureError, RunAborted, SafetyTrip
@@ -19,6 +27,67 @@ from bench.record import CheckRecord
 
 if TYPE_CHECKING:
     from bench.engine.runner import Engine
+
+#: battery.md §8 balancing: passive 60 mA at duty 0.8 -> 48 mA average per bleeding cell.
+DEFAULT_BLEED_CURRENT_A = 0.060 * 0.8
+#: The balance hold first estimates the time it still needs once the cells have settled at the top
+#: (30 min), then every 10 min.
+BALANCE_ESTIMATE_AFTER_S = 1800.0
+BALANCE_ESTIMATE_EVERY_S = 600.0
+
+
+class _ChargeRegulator:
+    """Applies the charge control law (bench.engine.charge_control) to the bench, sample by sample,
+    and says in the record when the BMS stops and restarts the charge."""
+
+    def __init__(self, engine: Engine, step: Any, request: ChargeRequest) -> None:
+        self.engine = engine
+        self.step = step
+        self.controller = ChargeController(request)
+        self.applied: ChargeSetpoint | None = None
+
+    def start(self) -> None:
+        """First interval (and again after a pause): from a soft start, inside the BMS's limits."""
+        self.controller = ChargeController(self.controller.request)
+        bms = self.engine.bench.adapter.snapshot()
+        limits = bms.limits
+        setpoint = self.controller.first(limits.charge_current_a if limits else None,
+                                         limits.charge_voltage_v if limits else None)
+        self.applied = None
+        self._apply(setpoint, None)
+
+    def regulate(self, env: dict[str, Any]) -> None:
+        fb = ChargeFeedback(current_a=float(env["current"]), pack_v=float(env["pack_v"]),
+                            cell_v_max=env.get("cell_v_max"), ccl_a=env.get("bms_ccl"),
+                            cvl_v=env.get("bms_cvl"))
+        setpoint = self.controller.update(fb)
+        self._apply(setpoint, env)
+        env["charge_cv"] = setpoint.cv_phase
+        env["charge_paused"] = not setpoint.output_on
+
+    def _apply(self, setpoint: ChargeSetpoint, env: dict[str, Any] | None) -> None:
+        bench = self.engine.bench
+        previous = self.applied
+        if not setpoint.output_on:
+            if previous is None or previous.output_on:
+                bench.outputs_off()
+                ccl = env.get("bms_ccl") if env else None
+                vmax = env.get("cell_v_max") if env else None
+                self.engine.event("pause", f"{self.step.id}: charge paused with the output off: the BMS "
+                                  f"allows no charge current (CCL {_fmt(ccl, 'A')}, highest cell "
+                                  f"{_fmt(vmax, 'V', 3)})", data={"limit": "bms_ccl"})
+        elif previous is None or not previous.output_on:
+            if previous is not None:
+                self.engine.event("resume", f"{self.step.id}: charge resumed: the BMS allows "
+                                  f"{_fmt(env.get('bms_ccl') if env else None, 'A')} again")
+            bench.charge(setpoint.voltage_v, setpoint.current_a)
+        else:
+            bench.adjust_charge(setpoint.voltage_v, setpoint.current_a)
+        self.applied = setpoint
+
+
+def _fmt(value: Any, unit: str, digits: int = 1) -> str:
+    return "?" if value is None else f"{float(value):.{digits}f} {unit}"
 
 
 class StepExecutor:
@@ -71,9 +140,11 @@ class StepExecutor:
 
     def _do_charge(self, step: Any, action: Any) -> str | None:
         env = self._instant_env()
-        voltage = float(self._eval(action.voltage, env))
-        current = float(self._eval(action.current, env))
-        return self._timed(step, lambda: self.engine.bench.charge(voltage, current), None)
+        request = ChargeRequest(voltage_v=float(self._eval(action.voltage, env)),
+                                current_a=float(self._eval(action.current, env)),
+                                cell_limit_v=self._cell_limit(action, env))
+        regulator = _ChargeRegulator(self.engine, step, request)
+        return self._timed(step, regulator.start, None, regulator.regulate)
 
     def _do_discharge(self, step: Any, action: Any) -> str | None:
         env = self._instant_env()
@@ -88,21 +159,65 @@ class StepExecutor:
 
     def _do_balance(self, step: Any, action: Any) -> str | None:
         env = self._instant_env()
-        hold_v = float(self._eval(action.hold_voltage, env))
-        limit_a = float(self._eval(action.current_limit, env))
+        request = ChargeRequest(voltage_v=float(self._eval(action.hold_voltage, env)),
+                                current_a=float(self._eval(action.current_limit, env)),
+                                cell_limit_v=self._cell_limit(action, env))
         target = float(self._eval(action.target_divergence, env))
         timeout = float(self._eval(action.timeout, env))
+        bleed_a = (float(self._eval(action.bleed_current, env)) if action.bleed_current is not None
+                   else DEFAULT_BLEED_CURRENT_A)
+        regulator = _ChargeRegulator(self.engine, step, request)
+
+        next_estimate = [BALANCE_ESTIMATE_AFTER_S]
 
         def builtin(env: dict[str, Any]) -> str | None:
             div = env.get("divergence")
+            elapsed = env["step_time"]
             # judged at the CV hold: divergence only shows near full (battery.md §1.6)
-            if div is not None and div <= target and env["step_time"] >= 60.0:
+            if div is not None and div <= target and elapsed >= 60.0:
                 return "balanced"
-            if env["step_time"] >= timeout:
+            if elapsed >= timeout:
                 return "timeout"
+            if elapsed >= next_estimate[0]:
+                # a hold that cannot reach the target in time is ended early: the verdict is the
+                # same, the bench hours are not wasted (battery.md §3.3 balancing-time math)
+                next_estimate[0] = elapsed + BALANCE_ESTIMATE_EVERY_S
+                hours = self._balance_estimate(step, bleed_a, quiet=True)
+                if hours is not None and hours * 3600.0 > 1.25 * (timeout - elapsed):
+                    return (f"cannot balance in time: about {hours:.0f} h needed at the BMS's bleed, "
+                            f"{(timeout - elapsed) / 3600.0:.1f} h left")
             return None
 
-        return self._timed(step, lambda: self.engine.bench.charge(hold_v, limit_a), builtin)
+        target_step = self._timed(step, regulator.start, builtin, regulator.regulate)
+        self._balance_estimate(step, bleed_a)
+        return target_step
+
+    def _balance_estimate(self, step: Any, bleed_a: float, quiet: bool = False) -> float | None:
+        """Charge still to move between cells and the hours the BMS's bleed needs for it
+        (battery.md §3.3: ΔQ_i = (SOC_max - SOC_i) x C; t = ΔQ / (I_bal x duty)), from the cell
+        voltages at the end of the hold mapped through the top of the OCV curve: only there does
+        a voltage difference say how much charge separates the cells (battery.md §1.6)."""
+        eng = self.engine
+        reading = eng.last_reading
+        cells = list(reading.bms.cell_voltages_v or []) if reading is not None else []
+        if not cells:
+            return None
+        ocv_soc = eng.functions["ocv_soc"]
+        socs = [float(ocv_soc(v)) for v in cells]
+        imbalance_ah = (max(socs) - min(socs)) / 100.0 * eng.bench.nominal_capacity_ah
+        eng.state.vars[f"{step.id}.imbalance_ah"] = imbalance_ah
+        hours = imbalance_ah / bleed_a  # Ah / A = h
+        eng.state.vars[f"{step.id}.hours_needed"] = hours
+        if quiet:
+            return hours
+        eng.event("info", f"{step.id}: about {imbalance_ah:.2f} Ah between the highest and lowest cell "
+                          f"at the end of the hold: {imbalance_ah / bleed_a:.0f} h at the BMS's "
+                          f"{bleed_a * 1000:.0f} mA bleed")
+        return hours
+
+    def _cell_limit(self, action: Any, env: dict[str, Any]) -> float:
+        expr = getattr(action, "cell_limit", None)
+        return float(self._eval(expr, env)) if expr is not None else DEFAULT_CELL_LIMIT_V
 
     def _do_wait_for(self, step: Any, action: Any) -> str | None:
         timeout = action.timeout
@@ -124,7 +239,10 @@ class StepExecutor:
         return target
 
     def _timed(self, step: Any, configure: Callable[[], None] | None,
-               builtin: Callable[[dict[str, Any]], str | None] | None) -> str | None:
+               builtin: Callable[[dict[str, Any]], str | None] | None,
+               regulate: Callable[[dict[str, Any]], None] | None = None) -> str | None:
+        """Set the outputs (``configure``), then sample every control interval: ``regulate``
+        re-decides the setpoints from each sample, then limits and end conditions are judged."""
         eng = self.engine
         st = eng.state
         limits = self._step_limits.setdefault(step.id, LimitMonitor(getattr(step, "limits", []) or []))
@@ -139,6 +257,8 @@ class StepExecutor:
             if env["__goto"] is not None:
                 self.end_reason = f"limit → {env['__goto']}"
                 return str(env["__goto"])
+            if regulate is not None:
+                regulate(env)
             self._compare(step, env, final=False)
             if builtin is not None and (reason := builtin(env)):
                 self.end_reason = reason
@@ -216,9 +336,9 @@ class StepExecutor:
             high = self._value(getattr(item, "high", None), env)
             ref = self._value(getattr(item, "reference", None), env)
             tol = self._value(getattr(item, "tolerance", None), env)
-            self._add_check(step, item.id, item.description or item.value.text, value,
+            self._add_check(step, item.id, render(item.description, env) or item.value.text, value,
                             getattr(item, "unit", "") or "", low, high, ref, tol,
-                            getattr(item, "tolerance_kind", None))
+                            getattr(item, "tolerance_kind", None), action=self._action_text(item, env))
         self.end_reason = "checked"
         return None
 
@@ -309,17 +429,48 @@ class StepExecutor:
         except Exception:
             return False
 
+    def _action_text(self, item: Any, env: dict[str, Any]) -> str | None:
+        """The check's ``action`` for this sample: the text, or the first choice whose ``when`` holds."""
+        action = getattr(item, "action", None)
+        if action is None:
+            return None
+        if isinstance(action, str):
+            return render(action, env)
+        for choice in action:
+            if choice.when is None or self._true(choice.when, env):
+                return render(choice.text, env)
+        return None
+
     def _add_check(self, step: Any, check_id: str, description: str, value: Any, unit: str,
-                   low: Any, high: Any, ref: Any, tol: Any, tol_kind: str | None) -> None:
+                   low: Any, high: Any, ref: Any, tol: Any, tol_kind: str | None,
+                   action: str | None = None) -> None:
         passed, message, rule = judge(value, low, high, ref, tol, tol_kind)
         eng = self.engine
         full_message = f"{check_id}: {description}: {message}"
+        if not passed and action:
+            full_message += f" — action: {action}"
         eng.add_check(CheckRecord(
             id=check_id, step_id=step.id, description=description, t_s=eng.clock.now(),
             value=value if isinstance(value, (int, float, str, bool)) or value is None else str(value),
             unit=unit, low=_f(low), high=_f(high), reference=_f(ref), tolerance=_f(tol),
             tolerance_kind=tol_kind if ref is not None else None,  # type: ignore[arg-type]
-            passed=passed, decision_rule=rule, message=full_message))
+            passed=passed, decision_rule=rule, message=full_message, action=action))
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)(?::([^{}]*))?\}")
+
+
+def render(text: str, env: dict[str, Any]) -> str:
+    """``text`` with ``{name}`` / ``{name:.1f}`` replaced by values from ``env`` (unknown names stay)."""
+    def one(match: re.Match[str]) -> str:
+        name, spec = match.group(1), match.group(2) or ""
+        if name not in env or env[name] is None:
+            return match.group(0) if name not in env else "?"
+        try:
+            return format(env[name], spec)
+        except (TypeError, ValueError):
+            return str(env[name])
+    return _PLACEHOLDER.sub(one, text) if "{" in text else text
 
 
 def judge(value: Any, low: Any, high: Any, ref: Any, tol: Any,

@@ -63,9 +63,19 @@ RUNTIME_QUANTITIES: dict[str, str | None] = {
     "step_ah_charged": "Ah",
     "step_ah_discharged": "Ah",
     "step_wh": "Wh",
+    "bms_ccl": "A",               # BMS charge-current limit (0x351 CCL)
+    "bms_cvl": "V",               # BMS charge-voltage limit (0x351 CVL)
+    "bms_dcl": "A",               # BMS discharge-current limit (0x351 DCL)
+    "cell_sum_v": "V",            # sum of the BMS cell voltages
+    "cell_v_max_cell": None,      # 1-based number of the highest / lowest cell
+    "cell_v_min_cell": None,
     "bms_full": None,             # booleans
     "bms_empty": None,
+    "bms_learning": None,
+    "bms_learn_ok": None,
     "contactor_closed": None,
+    "charge_cv": None,            # a charge/balance step is in its constant-voltage part (pack or cell)
+    "charge_paused": None,        # a charge/balance step is paused because the BMS allows no current
     "can_age": "s",               # seconds since the last BMS broadcast frame
     "capacity_nominal": "Ah",     # pack nominal capacity (what 1C means)
     "supply.voltage_max": "V",    # instrument ranges (from the station / driver registry)
@@ -83,6 +93,8 @@ QUANTITIES = RUNTIME_QUANTITIES
 STEP_RESULTS: dict[str, str | None] = {
     "ah": "Ah", "wh": "Wh", "duration": "s", "ah_discharged": "Ah", "ah_charged": "Ah",
     "wh_discharged": "Wh", "wh_charged": "Wh",
+    # balance steps: charge still to move between cells at the end, and the hours the BMS's bleed needs
+    "imbalance_ah": "Ah", "hours_needed": None,
 }
 #: ``<step_id>.answer``: the operator's answer to a prompt step.
 PROMPT_RESULT = "answer"
@@ -151,6 +163,8 @@ class Limit(_Model):
     goto: str | None = None
     resume_when: Expr | None = None
     abort_after_s: float | None = Field(default=None, gt=0)
+    when: Expr | None = Field(default=None, description="judge the limit only while this holds "
+                              "(e.g. cell under-voltage only while discharging)")
     message: str = ""
 
     @model_validator(mode="after")
@@ -217,11 +231,15 @@ class RestAction(_Model):
 
 class ChargeAction(_Model):
     """Supply on, load off. A supply always gets both setpoints: in ``cc`` the voltage is the
-    compliance ceiling, in ``cv`` the current is the limit; ``mode`` says which one regulates."""
+    compliance ceiling, in ``cv`` the current is the limit; ``mode`` says which one regulates.
+    In every control interval the current is also held under the BMS's CCL and lowered to keep
+    the highest cell at ``cell_limit`` (bench.engine.charge_control)."""
 
     mode: Literal["cc", "cv", "cc_cv"]
     current: Expr
     voltage: Expr
+    cell_limit: Expr | None = Field(default=None, description="highest cell's charge limit "
+                                    "(default 3.55 V: battery.md §2.2)")
 
 
 class DischargeAction(_Model):
@@ -250,6 +268,10 @@ class BalanceAction(_Model):
     current_limit: Expr
     target_divergence: Expr
     timeout: Expr
+    cell_limit: Expr | None = Field(default=None, description="highest cell's charge limit (default 3.55 V)")
+    bleed_current: Expr | None = Field(
+        default=None, description="the BMS's average bleed current per cell, for the estimate of the "
+        "hours still needed (default 48 mA: 60 mA x duty 0.8, battery.md §8 balancing)")
 
 
 class BmsSession(_Model):
@@ -319,8 +341,19 @@ BmsAction = Annotated[
 ]
 
 
+class ActionChoice(_Model):
+    """One candidate of a check's ``action``: the first whose ``when`` holds is recorded."""
+
+    when: Expr | None = None
+    text: str
+
+
 class CheckItem(_Model):
-    """One check -> one CheckRecord: ``low``/``high`` bounds, or ``reference`` +- ``tolerance``."""
+    """One check -> one CheckRecord: ``low``/``high`` bounds, or ``reference`` +- ``tolerance``.
+
+    ``description`` and ``action`` may name values in braces, ``{cell_v_min_cell}`` or
+    ``{balance.hours_needed:.0f}``; ``action`` says what to do when the check fails (a text, or a
+    list of ``{when, text}`` choices of which the first that holds is taken)."""
 
     id: Identifier
     description: str = ""
@@ -331,6 +364,7 @@ class CheckItem(_Model):
     reference: Expr | None = None
     tolerance: Expr | None = None
     tolerance_kind: Literal["abs", "pct"] = "abs"
+    action: str | list[ActionChoice] | None = None
 
     @model_validator(mode="after")
     def _one_rule(self) -> CheckItem:
@@ -380,6 +414,18 @@ class EndAction(_Model):
 _FIELD_OF_KEY = {key: ("if_" if key == "if" else key) for key in ACTION_KEYS}
 
 
+class RetrySpec(_Model):
+    """Run the steps from ``from`` to this one again, up to ``times`` more, while this step fails."""
+
+    times: int = Field(ge=1, le=100)
+    from_: str = Field(alias="from", description="first step of the group to run again")
+
+
+#: What a failed step does when the procedure does not say (TestStand's and OpenHTF's default:
+#: record the failure and go on, so every later check is still judged).
+DEFAULT_ON_FAIL = "continue"
+
+
 class Step(_Model):
     """One step: an id, exactly one action key, and optional end conditions/limits/compares."""
 
@@ -393,6 +439,9 @@ class Step(_Model):
     compare: list[CompareSpec] = Field(default_factory=list)
     record: RecordHints | None = None
     on_resume: ResumePolicy | None = None
+    on_fail: str = Field(default=DEFAULT_ON_FAIL, description="when a check of this step fails: "
+                         "abort (end the run now, verdict fail) | continue | goto <step id>")
+    retry: RetrySpec | None = None
 
     rest: RestAction | None = None
     charge: ChargeAction | None = None
@@ -427,6 +476,21 @@ class Step(_Model):
                 "step_actions", "step '{id}' has several actions ({found}): give exactly one",
                 {"id": self.id, "found": ", ".join(present), "key": present[1]})
         return self
+
+    @field_validator("on_fail")
+    @classmethod
+    def _on_fail_form(cls, value: str) -> str:
+        if value in ("abort", "continue"):
+            return value
+        parts = value.split()
+        if len(parts) == 2 and parts[0] == "goto" and parts[1].isidentifier():
+            return value
+        raise _problem("on_fail is 'abort', 'continue' or 'goto <step id>', not '{value}'", value=value)
+
+    @property
+    def on_fail_goto(self) -> str | None:
+        """The step ``on_fail: goto X`` names, else None."""
+        return self.on_fail.split()[1] if self.on_fail.startswith("goto ") else None
 
     @property
     def kind(self) -> str:

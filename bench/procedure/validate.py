@@ -190,6 +190,7 @@ class _Checker:
     # -- the checks --------------------------------------------------------------------------
     def run(self) -> list[InputError]:
         self._check_ids()
+        self._check_endless_loops()
         self._check_parameters()
         for index, limit in enumerate(self.procedure.safety):
             self._check_limit(limit, ("safety", index), self.name_dims, set())
@@ -211,6 +212,36 @@ class _Checker:
         if not self.procedure.steps:
             return
         self._unique_ids(self.procedure.safety, ("safety",), "safety limit")
+
+    def _check_endless_loops(self) -> None:
+        """A cycle of steps that each have exactly one way out (no condition, limit, branch, count or
+        end anywhere on it) runs for ever: report it at the jump that closes it."""
+        steps = self.procedure.steps
+        ids = self.procedure.step_ids()
+        only_exit: dict[str, str | None] = {}
+        for index, step in enumerate(steps):
+            following = ids[index + 1] if index + 1 < len(ids) else None
+            branches = (step.kind in ("if", "repeat", "end", "wait_for")
+                        or any(c.goto for c in step.until) or any(lim.goto for lim in step.limits)
+                        or step.retry is not None or step.on_fail != "continue")
+            if branches:
+                only_exit[step.id] = None
+            elif step.kind == "goto":
+                only_exit[step.id] = str(step.action)
+            else:
+                only_exit[step.id] = step.next or following
+        for step in steps:
+            seen = [step.id]
+            current = only_exit.get(step.id)
+            while current is not None and current not in seen and current in only_exit:
+                seen.append(current)
+                current = only_exit.get(current)
+            if current == step.id and step.id == min(seen, key=ids.index):
+                jump = seen[-1]
+                jump_index = ids.index(jump)
+                key = "goto" if steps[jump_index].kind == "goto" else "next"
+                self.error_at(("steps", jump_index, key), "steps " + " -> ".join([*seen, step.id])
+                              + " loop for ever: nothing on the way can end or leave the loop")
 
     def _unique_ids(self, items: list[Any], path: PathKey, what: str) -> None:
         seen: set[str] = set()
@@ -266,6 +297,7 @@ class _Checker:
         for key in ("trip_above", "trip_below", "warn_above", "warn_below"):
             self._check_expr(getattr(limit, key), scope, expected=unit, what=key)
         self._check_expr(limit.resume_when, scope, condition=True, what="resume_when")
+        self._check_expr(limit.when, scope, condition=True, what="when")
         self._target(limit.goto, (*path, "goto"))
         self._check_limit_against_pack(limit)
 
@@ -298,6 +330,7 @@ class _Checker:
         for index, limit in enumerate(step.limits):
             self._check_limit(limit, (*path, "limits", index), scope.dims, scope.defined)
         self._check_action(step, path, scope)
+        self._check_failure_policy(step, path)
         for index, condition in enumerate(step.until):
             self._check_expr(condition.when, scope, condition=True, what="until")
             self._target(condition.goto, (*path, "until", index, "goto"))
@@ -315,6 +348,7 @@ class _Checker:
             self._check_expr(action.voltage, scope, expected="V", what="charge voltage")
             self._check_expr(action.current, scope, expected="A", what="charge current")
             self._check_charge_setpoints(action.voltage, action.current, "charge", step.id)
+            self._check_cell_limit(action.cell_limit, scope)
         elif isinstance(action, DischargeAction):
             self._check_discharge(action, scope, here)
         elif isinstance(action, BalanceAction):
@@ -325,6 +359,9 @@ class _Checker:
             self._check_charge_setpoints(action.hold_voltage, action.current_limit, "balance", step.id)
             self._positive(action.target_divergence, "target_divergence")
             self._positive(action.timeout, "timeout")
+            self._check_cell_limit(action.cell_limit, scope)
+            self._check_expr(action.bleed_current, scope, expected="A", what="bleed_current")
+            self._positive(action.bleed_current, "bleed_current")
         elif kind == "rest":
             self._check_expr(action.duration, scope, expected="s", what="duration")
             self._positive(action.duration, "duration")
@@ -353,6 +390,31 @@ class _Checker:
             self._target(action, here)
         elif kind == "repeat":
             self._target(action.goto, (*here, "goto"))
+
+    def _check_cell_limit(self, expr: Expr | None, scope: _Scope) -> None:
+        self._check_expr(expr, scope, expected="V", what="cell_limit")
+        self._positive(expr, "cell_limit")
+        self._at_most(expr, "cell_limit", "V", [
+            (self.pack.cell_v_max_abs, f"the cell's absolute maximum {self.pack.cell_v_max_abs:g} V "
+                                       "(battery.md §2.1)")])
+
+    def _check_failure_policy(self, step: Step, path: PathKey) -> None:
+        """``on_fail`` and ``retry`` name steps, and cannot loop for ever (a backward ``goto`` on
+        failure repeats as long as the check keeps failing: that is what ``retry`` bounds)."""
+        index = self.procedure.step_ids().index(step.id)
+        target = step.on_fail_goto
+        if target is not None:
+            self._target(target, (*path, "on_fail"))
+            if target in self.step_ids and self.procedure.step_ids().index(target) <= index:
+                self.error_at((*path, "on_fail"), f"on_fail: goto {target} jumps back: it would repeat for "
+                              "ever while the check keeps failing; use 'retry: {times: N, from: "
+                              f"{target}}}' to repeat a bounded number of times")
+        if step.retry is not None:
+            first = step.retry.from_
+            self._target(first, (*path, "retry", "from"))
+            if first in self.step_ids and self.procedure.step_ids().index(first) > index:
+                self.error_at((*path, "retry", "from"), f"retry from {first!r}: the step comes after "
+                              f"{step.id!r}; a retry runs an earlier group of steps again")
 
     def _check_discharge(self, action: DischargeAction, scope: _Scope, path: PathKey = ()) -> None:
         pack = self.pack
@@ -458,6 +520,9 @@ class _Checker:
                 scope.define_prefix(action.read_dtcs.into)
 
     def _check_item(self, item: CheckItem, scope: _Scope) -> None:
+        if isinstance(item.action, list):
+            for choice in item.action:
+                self._check_expr(choice.when, scope, condition=True, what=f"check {item.id} action when")
         expected = parse_unit_name(item.unit) if item.unit else None
         value_dim, _ = item.value.dimension(scope.dims)
         expected = expected or value_dim

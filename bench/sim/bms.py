@@ -70,6 +70,17 @@ DISCHARGE_CURRENT_LIMIT_A = 200.0
 DISCHARGE_VOLTAGE_LIMIT_V = 22.4
 COLD_CHARGE_LIMIT_A = 40.0  # battery.md §2.4: derate 0-10 °C to 0.2C
 COLD_CHARGE_BELOW_C = 10.0
+# CCL taper at the top of charge: full CCL up to 3.45 V on the highest cell, falling linearly to 0 A
+# at the 3.60 V over-voltage warning (battery.md §2.4 warn level). Inverter-protocol BMSs derate CCL as
+# the top cell nears its limit so a charger that obeys CCL never reaches the protection [A]; 3.45 V is
+# the full-sync / balancing-start region of battery.md §4.3 and §3.2.
+CCL_TAPER_START_CELL_V = 3.45
+# Pre-charge of an over-discharged pack: below the 2.50 V UV trip (battery.md §2.4) the BMS allows
+# only 0.05C so the cells recover gently (copper-dissolution risk of full current, battery.md §2.4) [A].
+PRECHARGE_BELOW_CELL_V = 2.50
+PRECHARGE_LIMIT_A = 0.05 * 200.0
+# 0x351 carries CCL in 0.1 A steps (drivers/data/vs02.dbc).
+CCL_RESOLUTION_A = 0.1
 # Divergence condition tags (battery.md §1.6: divergence means something only at the knees).
 REST_CURRENT_A = 1.0  # |I| at or below this is "rest" [A]
 TOP_KNEE_CELL_V = 3.35  # §4.2: usable OCV anchors above ~98 % (3.35 V)
@@ -268,11 +279,19 @@ class BmsModel:
 
     @property
     def charge_current_limit_a(self) -> float:
+        """0x351 CCL: 0 with the contactor open, at or above the OV warning or below 0 °C; else the
+        least of the nominal limit, the cold derating, the top-of-charge taper and the pre-charge."""
         if not self.contactor_closed or self._tmin < 0.0 or self._vmax >= CELL_OV_WARN_V:
             return 0.0
+        limit = CHARGE_CURRENT_LIMIT_A
         if self._tmin < COLD_CHARGE_BELOW_C:
-            return COLD_CHARGE_LIMIT_A
-        return CHARGE_CURRENT_LIMIT_A
+            limit = COLD_CHARGE_LIMIT_A
+        if self._vmax > CCL_TAPER_START_CELL_V:
+            taper = (CELL_OV_WARN_V - self._vmax) / (CELL_OV_WARN_V - CCL_TAPER_START_CELL_V)
+            limit = min(limit, CHARGE_CURRENT_LIMIT_A * taper)
+        if self._vmin < PRECHARGE_BELOW_CELL_V:
+            limit = min(limit, PRECHARGE_LIMIT_A)
+        return round(limit / CCL_RESOLUTION_A) * CCL_RESOLUTION_A
 
     @property
     def discharge_current_limit_a(self) -> float:

@@ -95,6 +95,7 @@ class SimulatedBench:
         #: took effect (commands act between steps, so at the start of the next one)
         self.output_transitions: list[dict[str, Any]] = []
         self._outputs_seen = (self.supply.output_on, self.load.output_on)
+        self.excursions = CellExcursions()
         self._observe(0.0)
 
     # -- serving ---------------------------------------------------------------------------
@@ -170,6 +171,7 @@ class SimulatedBench:
         self.pack_current_a = i_pack
         self.pack.advance(dt, i_pack, self.bms.bleed_currents_a())
         self.bms.advance(dt, i_pack)
+        self.excursions.observe(self.time_s + dt, self.pack.cell_voltages(i_pack), self.bms.contactor_closed)
         self._instruments_observe(v, dt)
         self.time_s += dt
 
@@ -238,6 +240,7 @@ class SimulatedBench:
                 "load": self.load.safe_state_truth(),
                 "faults_applied": list(self.applied_faults),
                 "output_transitions": list(self.output_transitions),
+                "excursions": self.excursions.as_dict(),
             }
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -254,6 +257,7 @@ class SimulatedBench:
                     "next_fault": self._next_fault,
                     "applied_faults": self.applied_faults,
                     "output_transitions": self.output_transitions,
+                    "excursions": self.excursions,
                 }
             )
 
@@ -268,6 +272,7 @@ class SimulatedBench:
             self._next_fault = state["next_fault"]
             self.applied_faults = state["applied_faults"]
             self.output_transitions = state["output_transitions"]
+            self.excursions = state.get("excursions", CellExcursions())
             self._outputs_seen = (self.supply.output_on, self.load.output_on)
             self._observe(0.0)
             if self.adapter is not None:
@@ -307,3 +312,37 @@ def _solve_decreasing(f: Any, lo: float, hi: float, tol: float = 1e-7) -> float:
                 f_lo *= 0.5
             side = -1
     return 0.5 * (lo + hi)
+
+
+#: battery.md §2.4 protection levels the ground truth is judged against: cell OV warning 3.60 V (a
+#: charger that obeys the BMS never goes above it) and cell UV trip 2.50 V.
+TRUTH_CELL_V_HIGH = 3.60
+TRUTH_CELL_V_LOW = 2.50
+
+
+class CellExcursions:
+    """Ground truth of what the run did to the cells: the highest and lowest true cell voltage, and
+    every opening of the BMS contactor. A pack that arrives over-discharged starts below 2.5 V: the
+    low side counts only once every cell has been at or above 2.5 V (after its recovery)."""
+
+    def __init__(self) -> None:
+        self.cell_v_max = 0.0
+        self.cell_v_min: float | None = None
+        self.recovered = False
+        self.contactor_openings: list[float] = []
+        self._closed: bool | None = None
+
+    def observe(self, t_s: float, cells: list[float], contactor_closed: bool) -> None:
+        high, low = max(cells), min(cells)
+        self.cell_v_max = max(self.cell_v_max, high)
+        if not self.recovered and low >= TRUTH_CELL_V_LOW:
+            self.recovered = True
+        if self.recovered:
+            self.cell_v_min = low if self.cell_v_min is None else min(self.cell_v_min, low)
+        if self._closed and not contactor_closed:
+            self.contactor_openings.append(t_s)
+        self._closed = contactor_closed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cell_v_max": self.cell_v_max, "cell_v_min_after_recovery": self.cell_v_min,
+                "contactor_openings": list(self.contactor_openings)}

@@ -39,7 +39,7 @@ def test_soc_calibration_loads_with_kinds_and_actions() -> None:
     precheck = proc.step("precheck").action
     assert isinstance(precheck[0], BmsSession) and isinstance(precheck[1], BmsRead)
     assert isinstance(proc.step("results").action[0], BmsRoutine)
-    assert proc.version == "1.0.0"
+    assert proc.version == "1.1.0"
 
 
 def test_expressions_know_their_exact_file_position() -> None:
