@@ -98,6 +98,7 @@ class Supervisor:
     def __init__(self, cfg: SupervisionConfig, pack: PackConfig) -> None:
         self.cfg = cfg
         self.collapse_v = cfg.collapse_fraction * pack.pack_v_min
+        self._open_noted = False
         self.checks = cross_checks(cfg)
         self._since: dict[str, float] = {}   # check id -> bench time it started disagreeing
         self._warned: set[str] = set()
@@ -113,7 +114,8 @@ class Supervisor:
         self._contactor(engine, env)
         can_ok = self._can(engine, env, t_s, bus_state)
         self._setpoint(engine, env, t_s)
-        if can_ok:
+        # with the contactor open the terminals are cut off from the cells: nothing to compare
+        if can_ok and env.get("contactor_closed") is not False:
             self._cross_check(engine, env, t_s)
         else:
             # stale BMS values cannot be compared with fresh bench readings
@@ -121,6 +123,17 @@ class Supervisor:
 
     # ---------------------------------------------------------------- contactor
     def _contactor(self, engine: Any, env: dict[str, Any]) -> None:
+        outputs = engine.bench.outputs
+        if not (outputs.supply_on or outputs.load_on):
+            # Nothing flows: an open contactor is a state, not a hazard. An over-discharged pack
+            # arrives with its contactor open on cell under-voltage and recloses for charging only
+            # (battery.md §2.4); the precheck judges it, and a charge into it trips below.
+            if env.get("contactor_closed") is False and not self._open_noted:
+                self._open_noted = True
+                engine.event("warning", "the BMS reports its contactor open (outputs are off)")
+            elif env.get("contactor_closed") is not False:
+                self._open_noted = False
+            return
         reason = None
         if env.get("contactor_closed") is False:
             reason = "the BMS reports its contactor open"

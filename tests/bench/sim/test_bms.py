@@ -484,3 +484,38 @@ def test_same_seed_same_run_and_pickle_round_trip() -> None:
     assert run(a, 200) == run(b, 200)
     clone = pickle.loads(pickle.dumps(a))
     assert run(clone, 100) == run(a, 100)
+
+
+# -- charge-current limit (0x351 CCL) -----------------------------------------------------------------
+
+def test_ccl_tapers_as_the_highest_cell_fills_and_is_zero_at_the_ov_warning() -> None:
+    """Issue: real BMSs with this CAN protocol derate CCL as the top cell nears its limit; the
+    simulated one jumped from 100 A to 0 A at 3.60 V. Judged on the cell voltages it measured."""
+    rig = make_rig(0.97)
+    bms = rig.bms
+    seen: list[tuple[float, float]] = []
+    while max(bms.cell_voltages_v) < 3.61 and rig.t < 3600:
+        rig.step(1.0, charge_a=20.0)  # a charger that ignores CCL, to see the whole curve
+        seen.append((max(bms.cell_voltages_v), bms.charge_current_limit_a))
+    assert [ccl for v, ccl in seen if v <= 3.45] and all(ccl == 100.0 for v, ccl in seen if v <= 3.45)
+    middle = [ccl for v, ccl in seen if 3.50 <= v <= 3.55]
+    assert middle and all(25.0 <= ccl <= 70.0 for ccl in middle), middle
+    assert all(ccl == 0.0 for v, ccl in seen if v >= 3.60)
+    # monotonic in the highest cell's voltage
+    ordered = sorted(seen)
+    assert all(b[1] <= a[1] + 0.1 for a, b in zip(ordered, ordered[1:], strict=False))
+
+
+def test_ccl_precharge_for_an_over_discharged_cell_and_cold_derating() -> None:
+    rig = make_rig(0.5)
+    rig.pack.set_cell_soc(3, -0.01)  # below empty: rests under 2.5 V
+    rig.rest(10.0, dt=1.0)
+    assert min(rig.bms.cell_voltages_v) < 2.5
+    assert rig.bms.contactor_closed  # charge-only mode after the UV trip
+    assert rig.bms.charge_current_limit_a == pytest.approx(10.0)  # 0.05C pre-charge
+    cold = make_rig(0.5)
+    cold.pack.set_ambient(5.0)
+    for cell in range(8):
+        cold.pack.heat_cell(cell, -20.0)
+    cold.rest(5.0, dt=1.0)
+    assert cold.bms.charge_current_limit_a == pytest.approx(40.0)  # 0-10 °C: 0.2C (battery.md §2.4)
