@@ -171,7 +171,8 @@ class SimulatedBench:
         self.pack_current_a = i_pack
         self.pack.advance(dt, i_pack, self.bms.bleed_currents_a())
         self.bms.advance(dt, i_pack)
-        self.excursions.observe(self.time_s + dt, self.pack.cell_voltages(i_pack), self.bms.contactor_closed)
+        self.excursions.observe(self.time_s + dt, self.pack.cell_voltages(i_pack), self.bms.contactor_closed,
+                                self.supply.output_on or self.load.output_on)
         self._instruments_observe(v, dt)
         self.time_s += dt
 
@@ -322,8 +323,10 @@ TRUTH_CELL_V_LOW = 2.50
 
 class CellExcursions:
     """Ground truth of what the run did to the cells: the highest and lowest true cell voltage, and
-    every opening of the BMS contactor. A pack that arrives over-discharged starts below 2.5 V: the
-    low side counts only once every cell has been at or above 2.5 V (after its recovery)."""
+    every opening of the BMS contactor. A pack that arrives over-discharged starts below 2.5 V and its
+    BMS opens on under-voltage by itself: the low side counts only once every cell has been at or
+    above 2.5 V (after its recovery), and an opening only while an instrument drives the pack or
+    after that recovery."""
 
     def __init__(self) -> None:
         self.cell_v_max = 0.0
@@ -332,14 +335,14 @@ class CellExcursions:
         self.contactor_openings: list[float] = []
         self._closed: bool | None = None
 
-    def observe(self, t_s: float, cells: list[float], contactor_closed: bool) -> None:
+    def observe(self, t_s: float, cells: list[float], contactor_closed: bool, driven: bool) -> None:
         high, low = max(cells), min(cells)
         self.cell_v_max = max(self.cell_v_max, high)
         if not self.recovered and low >= TRUTH_CELL_V_LOW:
             self.recovered = True
         if self.recovered:
             self.cell_v_min = low if self.cell_v_min is None else min(self.cell_v_min, low)
-        if self._closed and not contactor_closed:
+        if self._closed and not contactor_closed and (driven or self.recovered):
             self.contactor_openings.append(t_s)
         self._closed = contactor_closed
 
