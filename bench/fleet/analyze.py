@@ -2,7 +2,9 @@
 
 ``analyze([...paths])`` reads CSV / JSON lines / Parquet exports; ``analyze(relation)`` takes a
 DuckDB relation (for example the bench's run history, one ``vehicle_id`` per pack serial) with the
-documented columns. All row work happens inside DuckDB; Python only handles the few flags.
+documented columns. All row work happens inside DuckDB; Python only handles the alerts and the
+bad rows. A CSV file is read once, typed and in parallel; its bad lines alone are read again to
+word their message (see :mod:`bench.fleet.schema`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from pydantic import BaseModel, ConfigDict
 
 from bench.errors import InputError
 from bench.fleet import rules as fleet_rules
-from bench.fleet.schema import check_columns, stage_file, stage_relation, validation_sql
+from bench.fleet.schema import (
+    check_columns,
+    locate_csv_errors,
+    read_csv_typed,
+    stage_file,
+    stage_relation,
+    validation_sql,
+)
 
 MAX_ROW_ERRORS = 200  # listed in the report; the total is always counted
 MEMORY_LIMIT = "3GB"  # issue 7: < 4 GB peak for 8.8 M rows; DuckDB spills beyond this
@@ -42,10 +51,19 @@ class SourceSummary(BaseModel):
 
 
 class Flag(BaseModel):
+    """One alert: a rule that held on a vehicle from ``first_held`` to ``last_held`` (UTC days).
+
+    ``active``: it still holds on the vehicle's last day of data. ``evidence``: as the monitor saw
+    it on ``last_held`` (for an active alert, as now).
+    """
+
     model_config = ConfigDict(extra="forbid")
     vehicle_id: str
     rule: str
     title: str
+    first_held: str
+    last_held: str
+    active: bool
     evidence: dict[str, Any]
     action: str
 
@@ -61,12 +79,18 @@ class FleetReport(BaseModel):
     row_errors: list[RowError]
     flags: list[Flag]
 
-    def flagged(self) -> dict[str, list[str]]:
-        """Vehicle id -> names of the rules that flagged it."""
+    def flagged(self, *, active: bool = False) -> dict[str, list[str]]:
+        """Vehicle id -> names of the rules that raised an alert (``active``: only alerts still active)."""
         result: dict[str, list[str]] = {}
         for flag in self.flags:
-            result.setdefault(flag.vehicle_id, []).append(flag.rule)
+            rules = result.setdefault(flag.vehicle_id, []) if flag.active or not active else None
+            if rules is not None and flag.rule not in rules:
+                rules.append(flag.rule)
         return result
+
+    def active_only(self) -> FleetReport:
+        """The same report with only the alerts still active at the end of the data ("now")."""
+        return self.model_copy(update={"flags": [f for f in self.flags if f.active]})
 
 
 Source = str | Path | duckdb.DuckDBPyRelation
@@ -90,51 +114,106 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _stage(con: duckdb.DuckDBPyConnection, sources: Sequence[Source]) -> list[str]:
-    queries: list[str] = []
-    for source in sources:
-        if isinstance(source, duckdb.DuckDBPyRelation):
-            label = f"<relation {source.alias}>"
-            staged = stage_relation(source, label=label)
-            columns = check_columns(list(source.columns), label)
-        else:
-            staged = stage_file(con, Path(source))
-            columns = check_columns(_staged_columns(con, staged), str(source))
-        queries.append(validation_sql(staged, columns))
-    return queries
+ROWS_TABLE = """CREATE OR REPLACE TEMP TABLE rows (src INTEGER, vehicle_id VARCHAR, ts TIMESTAMP,
+    soc_pct DOUBLE, soh_pct DOUBLE, divergence_v DOUBLE, state VARCHAR, install_date DATE, ok BOOLEAN)"""
+ROW_COLUMNS = "vehicle_id, ts, soc_pct, soh_pct, divergence_v, state, install_date"
+
+
+class _Loaded(BaseModel):
+    """What loading found: per-source counts and the located bad rows (the first MAX_ROW_ERRORS)."""
+
+    sources: list[SourceSummary]
+    errors: list[RowError]
+
+
+def _label(source: Source) -> str:
+    return f"<relation {source.alias}>" if isinstance(source, duckdb.DuckDBPyRelation) else str(source)
+
+
+def _load_csv(con: duckdb.DuckDBPyConnection, index: int, path: Path) -> tuple[SourceSummary, list[RowError]]:
+    """One typed scan into ``rows``; then only the bad lines are read again and worded."""
+    rejects = f"fleet_rejects_{index}"
+    con.execute(f"INSERT INTO rows SELECT {index}, * FROM ({read_csv_typed(path, rejects)})")
+    parsed, bad = con.execute(f"SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM rows WHERE src = {index}"
+                              ).fetchall()[0]
+    # one rejects entry per failing column: count rows by where they start
+    rejected = con.execute(f"SELECT count(DISTINCT line_byte_position) FROM {rejects} "
+                           "WHERE trim(csv_line, chr(10) || chr(13) || ' ') <> ''").fetchall()[0][0]
+    errors: list[RowError] = []
+    if bad or rejected:
+        vehicles = [row[0] for row in con.execute(
+            f"SELECT DISTINCT vehicle_id FROM rows WHERE src = {index} AND NOT ok").fetchall()]
+        located = con.execute(f"""SELECT DISTINCT file, line, error FROM ({locate_csv_errors(path, rejects, vehicles)})
+                                  ORDER BY line LIMIT {MAX_ROW_ERRORS}""").fetchall()
+        errors = [RowError(file=f, line=line, message=m) for f, line, m in located]
+    return SourceSummary(file=str(path), rows=parsed + rejected, rows_skipped=bad + rejected), errors
+
+
+def _load_checked(con: duckdb.DuckDBPyConnection, index: int,
+                  source: Source) -> tuple[SourceSummary, list[RowError]]:
+    """JSON lines, Parquet, relations: every row through the validation query (it words the errors)."""
+    label = _label(source)
+    if isinstance(source, duckdb.DuckDBPyRelation):
+        staged = stage_relation(source, label=label)
+        columns = check_columns(list(source.columns), label)
+    else:
+        staged = stage_file(con, Path(source))
+        columns = check_columns(_staged_columns(con, staged), label)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {validation_sql(staged, columns)}")
+    con.execute(f"INSERT INTO rows SELECT {index}, {ROW_COLUMNS}, error IS NULL FROM checked")
+    total, bad = con.execute("SELECT count(*), count(*) FILTER (WHERE error IS NOT NULL) FROM checked"
+                             ).fetchall()[0]
+    located = con.execute(f"""SELECT file, line, error FROM checked WHERE error IS NOT NULL
+                              ORDER BY line LIMIT {MAX_ROW_ERRORS}""").fetchall()
+    con.execute("DROP TABLE checked")
+    return (SourceSummary(file=label, rows=total, rows_skipped=bad),
+            [RowError(file=f, line=line, message=m) for f, line, m in located])
 
 
 def _staged_columns(con: duckdb.DuckDBPyConnection, staged: str) -> list[str]:
     return [c for c in con.sql(f"SELECT * FROM ({staged}) LIMIT 0").columns if c not in {"file", "line"}]
 
 
-def load(con: duckdb.DuckDBPyConnection, sources: Sequence[Source]) -> None:
-    """Create ``checked`` (every row with its ``error``) and ``telemetry`` (valid rows only)."""
+def load(con: duckdb.DuckDBPyConnection, sources: Sequence[Source]) -> _Loaded:
+    """Fill ``rows`` (every parsed row with ``ok``) and the view ``telemetry`` (valid rows only)."""
     if not sources:
         raise InputError("no telematics source given")
-    union = " UNION ALL ".join(f"({q})" for q in _stage(con, sources))
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {union}")
-    except duckdb.Error as exc:
-        raise InputError(f"cannot read telematics: {str(exc).splitlines()[0]}") from None
-    con.execute("""CREATE OR REPLACE TEMP VIEW telemetry AS
-                   SELECT vehicle_id, ts, soc_pct, soh_pct, divergence_v, pack_v, pack_i, state, install_date
-                   FROM checked WHERE error IS NULL""")
+    con.execute(ROWS_TABLE)
+    summaries: list[SourceSummary] = []
+    errors: list[RowError] = []
+    for index, source in enumerate(sources):
+        try:
+            if isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".csv" \
+                    and Path(source).is_file():
+                summary, found = _load_csv(con, index, Path(source))
+            else:
+                summary, found = _load_checked(con, index, source)
+        except duckdb.Error as exc:
+            raise InputError(f"cannot read telematics: {str(exc).splitlines()[0]}", file=_label(source)) from None
+        summaries.append(summary)
+        errors.extend(found)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW telemetry AS SELECT {ROW_COLUMNS} FROM rows WHERE ok")
+    errors.sort(key=lambda e: (e.file, e.line))
+    summaries.sort(key=lambda s: s.file)
+    return _Loaded(sources=summaries, errors=errors[:MAX_ROW_ERRORS])
 
 
 def evaluate(con: duckdb.DuckDBPyConnection) -> list[Flag]:
-    """Run every rule over the ``telemetry`` table already loaded on ``con``."""
+    """Run every rule, as a daily monitor, over the ``telemetry`` table already loaded on ``con``."""
     for statement in fleet_rules.PREPARE_SQL:
         con.execute(statement)
     flags: list[Flag] = []
     for rule in fleet_rules.RULES:
-        result = con.sql(rule.sql + " ORDER BY vehicle_id")
+        result = con.sql(fleet_rules.alerts_sql(rule.days_sql))
         names = result.columns
         for row in result.fetchall():
-            evidence = {k: _jsonable(v) for k, v in zip(names, row, strict=True) if k != "vehicle_id"}
-            flags.append(Flag(vehicle_id=str(row[0]), rule=rule.name, title=rule.title,
-                              evidence=evidence, action=rule.action(evidence)))
-    flags.sort(key=lambda f: (f.vehicle_id, fleet_rules.RULE_NAMES.index(f.rule)))
+            values = dict(zip(names, row, strict=True))
+            evidence = {k: _jsonable(v) for k, v in values.items()
+                        if k not in {"vehicle_id", "first_held", "last_held", "active"}}
+            flags.append(Flag(vehicle_id=str(values["vehicle_id"]), rule=rule.name, title=rule.title,
+                              first_held=_jsonable(values["first_held"]), last_held=_jsonable(values["last_held"]),
+                              active=bool(values["active"]), evidence=evidence, action=rule.action(evidence)))
+    flags.sort(key=lambda f: (f.vehicle_id, fleet_rules.RULE_NAMES.index(f.rule), f.first_held))
     return flags
 
 
@@ -151,19 +230,13 @@ def analyze(sources: Source | Sequence[Source], *,
         [sources] if isinstance(sources, (str, Path, duckdb.DuckDBPyRelation)) else list(sources)
     )
     con = con or connect()
-    load(con, items)
-    per_source = con.sql("""SELECT file, count(*) AS rows, count(*) FILTER (WHERE error IS NOT NULL)
-                            FROM checked GROUP BY file ORDER BY file""").fetchall()
+    loaded = load(con, items)
     totals = con.execute(
         "SELECT count(DISTINCT vehicle_id), count(*), min(ts), max(ts) FROM telemetry").fetchall()[0]
-    errors = con.sql(f"""SELECT file, line, error FROM checked WHERE error IS NOT NULL
-                         ORDER BY file, line LIMIT {MAX_ROW_ERRORS}""").fetchall()
-    error_total = sum(skipped for _, _, skipped in per_source)
     return FleetReport(
-        sources=[SourceSummary(file=f, rows=n, rows_skipped=s) for f, n, s in per_source],
-        vehicles=totals[0], rows_used=totals[1],
+        sources=loaded.sources, vehicles=totals[0], rows_used=totals[1],
         period_start=_jsonable(totals[2]), period_end=_jsonable(totals[3]),
-        row_errors_total=error_total,
-        row_errors=[RowError(file=f, line=line, message=m) for f, line, m in errors],
+        row_errors_total=sum(s.rows_skipped for s in loaded.sources),
+        row_errors=loaded.errors,
         flags=evaluate(con),
     )

@@ -1,14 +1,20 @@
-"""The fleet service decision framework as DuckDB SQL.
+"""The fleet service decision framework as DuckDB SQL, evaluated as a daily monitor.
 
 Source: "Telematics data interpretation and fleet service decision framework" in
-``vs02-pro-bms-calibration-procedure.txt`` (the *procedure* below). Every rule looks at a
-trailing window ending at the vehicle's last sample (the export's "now"), works on daily
-aggregates (median of the day's samples, so single-sample glitches cannot move it) and, where it
-judges a trend, fits an ordinary least-squares line through those daily values.
+``vs02-pro-bms-calibration-procedure.txt`` (the *procedure* below). The procedure's rules are
+monitoring rules: a dashboard raises an alert on the day the condition appears. Each rule is
+therefore evaluated on every day a vehicle has data, as a monitor would have seen it that evening:
+a trailing window ending on that day, on daily aggregates (median of the day's samples, so
+single-sample glitches cannot move it) and, where it judges a trend, an ordinary least-squares
+line through those daily values (window aggregates, so one pass per rule). The days on which a
+rule held form alerts: first day held, last day held, and whether it still holds on the vehicle's
+last day (*active*). An event in March that nobody serviced is thus reported in December, and
+"what holds now" is the subset of active alerts.
 
-Input: a table ``telemetry(vehicle_id, ts, soc_pct, soh_pct, divergence_v, pack_v, pack_i, state,
-install_date)`` of validated rows. :data:`PREPARE_SQL` builds the shared per-vehicle and daily
-tables; each :class:`Rule` query returns one row per flagged vehicle with its evidence columns.
+Input: a table ``telemetry(vehicle_id, ts, soc_pct, soh_pct, divergence_v, state, install_date)``
+of validated rows. :data:`PREPARE_SQL` builds the shared ``daily`` and ``phases`` tables; each
+:class:`Rule` has a per-day query (``vehicle_id, day, held`` and its evidence columns) and
+:func:`alerts_sql` turns the held days into alerts carrying the evidence of their last held day.
 """
 
 from __future__ import annotations
@@ -52,102 +58,157 @@ CHARGE_MIN_FAILURES = 3
 CHARGE_MIN_FAILURE_SHARE = 0.5  # of the extended drives since the first failure
 
 
+# A monitor's alert ends when the condition has not held for this many days with data; a shorter
+# dip (noise around a threshold for a day or two) does not end one alert and open another.
+ALERT_GAP_DAYS = 3
+# Charging anomaly: the failures are counted in the drives of the last month (as of each day).
+CHARGE_WINDOW_DAYS = 30
+EPOCH = "DATE '2000-01-01'"  # x origin of the fits (days); slopes do not depend on it
+
+
 PREPARE_SQL: tuple[str, ...] = (
-    """CREATE OR REPLACE TEMP TABLE vehicles AS
-       SELECT vehicle_id, min(ts) AS first_ts, max(ts) AS t_end, max(install_date) AS install_date,
-              count(*) AS rows
-       FROM telemetry GROUP BY vehicle_id""",
+    # One row per vehicle and UTC day with data; the day's last sample stands for the monitor's "now".
     f"""CREATE OR REPLACE TEMP TABLE daily AS
-       SELECT vehicle_id, time_bucket(INTERVAL 1 DAY, ts) AS day, median(soh_pct) AS soh,
+       SELECT vehicle_id, ts::DATE AS day, median(soh_pct) AS soh, count(*) AS samples,
+              max(ts) AS last_ts, max(install_date) AS install_date,
+              date_diff('day', {EPOCH}, ts::DATE)::DOUBLE AS x,
               list_median(arg_max(divergence_v, soc_pct, {FULL_SAMPLES})
                           FILTER (WHERE soc_pct >= {FULL_SOC_PCT})) AS full_divergence
-       FROM telemetry GROUP BY ALL""",
+       FROM telemetry GROUP BY vehicle_id, ts::DATE""",
+    # Extended drive phases: a run of drive rows with no other state and no gap > PHASE_GAP_HOURS.
+    f"""CREATE OR REPLACE TEMP TABLE phases AS
+       WITH seq AS (
+         SELECT vehicle_id, ts, soc_pct, state = 'drive' AS drive,
+                state IS DISTINCT FROM lag(state) OVER w
+                  OR ts - lag(ts) OVER w > INTERVAL {PHASE_GAP_HOURS} HOUR AS starts_phase
+         FROM telemetry WINDOW w AS (PARTITION BY vehicle_id ORDER BY ts)),
+       drive AS (
+         SELECT vehicle_id, ts, soc_pct,
+                sum(starts_phase::INTEGER) OVER (PARTITION BY vehicle_id ORDER BY ts
+                                                 ROWS UNBOUNDED PRECEDING) AS phase
+         FROM seq WHERE drive)
+       SELECT vehicle_id, min(ts) AS start, max(ts) AS stop, max(soc_pct) AS max_soc
+       FROM drive GROUP BY vehicle_id, phase
+       HAVING max(ts) - min(ts) >= INTERVAL {EXTENDED_DRIVE_HOURS} HOUR""",
 )
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One decision rule: the SQL that finds flagged vehicles and the action it prescribes."""
+    """One decision rule: its per-day query, and the action it prescribes.
+
+    ``days_sql`` returns one row per vehicle and day with data: ``vehicle_id, day, held`` and
+    the evidence columns (as the monitor saw them that day).
+    """
 
     name: str
     title: str
-    sql: str
+    days_sql: str
     action: Callable[[dict[str, Any]], str]
 
 
+def _trailing(days: int) -> str:
+    return (f"(PARTITION BY vehicle_id ORDER BY day "
+            f"RANGE BETWEEN INTERVAL {days - 1} DAY PRECEDING AND CURRENT ROW)")
+
+
 def _trend_sql(value: str, window_days: int, min_days: int, per_days: float, condition: str) -> str:
-    """Least-squares slope of a daily value over a trailing window, per ``per_days`` days."""
+    """Least-squares slope of a daily value over the trailing window ending on each day."""
+    has = f"WHERE {value} IS NOT NULL"
     return f"""
-        WITH w AS (
-          SELECT d.vehicle_id, d.day, d.{value} AS y,
-                 (epoch(d.day) - epoch(v.t_end)) / 86400.0 AS x
-          FROM daily d JOIN vehicles v USING (vehicle_id)
-          WHERE d.{value} IS NOT NULL AND d.day > v.t_end - INTERVAL {window_days} DAY),
-        fit AS (
-          SELECT vehicle_id, min(day) AS window_start, max(day) AS window_end, count(*) AS days,
-                 regr_slope(y, x) AS slope, regr_intercept(y, x) AS intercept, min(x) AS x0,
-                 max(x) AS x1, regr_r2(y, x) AS r2
-          FROM w GROUP BY vehicle_id HAVING count(*) >= {min_days})
-        SELECT vehicle_id, window_start, window_end, days, slope * {per_days} AS slope,
-               intercept + slope * x0 AS fitted_start, intercept + slope * x1 AS fitted_end, r2
-        FROM fit WHERE {condition}"""
+        WITH fit AS (
+          SELECT vehicle_id, day,
+                 min(day) FILTER ({has}) OVER w AS window_start, max(day) FILTER ({has}) OVER w AS window_end,
+                 count({value}) OVER w AS days, regr_slope({value}, x) OVER w AS s,
+                 regr_avgx({value}, x) OVER w AS mx, regr_avgy({value}, x) OVER w AS my,
+                 min(x) FILTER ({has}) OVER w AS x0, max(x) FILTER ({has}) OVER w AS x1,
+                 regr_r2({value}, x) OVER w AS r2
+          FROM daily WINDOW w AS {_trailing(window_days)})
+        SELECT vehicle_id, day, coalesce(days >= {min_days} AND {condition}, false) AS held,
+               window_start, window_end, days, s * {per_days} AS slope,
+               my + s * (x0 - mx) AS fitted_start, my + s * (x1 - mx) AS fitted_end, r2
+        FROM fit"""
 
 
 SOH_DECLINE_SQL = _trend_sql("soh", SOH_WINDOW_DAYS, SOH_MIN_DAYS, DAYS_PER_QUARTER,
-                             f"slope * {DAYS_PER_QUARTER} < -{SOH_DECLINE_PCT_PER_QUARTER}")
+                             f"s * {DAYS_PER_QUARTER} < -{SOH_DECLINE_PCT_PER_QUARTER}")
 DIVERGENCE_DRIFT_SQL = _trend_sql(
     "full_divergence", DIVERGENCE_WINDOW_DAYS, DIVERGENCE_MIN_DAYS, DAYS_PER_MONTH,
-    f"slope * {DAYS_PER_MONTH} > {DIVERGENCE_DRIFT_V_PER_MONTH}")
+    f"s * {DAYS_PER_MONTH} > {DIVERGENCE_DRIFT_V_PER_MONTH}")
 
+# Median of the daily medians of the last SOH_CURRENT_DAYS days.
 SOH_LOW_SQL = f"""
-    SELECT t.vehicle_id, median(t.soh_pct) AS soh_pct, min(t.ts) AS window_start, max(t.ts) AS window_end,
-           count(*) AS samples
-    FROM telemetry t JOIN vehicles v USING (vehicle_id)
-    WHERE t.ts > v.t_end - INTERVAL {SOH_CURRENT_DAYS} DAY
-    GROUP BY t.vehicle_id HAVING median(t.soh_pct) < {SOH_REPLACE_PCT}"""
+    WITH w AS (
+      SELECT vehicle_id, day, median(soh) OVER w AS soh_pct, min(day) OVER w AS window_start,
+             sum(samples) OVER w AS samples
+      FROM daily WINDOW w AS {_trailing(SOH_CURRENT_DAYS)})
+    SELECT vehicle_id, day, soh_pct < {SOH_REPLACE_PCT} AS held, soh_pct, window_start,
+           day AS window_end, samples
+    FROM w"""
 
+# On each measurement day: the run of consecutive measurement days above the limit ending there.
+# Every day then carries the verdict of its latest measurement (ASOF join): a vehicle that has
+# not been fully charged since still has the divergence last measured.
 DIVERGENCE_PERSISTENT_SQL = f"""
-    WITH m AS (SELECT vehicle_id, day, full_divergence AS div FROM daily WHERE full_divergence IS NOT NULL),
-    last_ok AS (SELECT vehicle_id, max(day) FILTER (WHERE div <= {DIVERGENCE_LIMIT_V}) AS day FROM m
-                GROUP BY vehicle_id),
-    streak AS (SELECT m.* FROM m JOIN last_ok l USING (vehicle_id) WHERE l.day IS NULL OR m.day > l.day)
-    SELECT s.vehicle_id, min(s.day) AS since, max(s.day) AS last_measured, count(*) AS days,
-           median(s.div) AS median_v, min(s.div) AS min_v, max(s.div) AS max_v,
-           any_value(v.install_date) AS install_date, any_value(v.t_end) AS t_end,
-           date_diff('day', any_value(v.install_date), any_value(v.t_end)) / 365.25 AS pack_age_years
-    FROM streak s JOIN vehicles v USING (vehicle_id)
-    GROUP BY s.vehicle_id HAVING count(*) >= {PERSISTENT_MIN_DAYS}"""
+    WITH m AS (
+      SELECT vehicle_id, day, full_divergence AS div, full_divergence > {DIVERGENCE_LIMIT_V} AS above,
+             sum((full_divergence <= {DIVERGENCE_LIMIT_V})::INTEGER)
+               OVER (PARTITION BY vehicle_id ORDER BY day ROWS UNBOUNDED PRECEDING) AS run
+      FROM daily WHERE full_divergence IS NOT NULL),
+    streak AS (
+      SELECT vehicle_id, day, above,
+             min(day) FILTER (WHERE above) OVER r AS since, count(*) FILTER (WHERE above) OVER r AS days,
+             median(div) FILTER (WHERE above) OVER r AS median_v, min(div) FILTER (WHERE above) OVER r AS min_v,
+             max(div) FILTER (WHERE above) OVER r AS max_v
+      FROM m WINDOW r AS (PARTITION BY vehicle_id, run ORDER BY day ROWS UNBOUNDED PRECEDING))
+    SELECT d.vehicle_id, d.day, coalesce(s.above AND s.days >= {PERSISTENT_MIN_DAYS}, false) AS held,
+           s.since, s.day AS last_measured, s.days, s.median_v, s.min_v, s.max_v,
+           d.install_date, d.last_ts AS t_end,
+           date_diff('day', d.install_date, d.last_ts) / 365.25 AS pack_age_years
+    FROM daily d ASOF LEFT JOIN streak s ON d.vehicle_id = s.vehicle_id AND d.day >= s.day"""
 
+# At the end of each extended drive, over the extended drives of the last CHARGE_WINDOW_DAYS;
+# every day carries the verdict of its latest drive.
 CHARGING_ANOMALY_SQL = f"""
-    WITH seq AS (
-      SELECT vehicle_id, ts, state, soc_pct,
-             state IS DISTINCT FROM lag(state) OVER w
-               OR ts - lag(ts) OVER w > INTERVAL {PHASE_GAP_HOURS} HOUR AS starts_phase
-      FROM telemetry WINDOW w AS (PARTITION BY vehicle_id ORDER BY ts)),
-    drive AS (
-      SELECT vehicle_id, ts, soc_pct,
-             sum(starts_phase::INTEGER) OVER (PARTITION BY vehicle_id ORDER BY ts
-                                              ROWS UNBOUNDED PRECEDING) AS phase
-      FROM seq WHERE state = 'drive'),
-    phases AS (
-      SELECT vehicle_id, phase, min(ts) AS start, max(ts) AS stop, max(soc_pct) AS max_soc
-      FROM drive GROUP BY vehicle_id, phase
-      HAVING max(ts) - min(ts) >= INTERVAL {EXTENDED_DRIVE_HOURS} HOUR),
-    judged AS (
+    WITH p AS (
       SELECT *, max_soc <= {CHARGE_TARGET_SOC_PCT} AS failed,
-             min(start) FILTER (WHERE max_soc <= {CHARGE_TARGET_SOC_PCT})
-               OVER (PARTITION BY vehicle_id) AS first_failure
-      FROM phases)
-    SELECT vehicle_id, count(*) FILTER (WHERE failed) AS failures,
-           count(*) FILTER (WHERE start >= first_failure) AS drives_since_first_failure,
-           count(*) AS extended_drives, min(first_failure) AS first_failure,
-           max(stop) FILTER (WHERE failed) AS last_failure,
-           max(max_soc) FILTER (WHERE failed) AS best_soc_in_failed,
-           median(max_soc) FILTER (WHERE failed) AS median_soc_in_failed
-    FROM judged GROUP BY vehicle_id
-    HAVING count(*) FILTER (WHERE failed) >= {CHARGE_MIN_FAILURES}
-       AND count(*) FILTER (WHERE failed)
-           >= {CHARGE_MIN_FAILURE_SHARE} * count(*) FILTER (WHERE start >= first_failure)"""
+             row_number() OVER (PARTITION BY vehicle_id ORDER BY stop) AS k
+      FROM phases),
+    judged AS (
+      SELECT vehicle_id, stop, stop::DATE AS day, count(*) FILTER (WHERE failed) OVER w AS failures,
+             k - min(k) FILTER (WHERE failed) OVER w + 1 AS drives_since_first_failure,
+             count(*) OVER w AS extended_drives, min(start) FILTER (WHERE failed) OVER w AS first_failure,
+             max(stop) FILTER (WHERE failed) OVER w AS last_failure,
+             max(max_soc) FILTER (WHERE failed) OVER w AS best_soc_in_failed,
+             median(max_soc) FILTER (WHERE failed) OVER w AS median_soc_in_failed
+      FROM p WINDOW w AS (PARTITION BY vehicle_id ORDER BY stop
+                          RANGE BETWEEN INTERVAL {CHARGE_WINDOW_DAYS} DAY PRECEDING AND CURRENT ROW))
+    SELECT d.vehicle_id, d.day,
+           coalesce(j.failures >= {CHARGE_MIN_FAILURES}
+                    AND j.failures >= {CHARGE_MIN_FAILURE_SHARE} * j.drives_since_first_failure, false) AS held,
+           j.failures, j.drives_since_first_failure, j.extended_drives, j.first_failure, j.last_failure,
+           j.best_soc_in_failed, j.median_soc_in_failed
+    FROM daily d ASOF LEFT JOIN judged j ON d.vehicle_id = j.vehicle_id AND d.last_ts >= j.stop"""
+
+
+def alerts_sql(days_sql: str) -> str:
+    """Alerts from a rule's per-day rows: runs of held days (gaps < ALERT_GAP_DAYS data days merged).
+
+    Columns: ``vehicle_id, first_held, last_held, active`` then the evidence of the last held day.
+    """
+    return f"""
+        WITH d AS (SELECT *, row_number() OVER (PARTITION BY vehicle_id ORDER BY day) AS n,
+                          max(day) OVER (PARTITION BY vehicle_id) AS vehicle_last_day
+                   FROM ({days_sql})),
+        h AS (SELECT *, n - lag(n) OVER (PARTITION BY vehicle_id ORDER BY day) > {ALERT_GAP_DAYS} AS breaks
+              FROM d WHERE held),
+        g AS (SELECT *, sum(coalesce(breaks, true)::INTEGER)
+                          OVER (PARTITION BY vehicle_id ORDER BY day ROWS UNBOUNDED PRECEDING) AS alert
+              FROM h)
+        SELECT vehicle_id, min(day) OVER a AS first_held, day AS last_held, day = vehicle_last_day AS active,
+               * EXCLUDE (vehicle_id, day, held, n, vehicle_last_day, breaks, alert)
+        FROM g WINDOW a AS (PARTITION BY vehicle_id, alert)
+        QUALIFY day = max(day) OVER a"""
 
 
 def _warranty_action(evidence: dict[str, Any]) -> str:
