@@ -14,8 +14,7 @@ from rich.table import Table
 
 from bench.errors import InputError
 from bench.fleet.analyze import FleetReport, analyze
-from bench.fleet.report import format_evidence, render_html
-from bench.fleet.simulate import simulate
+from bench.fleet.report import format_evidence, held_text, render_html
 
 app = typer.Typer(help="Fleet telematics: service rules (analyze) and synthetic fleets (simulate).",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -33,13 +32,14 @@ def _fail(exc: InputError) -> None:
 def _print_text(report: FleetReport) -> None:
     table = Table(title=f"{report.vehicles} vehicles, {report.rows_used} rows, "
                         f"{report.period_start} .. {report.period_end}")
-    for column in ("vehicle", "rule", "evidence", "action"):
+    for column in ("vehicle", "rule", "held", "evidence (last day held)", "action"):
         table.add_column(column, overflow="fold")
     for flag in report.flags:
-        table.add_row(flag.vehicle_id, flag.rule, format_evidence(flag.evidence), flag.action)
+        table.add_row(flag.vehicle_id, flag.rule, held_text(flag), format_evidence(flag.evidence), flag.action)
     out.print(table)
     flagged = len({f.vehicle_id for f in report.flags})
-    out.print(f"{flagged} vehicles flagged ({len(report.flags)} flags); "
+    active = sum(f.active for f in report.flags)
+    out.print(f"{flagged} vehicles with alerts ({len(report.flags)} alerts, {active} active at the end); "
               f"{report.row_errors_total} rows skipped", markup=False)
 
 
@@ -49,13 +49,21 @@ def analyze_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     html: Annotated[Path | None,
                     typer.Option("--html", help="Also write a self-contained HTML report.")] = None,
+    active: Annotated[bool, typer.Option("--active", help="Only the alerts still active at the end of the "
+                                                          "data (what a dashboard shows now).")] = False,
 ) -> None:
-    """Flag vehicles by the source's fleet service rules; skipped rows are listed on stderr."""
+    """Every alert the fleet service rules would have raised, as a daily monitor, over the whole period.
+
+    Each alert has the day it first held, the day it last held, and whether it is still active at
+    the end of the data. Skipped rows are listed on stderr.
+    """
     try:
         report = analyze(files)
     except InputError as exc:
         _fail(exc)
         return
+    if active:
+        report = report.active_only()
     for row_error in report.row_errors[:ROW_ERRORS_SHOWN]:
         err.print(f"skipped: {row_error.format()}", markup=False)
     if report.row_errors_total > ROW_ERRORS_SHOWN:
@@ -80,7 +88,9 @@ def simulate_command(
     truth: Annotated[Path | None,
                      typer.Option("--truth", help="Truth JSON (default: OUT with .truth.json).")] = None,
 ) -> None:
-    """Generate a synthetic fleet and the list of vehicles a correct analysis flags."""
+    """Generate a synthetic fleet and the alerts a correct analysis raises (truth JSON)."""
+    from bench.fleet.simulate import simulate  # numpy and the generator: not needed by analyze
+
     try:
         result = simulate(vehicles, days, out_file, seed=seed, truth_out=truth)
     except InputError as exc:
@@ -90,7 +100,8 @@ def simulate_command(
         _fail(InputError(f"cannot write: {exc}", file=str(out_file)))
         return
     out.print(f"wrote {result.meta['rows']} rows for {vehicles} vehicles to {out_file}; "
-              f"{len(result.flagged)} vehicles should be flagged", markup=False)
+              f"{len(result.flagged)} vehicles should have alerts ({len(result.alerts)} alerts, "
+              f"{len(result.flagged_active())} vehicles with an active one)", markup=False)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ rule held form alerts: first day held, last day held, and whether it still holds
 last day (*active*). An event in March that nobody serviced is thus reported in December, and
 "what holds now" is the subset of active alerts.
 
-Input: a table ``telemetry(vehicle_id, ts, soc_pct, soh_pct, divergence_v, state, install_date)``
+Input: a table ``telemetry(vehicle_id, ts, soc_pct, soh_pct, divergence_v, drive, install_date)``
 of validated rows. :data:`PREPARE_SQL` builds the shared ``daily`` and ``phases`` tables; each
 :class:`Rule` has a per-day query (``vehicle_id, day, held`` and its evidence columns) and
 :func:`alerts_sql` turns the held days into alerts carrying the evidence of their last held day.
@@ -68,18 +68,21 @@ EPOCH = "DATE '2000-01-01'"  # x origin of the fits (days); slopes do not depend
 
 PREPARE_SQL: tuple[str, ...] = (
     # One row per vehicle and UTC day with data; the day's last sample stands for the monitor's "now".
+    # ``n`` numbers a vehicle's days with data (alerts are merged across gaps counted in them).
     f"""CREATE OR REPLACE TEMP TABLE daily AS
-       SELECT vehicle_id, ts::DATE AS day, median(soh_pct) AS soh, count(*) AS samples,
-              max(ts) AS last_ts, max(install_date) AS install_date,
-              date_diff('day', {EPOCH}, ts::DATE)::DOUBLE AS x,
-              list_median(arg_max(divergence_v, soc_pct, {FULL_SAMPLES})
-                          FILTER (WHERE soc_pct >= {FULL_SOC_PCT})) AS full_divergence
-       FROM telemetry GROUP BY vehicle_id, ts::DATE""",
+       SELECT *, row_number() OVER (v ORDER BY day) AS n, max(day) OVER v AS last_day
+       FROM (SELECT vehicle_id, ts::DATE AS day, median(soh_pct) AS soh, count(*) AS samples,
+                    max(ts) AS last_ts, max(install_date) AS install_date,
+                    date_diff('day', {EPOCH}, ts::DATE)::DOUBLE AS x,
+                    list_median(arg_max(divergence_v, soc_pct, {FULL_SAMPLES})
+                                FILTER (WHERE soc_pct >= {FULL_SOC_PCT})) AS full_divergence
+             FROM telemetry GROUP BY vehicle_id, ts::DATE)
+       WINDOW v AS (PARTITION BY vehicle_id)""",
     # Extended drive phases: a run of drive rows with no other state and no gap > PHASE_GAP_HOURS.
     f"""CREATE OR REPLACE TEMP TABLE phases AS
        WITH seq AS (
-         SELECT vehicle_id, ts, soc_pct, state = 'drive' AS drive,
-                state IS DISTINCT FROM lag(state) OVER w
+         SELECT vehicle_id, ts, soc_pct, drive,
+                drive IS DISTINCT FROM lag(drive) OVER w
                   OR ts - lag(ts) OVER w > INTERVAL {PHASE_GAP_HOURS} HOUR AS starts_phase
          FROM telemetry WINDOW w AS (PARTITION BY vehicle_id ORDER BY ts)),
        drive AS (
@@ -95,16 +98,20 @@ PREPARE_SQL: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Rule:
-    """One decision rule: its per-day query, and the action it prescribes.
+    """One decision rule: its per-day query, the evidence of an alert, and the action it prescribes.
 
-    ``days_sql`` returns one row per vehicle and day with data: ``vehicle_id, day, held`` and
-    the evidence columns (as the monitor saw them that day).
+    ``days_sql`` returns one row per vehicle and day with data: ``vehicle_id, day, n, last_day``
+    (from ``daily``), ``held`` and any evidence columns it has anyway. ``evidence_sql`` (optional)
+    computes the rest of the evidence only for the days that need it, the rows of ``alert_days``
+    (``vehicle_id, day``: each alert's last held day); it is far cheaper than carrying every
+    evidence column through the day-by-day windows.
     """
 
     name: str
     title: str
     days_sql: str
     action: Callable[[dict[str, Any]], str]
+    evidence_sql: str | None = None
 
 
 def _trailing(days: int) -> str:
@@ -112,39 +119,47 @@ def _trailing(days: int) -> str:
             f"RANGE BETWEEN INTERVAL {days - 1} DAY PRECEDING AND CURRENT ROW)")
 
 
-def _trend_sql(value: str, window_days: int, min_days: int, per_days: float, condition: str) -> str:
-    """Least-squares slope of a daily value over the trailing window ending on each day."""
-    has = f"WHERE {value} IS NOT NULL"
-    return f"""
-        WITH fit AS (
-          SELECT vehicle_id, day,
-                 min(day) FILTER ({has}) OVER w AS window_start, max(day) FILTER ({has}) OVER w AS window_end,
-                 count({value}) OVER w AS days, regr_slope({value}, x) OVER w AS s,
-                 regr_avgx({value}, x) OVER w AS mx, regr_avgy({value}, x) OVER w AS my,
-                 min(x) FILTER ({has}) OVER w AS x0, max(x) FILTER ({has}) OVER w AS x1,
-                 regr_r2({value}, x) OVER w AS r2
-          FROM daily WINDOW w AS {_trailing(window_days)})
-        SELECT vehicle_id, day, coalesce(days >= {min_days} AND {condition}, false) AS held,
-               window_start, window_end, days, s * {per_days} AS slope,
-               my + s * (x0 - mx) AS fitted_start, my + s * (x1 - mx) AS fitted_end, r2
-        FROM fit"""
+def _in_window(days: int, value: str) -> str:
+    """Join ``alert_days`` a to the ``daily`` rows d of the trailing window ending on a.day."""
+    return (f"alert_days a JOIN daily d ON d.vehicle_id = a.vehicle_id AND d.{value} IS NOT NULL "
+            f"AND d.day BETWEEN a.day - INTERVAL {days - 1} DAY AND a.day")
 
 
-SOH_DECLINE_SQL = _trend_sql("soh", SOH_WINDOW_DAYS, SOH_MIN_DAYS, DAYS_PER_QUARTER,
-                             f"s * {DAYS_PER_QUARTER} < -{SOH_DECLINE_PCT_PER_QUARTER}")
-DIVERGENCE_DRIFT_SQL = _trend_sql(
+def _trend(value: str, window_days: int, min_days: int, per_days: float, condition: str) -> tuple[str, str]:
+    """Least-squares slope of a daily value over the trailing window ending on each day.
+
+    ``condition`` is on ``slope`` (per ``per_days``). Returns the per-day query and the evidence query.
+    """
+    slope = f"regr_slope({value}, x) OVER w * {per_days}"
+    days_sql = f"""
+        SELECT vehicle_id, day, n, last_day,
+               coalesce(count({value}) OVER w >= {min_days} AND {condition.replace("slope", slope)}, false) AS held
+        FROM daily WINDOW w AS {_trailing(window_days)}"""
+    fit = f"regr_slope(d.{value}, d.x)"
+    evidence_sql = f"""
+        SELECT a.vehicle_id, a.day, min(d.day) AS window_start, max(d.day) AS window_end, count(*) AS days,
+               {fit} * {per_days} AS slope,
+               regr_avgy(d.{value}, d.x) + {fit} * (min(d.x) - regr_avgx(d.{value}, d.x)) AS fitted_start,
+               regr_avgy(d.{value}, d.x) + {fit} * (max(d.x) - regr_avgx(d.{value}, d.x)) AS fitted_end,
+               regr_r2(d.{value}, d.x) AS r2
+        FROM {_in_window(window_days, value)} GROUP BY a.vehicle_id, a.day"""
+    return days_sql, evidence_sql
+
+
+SOH_DECLINE_SQL, SOH_DECLINE_EVIDENCE = _trend(
+    "soh", SOH_WINDOW_DAYS, SOH_MIN_DAYS, DAYS_PER_QUARTER, f"slope < -{SOH_DECLINE_PCT_PER_QUARTER}")
+DIVERGENCE_DRIFT_SQL, DIVERGENCE_DRIFT_EVIDENCE = _trend(
     "full_divergence", DIVERGENCE_WINDOW_DAYS, DIVERGENCE_MIN_DAYS, DAYS_PER_MONTH,
-    f"s * {DAYS_PER_MONTH} > {DIVERGENCE_DRIFT_V_PER_MONTH}")
+    f"slope > {DIVERGENCE_DRIFT_V_PER_MONTH}")
 
 # Median of the daily medians of the last SOH_CURRENT_DAYS days.
 SOH_LOW_SQL = f"""
-    WITH w AS (
-      SELECT vehicle_id, day, median(soh) OVER w AS soh_pct, min(day) OVER w AS window_start,
-             sum(samples) OVER w AS samples
-      FROM daily WINDOW w AS {_trailing(SOH_CURRENT_DAYS)})
-    SELECT vehicle_id, day, soh_pct < {SOH_REPLACE_PCT} AS held, soh_pct, window_start,
-           day AS window_end, samples
-    FROM w"""
+    SELECT vehicle_id, day, n, last_day, coalesce(median(soh) OVER w < {SOH_REPLACE_PCT}, false) AS held
+    FROM daily WINDOW w AS {_trailing(SOH_CURRENT_DAYS)}"""
+SOH_LOW_EVIDENCE = f"""
+    SELECT a.vehicle_id, a.day, median(d.soh) AS soh_pct, min(d.day) AS window_start, a.day AS window_end,
+           sum(d.samples) AS samples
+    FROM {_in_window(SOH_CURRENT_DAYS, "soh")} GROUP BY a.vehicle_id, a.day"""
 
 # On each measurement day: the run of consecutive measurement days above the limit ending there.
 # Every day then carries the verdict of its latest measurement (ASOF join): a vehicle that has
@@ -161,7 +176,7 @@ DIVERGENCE_PERSISTENT_SQL = f"""
              median(div) FILTER (WHERE above) OVER r AS median_v, min(div) FILTER (WHERE above) OVER r AS min_v,
              max(div) FILTER (WHERE above) OVER r AS max_v
       FROM m WINDOW r AS (PARTITION BY vehicle_id, run ORDER BY day ROWS UNBOUNDED PRECEDING))
-    SELECT d.vehicle_id, d.day, coalesce(s.above AND s.days >= {PERSISTENT_MIN_DAYS}, false) AS held,
+    SELECT d.vehicle_id, d.day, d.n, d.last_day, coalesce(s.above AND s.days >= {PERSISTENT_MIN_DAYS}, false) AS held,
            s.since, s.day AS last_measured, s.days, s.median_v, s.min_v, s.max_v,
            d.install_date, d.last_ts AS t_end,
            date_diff('day', d.install_date, d.last_ts) / 365.25 AS pack_age_years
@@ -183,7 +198,7 @@ CHARGING_ANOMALY_SQL = f"""
              median(max_soc) FILTER (WHERE failed) OVER w AS median_soc_in_failed
       FROM p WINDOW w AS (PARTITION BY vehicle_id ORDER BY stop
                           RANGE BETWEEN INTERVAL {CHARGE_WINDOW_DAYS} DAY PRECEDING AND CURRENT ROW))
-    SELECT d.vehicle_id, d.day,
+    SELECT d.vehicle_id, d.day, d.n, d.last_day,
            coalesce(j.failures >= {CHARGE_MIN_FAILURES}
                     AND j.failures >= {CHARGE_MIN_FAILURE_SHARE} * j.drives_since_first_failure, false) AS held,
            j.failures, j.drives_since_first_failure, j.extended_drives, j.first_failure, j.last_failure,
@@ -191,24 +206,31 @@ CHARGING_ANOMALY_SQL = f"""
     FROM daily d ASOF LEFT JOIN judged j ON d.vehicle_id = j.vehicle_id AND d.last_ts >= j.stop"""
 
 
-def alerts_sql(days_sql: str) -> str:
+def alerts_sql(rule: Rule) -> str:
     """Alerts from a rule's per-day rows: runs of held days (gaps < ALERT_GAP_DAYS data days merged).
 
     Columns: ``vehicle_id, first_held, last_held, active`` then the evidence of the last held day.
     """
-    return f"""
-        WITH d AS (SELECT *, row_number() OVER (PARTITION BY vehicle_id ORDER BY day) AS n,
-                          max(day) OVER (PARTITION BY vehicle_id) AS vehicle_last_day
-                   FROM ({days_sql})),
-        h AS (SELECT *, n - lag(n) OVER (PARTITION BY vehicle_id ORDER BY day) > {ALERT_GAP_DAYS} AS breaks
-              FROM d WHERE held),
+    days_sql = rule.days_sql
+    alerts = f"""
+        WITH h AS (SELECT *, n - lag(n) OVER (PARTITION BY vehicle_id ORDER BY day) > {ALERT_GAP_DAYS} AS breaks
+                   FROM ({days_sql}) WHERE held),
         g AS (SELECT *, sum(coalesce(breaks, true)::INTEGER)
                           OVER (PARTITION BY vehicle_id ORDER BY day ROWS UNBOUNDED PRECEDING) AS alert
               FROM h)
-        SELECT vehicle_id, min(day) OVER a AS first_held, day AS last_held, day = vehicle_last_day AS active,
-               * EXCLUDE (vehicle_id, day, held, n, vehicle_last_day, breaks, alert)
+        SELECT vehicle_id, min(day) OVER a AS first_held, day AS last_held, day = last_day AS active,
+               * EXCLUDE (vehicle_id, day, held, n, last_day, breaks, alert)
         FROM g WINDOW a AS (PARTITION BY vehicle_id, alert)
         QUALIFY day = max(day) OVER a"""
+    if rule.evidence_sql is None:
+        return alerts
+    return f"""
+        WITH alerts AS ({alerts}),
+        alert_days AS (SELECT vehicle_id, last_held AS day FROM alerts),
+        evidence AS ({rule.evidence_sql})
+        SELECT alerts.*, evidence.* EXCLUDE (vehicle_id, day)
+        FROM alerts LEFT JOIN evidence ON evidence.vehicle_id = alerts.vehicle_id
+                                        AND evidence.day = alerts.last_held"""
 
 
 def _warranty_action(evidence: dict[str, Any]) -> str:
@@ -226,15 +248,15 @@ def _warranty_action(evidence: dict[str, Any]) -> str:
 RULES: tuple[Rule, ...] = (
     Rule("soh_decline", f"SOH decline > {SOH_DECLINE_PCT_PER_QUARTER:g} % per quarter", SOH_DECLINE_SQL,
          lambda e: "faster than expected degradation: schedule a pack health check (bench diag) "
-                   "and review the duty cycle"),
+                   "and review the duty cycle", SOH_DECLINE_EVIDENCE),
     Rule("divergence_drift", f"cell divergence increase > {DIVERGENCE_DRIFT_V_PER_MONTH:g} V per month",
          DIVERGENCE_DRIFT_SQL,
          lambda e: "divergence growing faster than balancing corrects: run the pack health "
-                   "measurement at full charge, then extended balancing"),
+                   "measurement at full charge, then extended balancing", DIVERGENCE_DRIFT_EVIDENCE),
     Rule("charging_anomaly", f"no charge above {CHARGE_TARGET_SOC_PCT:g} % SOC after extended driving",
          CHARGING_ANOMALY_SQL, lambda e: "alternator + pack joint diagnostic"),
     Rule("soh_low", f"SOH below {SOH_REPLACE_PCT:g} %", SOH_LOW_SQL,
-         lambda e: "plan pack replacement scheduling"),
+         lambda e: "plan pack replacement scheduling", SOH_LOW_EVIDENCE),
     Rule("divergence_persistent", f"cell divergence > {DIVERGENCE_LIMIT_V:g} V persistent",
          DIVERGENCE_PERSISTENT_SQL, _warranty_action),
 )

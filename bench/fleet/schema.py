@@ -165,7 +165,7 @@ def read_csv_typed(path: Path, rejects: str) -> str:
     install = typed.get("install_date", "NULL::DATE")
     return (
         f"SELECT {typed['vehicle_id']} AS vehicle_id, {typed['timestamp']} AS ts, soc_pct, soh_pct, "
-        f"{divergence} AS divergence_v, {typed['state']} AS state, {install} AS install_date, "
+        f"{divergence} AS divergence_v, {typed['state']} = 'drive' AS drive, {install} AS install_date, "
         f"{_valid_sql(columns, typed)} AS ok "
         f"FROM read_csv({_sql_str(str(path))}, header=true, auto_detect=false, delim=',', quote='\"', "
         f"columns={{{types}}}, store_rejects=true, rejects_table='{rejects}', "
