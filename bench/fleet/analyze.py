@@ -171,7 +171,7 @@ def _load_checked(con: duckdb.DuckDBPyConnection, index: int,
         staged = stage_file(con, Path(source))
         columns = check_columns(_staged_columns(con, staged), label)
     con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {validation_sql(staged, columns)}")
-    con.execute(f"""INSERT INTO rows SELECT vehicle_id, ts, soc_pct, soh_pct, divergence_v, state = 'drive',
+    con.execute("""INSERT INTO rows SELECT vehicle_id, ts, soc_pct, soh_pct, divergence_v, state = 'drive',
                     install_date, error IS NULL FROM checked""")
     total, bad = con.execute("SELECT count(*), count(*) FILTER (WHERE error IS NOT NULL) FROM checked"
                              ).fetchall()[0]

@@ -386,7 +386,7 @@ def generate(vehicles: int, days: int, *, seed: int = 1,
     state, load = _schedule(rng, vehicles, days)
     soc, current = _simulate_soc(p, state, load, soh_hourly, days)
     # Days with a full charge (the BMS reports 100 %): the only days divergence is measured.
-    full_days = (soc >= 99.95).reshape(vehicles, days, 24).any(axis=2)
+    full_days: np.ndarray = np.asarray((soc >= 99.95).reshape(vehicles, days, 24).any(axis=2))
     # Divergence does not feed back into SOC: re-draw it where the answer would be too close to call.
     for _ in range(100):
         held, ambiguous = _monitor_truth(p, classes, days, full_days)

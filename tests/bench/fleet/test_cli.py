@@ -11,9 +11,9 @@ from bench.fleet.cli import app
 runner = CliRunner()
 
 
-def test_simulate_then_analyze_json_and_html(tmp_path):
+def test_simulate_then_analyze_json_active_and_html(tmp_path):
     out = tmp_path / "fleet.csv"
-    result = runner.invoke(app, ["simulate", "--vehicles", "20", "--days", "100", "--out", str(out),
+    result = runner.invoke(app, ["simulate", "--vehicles", "20", "--days", "200", "--out", str(out),
                                  "--seed", "4", "--truth", str(tmp_path / "truth.json")])
     assert result.exit_code == 0, result.output
     truth = json.loads((tmp_path / "truth.json").read_text())
@@ -29,6 +29,14 @@ def test_simulate_then_analyze_json_and_html(tmp_path):
     assert page.startswith("<!DOCTYPE html>")
     for vehicle in truth["flagged"]:
         assert f"<td>{vehicle}</td>" in page
+    # --active: only the alerts that still hold at the end of the data
+    result = runner.invoke(app, ["analyze", str(out), "--json", "--active"])
+    assert result.exit_code == 0, result.output
+    active = json.loads(result.stdout)["flags"]
+    assert active and all(flag["active"] for flag in active)
+    assert len(active) < len(report["flags"])
+    expected = sorted((a["vehicle_id"], a["rule"]) for a in truth["alerts"] if a["active"])
+    assert sorted((f["vehicle_id"], f["rule"]) for f in active) == expected
 
 
 def test_missing_column_exits_2_with_one_line(tmp_path):

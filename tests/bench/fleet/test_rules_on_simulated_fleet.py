@@ -53,7 +53,7 @@ def test_every_planted_event_is_found_whatever_its_date(year):
 
 def test_the_fleet_has_events_at_varied_dates_some_serviced(year):
     """The answer above is not trivial: events start across the year and many no longer hold."""
-    truth, report = year
+    truth, _ = year
     assert {rule for rules in truth.flagged.values() for rule in rules} == set(RULE_NAMES)
     months = sorted({alert["first_held"][:7] for alert in truth.alerts})
     assert len(months) >= 4 and _days(months[-1] + "-01", months[0] + "-01") > 180

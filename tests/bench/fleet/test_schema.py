@@ -78,3 +78,25 @@ def test_unusable_files(tmp_path, name, message):
         path.write_bytes(b"PK\x03\x04")
     with pytest.raises(InputError, match=message):
         analyze(path)
+
+
+def test_bad_rows_deep_in_a_large_clean_file_are_located(tmp_path):
+    """The typed scan flags them; only they are read again, at their physical line."""
+    from bench.fleet.simulate import simulate
+
+    path = tmp_path / "fleet.csv"
+    simulate(12, 100, path, seed=3)
+    lines = path.read_text().splitlines()
+    assert len(lines) > 25_000
+    header = lines[0].split(",")
+    soc = header.index("soc_pct")
+    for number, value in ((20_001, "abc"), (27_500, "150")):
+        fields = lines[number - 1].split(",")
+        fields[soc] = value
+        lines[number - 1] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    report = analyze(path)
+    assert [(e.line, e.message) for e in report.row_errors] == [
+        (20_001, "soc_pct: 'abc' is not a number"), (27_500, "soc_pct: 150.0 outside 0..100 %")]
+    assert report.row_errors_total == 2
+    assert report.rows_used == len(lines) - 3
