@@ -152,58 +152,87 @@ DIVERGENCE_DRIFT_SQL, DIVERGENCE_DRIFT_EVIDENCE = _trend(
     "full_divergence", DIVERGENCE_WINDOW_DAYS, DIVERGENCE_MIN_DAYS, DAYS_PER_MONTH,
     f"slope > {DIVERGENCE_DRIFT_V_PER_MONTH}")
 
-# Median of the daily medians of the last SOH_CURRENT_DAYS days.
+# Most of the daily median SOH values of the last SOH_CURRENT_DAYS days below the threshold (their
+# median is, for an odd count): a count per window, far cheaper than a windowed median.
 SOH_LOW_SQL = f"""
-    SELECT vehicle_id, day, n, last_day, coalesce(median(soh) OVER w < {SOH_REPLACE_PCT}, false) AS held
+    SELECT vehicle_id, day, n, last_day,
+           coalesce(2 * sum((soh < {SOH_REPLACE_PCT})::INTEGER) OVER w > count(soh) OVER w, false) AS held
     FROM daily WINDOW w AS {_trailing(SOH_CURRENT_DAYS)}"""
 SOH_LOW_EVIDENCE = f"""
     SELECT a.vehicle_id, a.day, median(d.soh) AS soh_pct, min(d.day) AS window_start, a.day AS window_end,
            sum(d.samples) AS samples
     FROM {_in_window(SOH_CURRENT_DAYS, "soh")} GROUP BY a.vehicle_id, a.day"""
 
-# On each measurement day: the run of consecutive measurement days above the limit ending there.
-# Every day then carries the verdict of its latest measurement (ASOF join): a vehicle that has
-# not been fully charged since still has the divergence last measured.
+# On each measurement day: how many consecutive measurement days above the limit end there
+# (``run`` counts the measurements at or below it so far, so one run = one streak). Every day then
+# carries the verdict of its latest measurement (ASOF join): a vehicle that has not been fully
+# charged since still has the divergence last measured.
 DIVERGENCE_PERSISTENT_SQL = f"""
     WITH m AS (
-      SELECT vehicle_id, day, full_divergence AS div, full_divergence > {DIVERGENCE_LIMIT_V} AS above,
+      SELECT vehicle_id, day, full_divergence > {DIVERGENCE_LIMIT_V} AS above,
              sum((full_divergence <= {DIVERGENCE_LIMIT_V})::INTEGER)
                OVER (PARTITION BY vehicle_id ORDER BY day ROWS UNBOUNDED PRECEDING) AS run
       FROM daily WHERE full_divergence IS NOT NULL),
     streak AS (
       SELECT vehicle_id, day, above,
-             min(day) FILTER (WHERE above) OVER r AS since, count(*) FILTER (WHERE above) OVER r AS days,
-             median(div) FILTER (WHERE above) OVER r AS median_v, min(div) FILTER (WHERE above) OVER r AS min_v,
-             max(div) FILTER (WHERE above) OVER r AS max_v
-      FROM m WINDOW r AS (PARTITION BY vehicle_id, run ORDER BY day ROWS UNBOUNDED PRECEDING))
-    SELECT d.vehicle_id, d.day, d.n, d.last_day, coalesce(s.above AND s.days >= {PERSISTENT_MIN_DAYS}, false) AS held,
-           s.since, s.day AS last_measured, s.days, s.median_v, s.min_v, s.max_v,
-           d.install_date, d.last_ts AS t_end,
-           date_diff('day', d.install_date, d.last_ts) / 365.25 AS pack_age_years
+             sum(above::INTEGER) OVER (PARTITION BY vehicle_id, run ORDER BY day ROWS UNBOUNDED PRECEDING) AS days
+      FROM m)
+    SELECT d.vehicle_id, d.day, d.n, d.last_day, coalesce(s.above AND s.days >= {PERSISTENT_MIN_DAYS}, false) AS held
     FROM daily d ASOF LEFT JOIN streak s ON d.vehicle_id = s.vehicle_id AND d.day >= s.day"""
+# The streak behind an alert day: the measurements after the last one at or below the limit.
+DIVERGENCE_PERSISTENT_EVIDENCE = f"""
+    WITH measured AS (
+      SELECT a.vehicle_id, a.day, d.day AS measured_day, d.full_divergence AS div
+      FROM alert_days a JOIN daily d ON d.vehicle_id = a.vehicle_id AND d.day <= a.day
+                                     AND d.full_divergence IS NOT NULL),
+    since_ok AS (
+      SELECT vehicle_id, day, max(measured_day) FILTER (WHERE div <= {DIVERGENCE_LIMIT_V}) AS last_ok
+      FROM measured GROUP BY vehicle_id, day)
+    SELECT m.vehicle_id, m.day, min(m.measured_day) AS since, max(m.measured_day) AS last_measured,
+           count(*) AS days, median(m.div) AS median_v, min(m.div) AS min_v, max(m.div) AS max_v,
+           any_value(d.install_date) AS install_date, any_value(d.last_ts) AS t_end,
+           date_diff('day', any_value(d.install_date), any_value(d.last_ts)) / 365.25 AS pack_age_years
+    FROM measured m JOIN since_ok o USING (vehicle_id, day)
+         JOIN daily d ON d.vehicle_id = m.vehicle_id AND d.day = m.day
+    WHERE o.last_ok IS NULL OR m.measured_day > o.last_ok
+    GROUP BY m.vehicle_id, m.day"""
 
-# At the end of each extended drive, over the extended drives of the last CHARGE_WINDOW_DAYS;
-# every day carries the verdict of its latest drive.
+# At the end of each extended drive, over the extended drives of the last CHARGE_WINDOW_DAYS
+# (``k`` numbers a vehicle's drives); every day carries the verdict of its latest drive.
+_CHARGE_WINDOW = (f"(PARTITION BY vehicle_id ORDER BY stop "
+                  f"RANGE BETWEEN INTERVAL {CHARGE_WINDOW_DAYS} DAY PRECEDING AND CURRENT ROW)")
 CHARGING_ANOMALY_SQL = f"""
     WITH p AS (
-      SELECT *, max_soc <= {CHARGE_TARGET_SOC_PCT} AS failed,
+      SELECT vehicle_id, stop, max_soc <= {CHARGE_TARGET_SOC_PCT} AS failed,
              row_number() OVER (PARTITION BY vehicle_id ORDER BY stop) AS k
       FROM phases),
     judged AS (
-      SELECT vehicle_id, stop, stop::DATE AS day, count(*) FILTER (WHERE failed) OVER w AS failures,
-             k - min(k) FILTER (WHERE failed) OVER w + 1 AS drives_since_first_failure,
-             count(*) OVER w AS extended_drives, min(start) FILTER (WHERE failed) OVER w AS first_failure,
-             max(stop) FILTER (WHERE failed) OVER w AS last_failure,
-             max(max_soc) FILTER (WHERE failed) OVER w AS best_soc_in_failed,
-             median(max_soc) FILTER (WHERE failed) OVER w AS median_soc_in_failed
-      FROM p WINDOW w AS (PARTITION BY vehicle_id ORDER BY stop
-                          RANGE BETWEEN INTERVAL {CHARGE_WINDOW_DAYS} DAY PRECEDING AND CURRENT ROW))
+      SELECT vehicle_id, stop, sum(failed::INTEGER) OVER w AS failures,
+             k - min(CASE WHEN failed THEN k END) OVER w + 1 AS drives_since_first_failure
+      FROM p WINDOW w AS {_CHARGE_WINDOW})
     SELECT d.vehicle_id, d.day, d.n, d.last_day,
            coalesce(j.failures >= {CHARGE_MIN_FAILURES}
-                    AND j.failures >= {CHARGE_MIN_FAILURE_SHARE} * j.drives_since_first_failure, false) AS held,
-           j.failures, j.drives_since_first_failure, j.extended_drives, j.first_failure, j.last_failure,
-           j.best_soc_in_failed, j.median_soc_in_failed
+                    AND j.failures >= {CHARGE_MIN_FAILURE_SHARE} * j.drives_since_first_failure, false) AS held
     FROM daily d ASOF LEFT JOIN judged j ON d.vehicle_id = j.vehicle_id AND d.last_ts >= j.stop"""
+# The drives behind an alert day: those of the window ending at the day's latest drive.
+CHARGING_ANOMALY_EVIDENCE = f"""
+    WITH latest AS (
+      SELECT a.vehicle_id, a.day, j.stop
+      FROM alert_days a JOIN daily d ON d.vehicle_id = a.vehicle_id AND d.day = a.day
+           ASOF JOIN phases j ON j.vehicle_id = a.vehicle_id AND d.last_ts >= j.stop),
+    drives AS (
+      SELECT l.vehicle_id, l.day, p.start, p.stop, p.max_soc, p.max_soc <= {CHARGE_TARGET_SOC_PCT} AS failed
+      FROM latest l JOIN phases p ON p.vehicle_id = l.vehicle_id
+                                  AND p.stop BETWEEN l.stop - INTERVAL {CHARGE_WINDOW_DAYS} DAY AND l.stop),
+    first AS (SELECT vehicle_id, day, min(stop) FILTER (WHERE failed) AS first_failed_stop
+              FROM drives GROUP BY vehicle_id, day)
+    SELECT vehicle_id, day, count(*) FILTER (WHERE failed) AS failures,
+           count(*) FILTER (WHERE stop >= first_failed_stop) AS drives_since_first_failure,
+           count(*) AS extended_drives, min(start) FILTER (WHERE failed) AS first_failure,
+           max(stop) FILTER (WHERE failed) AS last_failure,
+           max(max_soc) FILTER (WHERE failed) AS best_soc_in_failed,
+           median(max_soc) FILTER (WHERE failed) AS median_soc_in_failed
+    FROM drives JOIN first USING (vehicle_id, day) GROUP BY vehicle_id, day"""
 
 
 def alerts_sql(rule: Rule) -> str:
@@ -254,10 +283,10 @@ RULES: tuple[Rule, ...] = (
          lambda e: "divergence growing faster than balancing corrects: run the pack health "
                    "measurement at full charge, then extended balancing", DIVERGENCE_DRIFT_EVIDENCE),
     Rule("charging_anomaly", f"no charge above {CHARGE_TARGET_SOC_PCT:g} % SOC after extended driving",
-         CHARGING_ANOMALY_SQL, lambda e: "alternator + pack joint diagnostic"),
+         CHARGING_ANOMALY_SQL, lambda e: "alternator + pack joint diagnostic", CHARGING_ANOMALY_EVIDENCE),
     Rule("soh_low", f"SOH below {SOH_REPLACE_PCT:g} %", SOH_LOW_SQL,
          lambda e: "plan pack replacement scheduling", SOH_LOW_EVIDENCE),
     Rule("divergence_persistent", f"cell divergence > {DIVERGENCE_LIMIT_V:g} V persistent",
-         DIVERGENCE_PERSISTENT_SQL, _warranty_action),
+         DIVERGENCE_PERSISTENT_SQL, _warranty_action, DIVERGENCE_PERSISTENT_EVIDENCE),
 )
 RULE_NAMES = tuple(r.name for r in RULES)

@@ -100,3 +100,14 @@ def test_bad_rows_deep_in_a_large_clean_file_are_located(tmp_path):
         (20_001, "soc_pct: 'abc' is not a number"), (27_500, "soc_pct: 150.0 outside 0..100 %")]
     assert report.row_errors_total == 2
     assert report.rows_used == len(lines) - 3
+
+
+def test_padded_and_capitalised_values_are_accepted_as_before(tmp_path):
+    """The typed scan's cheap branch must not reject what the validation accepts."""
+    path = tmp_path / "t.csv"
+    path.write_text(HEADER + "\n"
+                    " TR-1 ,2025-01-01T00:00:00Z,50,95.5,3.30,3.31,26.4,-5.0, Drive\n"
+                    "TR-1,2025-01-01T01:00:00Z,50,95.5,3.30,3.31,26.4,-5.0,IDLE\n")
+    report = analyze(path)
+    assert report.row_errors_total == 0
+    assert report.rows_used == 2 and report.vehicles == 1
