@@ -116,8 +116,8 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-# Narrow on purpose (the state is only needed as "driving or not"): writing this table is most
-# of the cost of reading a large export.
+# Narrow on purpose (the state is only needed as "driving or not", pack V/I only for validation):
+# every column here is written once per sample and read again by the daily aggregate and the sort.
 ROWS_TABLE = """CREATE OR REPLACE TEMP TABLE rows (vehicle_id VARCHAR, ts TIMESTAMP, soc_pct DOUBLE,
     soh_pct DOUBLE, divergence_v DOUBLE, drive BOOLEAN, install_date DATE, ok BOOLEAN)"""
 ROW_COLUMNS = "vehicle_id, ts, soc_pct, soh_pct, divergence_v, drive, install_date"
@@ -160,8 +160,7 @@ def _load_csv(con: duckdb.DuckDBPyConnection, index: int, path: Path) -> tuple[S
     return SourceSummary(file=str(path), rows=parsed + rejected, rows_skipped=bad + rejected), errors
 
 
-def _load_checked(con: duckdb.DuckDBPyConnection, index: int,
-                  source: Source) -> tuple[SourceSummary, list[RowError]]:
+def _load_checked(con: duckdb.DuckDBPyConnection, source: Source) -> tuple[SourceSummary, list[RowError]]:
     """JSON lines, Parquet, relations: every row through the validation query (it words the errors)."""
     label = _label(source)
     if isinstance(source, duckdb.DuckDBPyRelation):
@@ -199,7 +198,7 @@ def load(con: duckdb.DuckDBPyConnection, sources: Sequence[Source]) -> _Loaded:
                     and Path(source).is_file():
                 summary, found = _load_csv(con, index, Path(source))
             else:
-                summary, found = _load_checked(con, index, source)
+                summary, found = _load_checked(con, source)
         except duckdb.Error as exc:
             raise InputError(f"cannot read telematics: {str(exc).splitlines()[0]}", file=_label(source)) from None
         summaries.append(summary)
