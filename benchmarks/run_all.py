@@ -39,7 +39,7 @@ BENCHMARKS = [
     Benchmark("can_lockstep", "bench_can_lockstep.py", ("--cycles", "2000"), ("--cycles", "300")),
     Benchmark("pack_speed", "pack_speed.py"),
     Benchmark("report", "bench_report.py"),
-    Benchmark("fleet", "bench_fleet.py", (), ("--vehicles", "100", "--days", "90")),
+    Benchmark("fleet", "bench_fleet.py", (), ("--vehicles", "100", "--days", "120")),
     Benchmark("calibration", "bench_calibration.py", (), ("--scenario", "healthy")),
     Benchmark("sweep", "sweep_calibration.py", ("--count", "20", "--jobs", "2"),
               ("--count", "4", "--jobs", "2")),
