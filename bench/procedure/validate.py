@@ -471,6 +471,7 @@ class _Checker:
             (self.constants.get("load.current_max"), "the load's current range")])
         self._at_most(action.power, "discharge power", "W", [
             (self.constants.get("load.power_max"), "the load's power range")])
+        self._within_load_power(action.current)
         self._positive(action.current, "discharge current")
         self._positive(action.power, "discharge power")
         cutoff = self._fold(action.cutoff_v)
@@ -481,6 +482,20 @@ class _Checker:
         self._at_most(action.cutoff_v, "cutoff_v", "V", [
             (pack.pack_v_max, "the pack's maximum voltage"),
             (self.constants.get("load.voltage_max"), "the load's voltage range")])
+
+    def _within_load_power(self, current: Expr | None) -> None:
+        """A CC discharge the load cannot dissipate: at the pack's maximum voltage the current must
+        stay inside the load's power rating, or the load falls short of the setpoint and the run
+        aborts on it (issue 15, point 6). The pack's maximum is the worst case the step can meet."""
+        amps = self._fold(current)
+        rating = self.constants.get("load.power_max")
+        if amps is None or current is None or rating is None:
+            return
+        volts = self.pack.pack_v_max
+        if amps * volts > float(rating) + 1e-9:
+            self.errors.append(current.error(
+                f"discharge current {amps:g} A at the pack's maximum {volts:g} V is {amps * volts:g} W, "
+                f"beyond the load's power rating {float(rating):g} W: at most {float(rating) / volts:.4g} A"))
 
     def _check_instrument_cutoff(self, path: PathKey) -> None:
         """A discharge must be ended by the load itself if the controller dies (issue: defence in
