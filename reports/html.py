@@ -45,6 +45,16 @@ class ResultRow:
     value: str
     limits: str
 
+    @property
+    def detail(self) -> str:
+        """The engine's judgement without the "id: description: " it starts with (both are
+        printed just above it)."""
+        message = self.check.message or ""
+        for prefix in (f"{self.check.id}: {self.check.description}: ", f"{self.check.id}: "):
+            if message.startswith(prefix):
+                return message[len(prefix):]
+        return message
+
 
 @dataclass
 class StepRow:
