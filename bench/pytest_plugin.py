@@ -446,11 +446,12 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 def _looks_like_procedure(path: Path) -> bool:
-    import yaml
+    from bench.errors import InputError
+    from bench.yamlio import load_yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = load_yaml(path).data  # bounded: collection must not hang on an alias bomb
+    except InputError:
         return True  # collect it: the item reports the located error
     return isinstance(data, dict) and "procedure" in data and "steps" in data
 

@@ -131,6 +131,7 @@ def _run(bench: Bench, station: StationConfig, procedure: Any, overrides: dict[s
     store = _open_store(request.db, station, run_dir)
     watchdog = None
     injector = None
+    engine: Engine | None = None
     try:
         if request.watchdog and station.watchdog.enabled and not bench.simulated:
             from bench.watchdog import start_watchdog
@@ -155,6 +156,10 @@ def _run(bench: Bench, station: StationConfig, procedure: Any, overrides: dict[s
         if watchdog is not None:
             watchdog.stop()
         bench.close()
+        # hash only now: closing the adapter completes can.blf, and the watchdog and the
+        # fault injector may have written into the folder until they stopped
+        if engine is not None:
+            engine.seal_files()
     _render_report(run_dir)
     return record
 

@@ -266,7 +266,11 @@ class Bench:
             ident = self.adapter.read_identity()
             snap = self.adapter.snapshot()
             as_received = AsReceived(soc_pct=snap.soc_pct, soh_pct=snap.soh_pct)
-            extra = self.adapter.read_dids(["cycle_count", "learned_capacity"])
+            # SOC and SOH asked over UDS too, as a procedure's precheck reads them: at the start of
+            # a run the broadcast carrying them may not have arrived yet (the report showed "—")
+            extra = self.adapter.read_dids(["cycle_count", "learned_capacity", "soc", "soh"])
+            as_received.soc_pct = _number(extra.get("soc"), as_received.soc_pct)
+            as_received.soh_pct = _number(extra.get("soh"), as_received.soh_pct)
             as_received.cycle_count = int(extra.get("cycle_count") or 0)
             lc = extra.get("learned_capacity")
             as_received.learned_capacity_ah = float(lc) if lc is not None else None
@@ -333,6 +337,10 @@ class Bench:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _number(value: Any, fallback: float | None) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else fallback
 
 
 def connect_bench(station: StationConfig, *, scenario: str | None = None,

@@ -20,6 +20,16 @@ from bench.errors import ConfigError, InputError, InputErrors
 PathKey = tuple[str | int, ...]
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+# Bounds on every YAML input (issue 15, point 3). An alias is a reference, so nine lines of nine
+# aliases each expand to 9**9 nodes ("billion laughs"): composing stays cheap, building the data
+# does not. The largest file in the repository is about 12 kB with some 1 500 nodes and no alias;
+# the bounds leave ample room and answer any file within a second (PyYAML's pure-Python composer,
+# which keeps node positions, reads about 400 kB/s).
+MAX_FILE_BYTES = 256 * 1024
+MAX_ALIASES = 100
+MAX_NODES = 100_000  # after alias expansion
+MAX_DEPTH = 64
+
 
 class LocatedData:
     """Data loaded from YAML plus the position (1-based line, column) of every path in it."""
@@ -42,6 +52,83 @@ class LocatedData:
         line, column = self.locate(path)
         field = ".".join(str(p) for p in path) or None
         return ConfigError(message, file=self.file, line=line, column=column, field=field)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer keeps every bound while it reads, before any data is built.
+
+    An alias adds the size of the subtree it refers to, so the count is that of the data the file
+    expands to; the error points at the alias (or node) that crosses the bound.
+    """
+
+    def __init__(self, stream: str, file: str) -> None:
+        super().__init__(stream)
+        self.file = file
+        self.aliases = 0
+        self.nodes = 0        # after alias expansion
+        self.depth = 0
+        self.open_anchors: list[str] = []  # anchors of the collections being composed
+        self.extent: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, height), for aliases
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise _bound_error(f"more than {MAX_ALIASES} YAML aliases", event.start_mark, self.file)
+            if event.anchor in self.open_anchors:
+                raise _bound_error(f"alias *{event.anchor} refers to a node that contains it",
+                                   event.start_mark, self.file)
+            node = super().compose_node(parent, index)
+            if node is not None:  # an unknown anchor raised in the composer already
+                size, height = self._extent(node)
+                self._count(size, self.depth + height, event.start_mark)
+            return node
+        self._count(1, self.depth + 1, event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self.open_anchors.append(anchor)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+            if anchor is not None:
+                self.open_anchors.pop()
+
+    def _count(self, nodes: int, depth: int, mark: Any) -> None:
+        self.nodes += nodes
+        if self.nodes > MAX_NODES:
+            raise _bound_error(f"more than {MAX_NODES} YAML nodes once aliases are expanded", mark, self.file)
+        if depth > MAX_DEPTH:
+            raise _bound_error(f"YAML nested deeper than {MAX_DEPTH} levels"
+                               + (" once aliases are expanded" if self.aliases else ""), mark, self.file)
+
+    def _extent(self, node: yaml.Node) -> tuple[int, int]:
+        """(nodes, height) of the data ``node`` expands to; memoised, so linear in the file."""
+        known = self.extent.get(id(node))
+        if known is not None:
+            return known
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        size, height = 1, 1
+        for child in children:
+            child_size, child_height = self._extent(child)
+            size += child_size
+            height = max(height, child_height + 1)
+            if size > MAX_NODES:  # no need to know how far beyond
+                break
+        self.extent[id(node)] = (size, height)
+        return size, height
+
+
+def _bound_error(what: str, mark: Any, file: str) -> ConfigError:
+    return ConfigError(f"{what}: refused (a bound on every input file; aliases that expand "
+                       "without limit are a known attack)", file=file,
+                       line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None)
 
 
 def _construct(node: yaml.Node, path: PathKey, positions: dict[PathKey, tuple[int, int]], file: str) -> Any:
@@ -81,18 +168,35 @@ def _scalar(node: yaml.Node) -> Any:
     return None
 
 
+def read_input(path: str | Path) -> str:
+    """Text of an input file, refusing one larger than :data:`MAX_FILE_BYTES` before reading it."""
+    file = str(path)
+    try:
+        with Path(path).open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=file) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc}", file=file) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"larger than {MAX_FILE_BYTES} bytes: refused (input files are a few kB)",
+                          file=file)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read file: not UTF-8: {exc}", file=file) from None
+
+
 def load_yaml(path: str | Path, text: str | None = None) -> LocatedData:
     """Parse a YAML file (or ``text`` attributed to ``path``) keeping node positions."""
     file = str(path)
     if text is None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError("file not found", file=file) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read file: {exc}", file=file) from None
+        text = read_input(path)
+    elif len(text) > MAX_FILE_BYTES:
+        raise ConfigError(f"larger than {MAX_FILE_BYTES} characters: refused", file=file)
+    loader = _BoundedLoader(text, file)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -101,6 +205,8 @@ def load_yaml(path: str | Path, text: str | None = None) -> LocatedData:
         raise ConfigError(f"invalid YAML: {problem}", file=file, line=line, column=column) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", file=file) from None
+    finally:
+        loader.dispose()
     positions: dict[PathKey, tuple[int, int]] = {}
     if node is None:
         return LocatedData({}, {(): (1, 1)}, file)

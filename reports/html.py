@@ -7,17 +7,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from bench.record import CheckRecord, EventRecord, InstrumentIdentity, RunRecord, StepRecord
-from bench.store.store import PackVisit
 from reports.charts import end_of_charge_divergence, run_charts
 from reports.plots import Chart, HLine, Series, render_svg
 from reports.rundir import RunData, load_run
+
+if TYPE_CHECKING:  # the store pulls in SQLAlchemy and Alembic: not at every `bench` start
+    from bench.store.store import PackVisit
 
 TEMPLATES = Path(__file__).parent / "templates"
 REPORT_FILE = "report.html"
@@ -42,6 +44,16 @@ class ResultRow:
     check: CheckRecord
     value: str
     limits: str
+
+    @property
+    def detail(self) -> str:
+        """The engine's judgement without the "id: description: " it starts with (both are
+        printed just above it)."""
+        message = self.check.message or ""
+        for prefix in (f"{self.check.id}: {self.check.description}: ", f"{self.check.id}: "):
+            if message.startswith(prefix):
+                return message[len(prefix):]
+        return message
 
 
 @dataclass

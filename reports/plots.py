@@ -16,6 +16,9 @@ import numpy as np
 
 MAX_POINTS = 2000
 _MARGIN_LEFT, _MARGIN_RIGHT, _MARGIN_TOP, _MARGIN_BOTTOM = 64, 16, 30, 58
+# Labels of vertical lines (.vlabel: 9 px): an upper bound of the width of one character, and
+# the height of one row of labels.
+_VLABEL_CHAR_W, _VLABEL_ROW = 5.8, 11
 
 
 @dataclass
@@ -143,17 +146,25 @@ def render_svg(chart: Chart) -> str:
     def sx(value: np.ndarray | float) -> np.ndarray:
         return _MARGIN_LEFT + (np.asarray(value, float) - x_low) / (x_high - x_low) * plot_w
 
+    # labels of vertical lines: rows of their own between the title and the plot, so that they
+    # overlap neither one another nor the data, and the chart grows by those rows
+    labelled = [(float(sx(v.x)), v) for v in chart.vlines if v.label]
+    placement = _label_rows([(x, len(v.label)) for x, v in labelled], _MARGIN_LEFT, _MARGIN_LEFT + plot_w)
+    rows = max((row + 1 for _, _, row in placement), default=0)
+    top = _MARGIN_TOP + rows * _VLABEL_ROW
+    height = chart.height + rows * _VLABEL_ROW
+
     def sy(value: np.ndarray | float) -> np.ndarray:
-        return _MARGIN_TOP + (y_high - np.asarray(value, float)) / (y_high - y_low) * plot_h
+        return top + (y_high - np.asarray(value, float)) / (y_high - y_low) * plot_h
 
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {chart.width} {chart.height}" '
-        f'width="{chart.width}" height="{chart.height}" role="img" aria-label="{escape(chart.title)}">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {chart.width} {height}" '
+        f'width="{chart.width}" height="{height}" role="img" aria-label="{escape(chart.title)}">',
         f'<text x="{_MARGIN_LEFT}" y="18" class="chart-title">{escape(chart.title)}</text>',
-        f'<rect x="{_MARGIN_LEFT}" y="{_MARGIN_TOP}" width="{plot_w}" height="{plot_h}" fill="#ffffff" '
+        f'<rect x="{_MARGIN_LEFT}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#ffffff" '
         'stroke="#444" stroke-width="1"/>',
     ]
-    bottom = _MARGIN_TOP + plot_h
+    bottom = top + plot_h
     for tick in _nice_ticks(y_low, y_high):
         y = float(sy(tick))
         out.append(f'<line x1="{_MARGIN_LEFT}" x2="{_MARGIN_LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}" '
@@ -165,9 +176,9 @@ def render_svg(chart: Chart) -> str:
         out.append(f'<text x="{x:.1f}" y="{bottom + 18}" text-anchor="middle">{_fmt(tick)}</text>')
     out.append(f'<text x="{_MARGIN_LEFT + plot_w / 2:.0f}" y="{bottom + 34}" text-anchor="middle">'
                f'{escape(chart.x_label)}</text>')
-    out.append(f'<text transform="translate(14 {_MARGIN_TOP + plot_h / 2:.0f}) rotate(-90)" '
+    out.append(f'<text transform="translate(14 {top + plot_h / 2:.0f}) rotate(-90)" '
                f'text-anchor="middle">{escape(chart.y_label)}</text>')
-    out.append(f'<clipPath id="clip-{id(chart)}"><rect x="{_MARGIN_LEFT}" y="{_MARGIN_TOP}" width="{plot_w}" '
+    out.append(f'<clipPath id="clip-{id(chart)}"><rect x="{_MARGIN_LEFT}" y="{top}" width="{plot_w}" '
                f'height="{plot_h}"/></clipPath><g clip-path="url(#clip-{id(chart)})">')
     for band in bands:
         xs = sx(band.x)
@@ -183,11 +194,8 @@ def render_svg(chart: Chart) -> str:
                        f'fill="{hline.color}">{escape(hline.label)}</text>')
     for vline in chart.vlines:
         x = float(sx(vline.x))
-        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{_MARGIN_TOP}" y2="{bottom}" stroke="{vline.color}" '
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom}" stroke="{vline.color}" '
                    f'stroke-dasharray="{vline.dash}"/>')
-        if vline.label:
-            out.append(f'<text x="{x + 3:.1f}" y="{_MARGIN_TOP + 11}" class="vlabel" '
-                       f'fill="{vline.color}">{escape(vline.label)}</text>')
     for s in series:
         if not len(s.x):
             continue
@@ -199,9 +207,43 @@ def render_svg(chart: Chart) -> str:
             out.extend(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3.5" fill="{s.color}"/>'
                        for a, b in zip(sx(s.x), sy(s.y), strict=True))
     out.append("</g>")
-    out.extend(_legend(series, bands, chart.width, chart.height))
+    for (x, vline), (text_x, anchor, row) in zip(labelled, placement, strict=True):  # outside the clip
+        baseline = _MARGIN_TOP + (row + 1) * _VLABEL_ROW - 3
+        # the line carried up to its label's row
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{baseline - 8}" y2="{top}" stroke="{vline.color}" '
+                   f'stroke-dasharray="1 2"/>')
+        out.append(f'<text x="{text_x:.1f}" y="{baseline}" class="vlabel" text-anchor="{anchor}" '
+                   f'fill="{vline.color}" stroke="#fff" stroke-width="3" paint-order="stroke">'
+                   f'{escape(vline.label)}</text>')
+    out.extend(_legend(series, bands, chart.width, height))
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _label_rows(labels: list[tuple[float, int]], left: float, right: float) -> list[tuple[float, str, int]]:
+    """Place labels of vertical lines (x of the line, characters) so that none overlaps another.
+
+    Steps often start within minutes of each other (or at the same instant), so their labels
+    would print on top of one another on a single row. Each label goes right of its line, or
+    left of it near the plot's right edge, on the first row where it has room; returns
+    (text x, text-anchor, row) for each label, in the order given.
+    """
+    gap = 4.0
+    row_ends: list[float] = []  # right end of the last label placed on each row
+    result: dict[int, tuple[float, str, int]] = {}
+    for i in sorted(range(len(labels)), key=lambda i: labels[i][0]):
+        x, chars = labels[i]
+        width = chars * _VLABEL_CHAR_W
+        start, anchor, text_x = x + 3, "start", x + 3
+        if start + width > right:
+            start, anchor, text_x = x - 3 - width, "end", x - 3
+        start = max(start, left)
+        row = next((r for r, end in enumerate(row_ends) if start >= end + gap), len(row_ends))
+        if row == len(row_ends):
+            row_ends.append(0.0)
+        row_ends[row] = start + width
+        result[i] = (text_x, anchor, row)
+    return [result[i] for i in range(len(labels))]
 
 
 def _legend(series: list[Series], bands: list[Band], width: int, height: int) -> list[str]:

@@ -42,6 +42,12 @@ from bench.record import (
 
 log = logging.getLogger(__name__)
 
+#: Files of a run folder not listed with a digest in ``record.files``: the record itself, the
+#: checkpoint and simulator state (rewritten until the end), and the reports rendered from the
+#: record after it is sealed (a document cannot carry its own digest).
+UNHASHED_FILES = frozenset({"record.json", "checkpoint.json", "sim_state.pkl", "report.html", "report.pdf",
+                            "junit.xml"})
+
 
 class Prompter:
     """Answers operator prompts. The CLI asks on the terminal; ``--yes`` answers the first choice."""
@@ -210,16 +216,26 @@ class Engine:
             self._store_call("add_samples", rec.run_id, self._unstored)
         self._unstored = []
         self.bench.finish_record(rec)
-        rec.files = [FileRecord(name=p.name, sha256=sha256_file(p), bytes=p.stat().st_size)
-                     for p in sorted(self.run_dir.iterdir())
-                     if p.is_file() and p.name not in {"record.json", "checkpoint.json", "sim_state.pkl"}
-                     and not p.name.endswith(".tmp")]
         self._write_record()
         self.checkpoints.mark_finished()
-        if self.opts.store is not None:
-            self._store_call("finish_run", rec)
         self.publish("run_ended", {"verdict": verdict, "abort_reason": abort_reason,
                                     "failed_checks": [c.message or c.id for c in rec.failed_checks]})
+
+    def seal_files(self) -> None:
+        """Hash the run folder's files into the record, then write it and finish it in the store.
+
+        Called by the run's owner once nothing writes into the folder any more: after the CAN
+        adapter has closed its BLF writer (which flushes and rewrites the file's header), after
+        the watchdog and the fault injector have stopped. Hashing at the end of :meth:`run`
+        recorded a digest of a file still being written (issue 15, point 5).
+        """
+        rec = self.record
+        rec.files = [FileRecord(name=p.name, sha256=sha256_file(p), bytes=p.stat().st_size)
+                     for p in sorted(self.run_dir.iterdir())
+                     if p.is_file() and p.name not in UNHASHED_FILES and not p.name.endswith(".tmp")]
+        self._write_record()
+        if self.opts.store is not None:
+            self._store_call("finish_run", rec)
 
     # ------------------------------------------------------------------ step sequencing
     def _execute(self) -> None:

@@ -416,18 +416,22 @@ class StepExecutor:
             raise ProcedureError(f"{expr.text}: {exc}") from None
 
     def _value(self, expr: Any, env: dict[str, Any]) -> Any:
+        """Value of ``expr``, None when a quantity it reads has no value yet (a BMS value not
+        received). Any other failure stops the run: a condition that raises would otherwise be
+        false until the step's time-out, hours later (issue 15, point 4)."""
         if expr is None:
             return None
         try:
             return expr.evaluate(env, self.engine.functions)
-        except Exception:
-            return None
+        except Exception as exc:
+            if any(name in env and env[name] is None for name in expr.names()):
+                return None
+            detail = str(exc) if isinstance(exc, ProcedureError) else \
+                f"{expr.where()}: {expr.text!r}: {type(exc).__name__}: {exc}"
+            raise ProcedureError(f"expression failed: {detail}") from None
 
     def _true(self, expr: Any, env: dict[str, Any]) -> bool:
-        try:
-            return bool(expr.evaluate(env, self.engine.functions))
-        except Exception:
-            return False
+        return bool(self._value(expr, env))
 
     def _action_text(self, item: Any, env: dict[str, Any]) -> str | None:
         """The check's ``action`` for this sample: the text, or the first choice whose ``when`` holds."""

@@ -627,6 +627,10 @@ class Expr:
     def names(self) -> set[str]:
         return {n.name for n in _walk(self._node) if isinstance(n, Name)}
 
+    def nodes(self) -> list[Node]:
+        """Every node of the expression tree, root first."""
+        return _walk(self._node)
+
     def name_offsets(self) -> list[tuple[str, int]]:
         return [(n.name, n.offset) for n in _walk(self._node) if isinstance(n, Name)]
 

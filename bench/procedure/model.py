@@ -32,7 +32,7 @@ from pydantic_core import PydanticCustomError
 
 from bench.errors import ConfigError, InputError, InputErrors
 from bench.procedure.expr import Expr
-from bench.yamlio import LocatedData, PathKey, load_yaml, validation_errors
+from bench.yamlio import LocatedData, PathKey, load_yaml, read_input, validation_errors
 
 # ---------------------------------------------------------------------------------------------
 # Names the engine provides on every sample, with their dimension (None: boolean/dimensionless).
@@ -601,12 +601,7 @@ def _field_path(field: str) -> PathKey:
 def parse_procedure(path: str | Path, *, text: str | None = None) -> Procedure:
     """Load ``path`` and check it against the schema only; located :class:`InputErrors`."""
     if text is None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError("file not found", file=str(path)) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read file: {exc}", file=str(path)) from None
+        text = read_input(path)  # bounded, like every YAML input
     located = load_yaml(path, text)
     if not isinstance(located.data, dict):
         raise located.error((), "a procedure file holds a mapping (procedure:, version:, steps: ...)")

@@ -11,6 +11,10 @@ Checks (every problem is reported, each located as ``file:line:column``):
   pack's limits (battery.md §2.1/§2.2) and the station's instrument ranges;
 * steps can end: a charge/discharge/rest step needs an end condition, and an end condition
   that the step's own setpoints make impossible (pack_v above the charge voltage) is an error;
+* values of a known type are used as such: text (prompt answers, ASCII and enumerated DIDs,
+  routine status, DTC codes) and lists (multi-value DIDs) are not computed with, ordered or
+  compared with a number; nothing is divided by a constant zero. At run time these would raise
+  and abort the run (issue 15, point 4);
 * ``--param`` overrides name existing parameters and parse.
 """
 
@@ -24,7 +28,7 @@ from typing import Any
 
 from bench.config import InstrumentRanges, PackConfig, StationConfig, instrument_ranges
 from bench.errors import ConfigError, InputError, InputErrors
-from bench.procedure.expr import Binary, Boolean, Expr, Name, Node, fold_node
+from bench.procedure.expr import Binary, Boolean, Call, Expr, Name, Node, Number, Unary, fold_node
 from bench.procedure.model import (
     PROMPT_RESULT,
     RUNTIME_QUANTITIES,
@@ -163,6 +167,12 @@ class _Checker:
             self.name_dims[name] = parse_unit_name(parameter.unit) if parameter.unit else None
         self.constants = self._constants()
         self.uds = _uds_names()
+        self.did_kinds = _did_kinds()
+        # names whose values are not numbers: "text" or "list" (see _check_value_types)
+        # (a prompt's answer is the chosen text, or the typed value when it has an input)
+        self.kinds: dict[str, str] = {
+            f"{step.id}.{PROMPT_RESULT}": "text" for step in procedure.steps
+            if step.prompt is not None and (step.prompt.input is None or step.prompt.input.type == "text")}
 
     # -- helpers ---------------------------------------------------------------------------
     def error_at(self, path: PathKey, message: str) -> None:
@@ -276,6 +286,7 @@ class _Checker:
         dim, problems = expr.dimension(scope.dims)
         for offset, problem in problems:
             self.errors.append(expr.error(f"{expr.text!r} {problem}", offset))
+        self._check_value_types(expr)
         label = f"{what} " if what else ""
         if condition:
             if expr.kind == "num" or (isinstance(expr.node, Name) and dim is not None):
@@ -286,6 +297,37 @@ class _Checker:
         elif expected is not None and dim is not None and dim != expected:
             self.errors.append(expr.error(f"{label}{expr.text!r} is {describe(dim)}; "
                                           f"expected {describe(expected)}"))
+
+    def _check_value_types(self, expr: Expr) -> None:
+        """What would raise at run time and is known now: text or lists computed with, ordered or
+        compared with a number, and division by a constant zero."""
+        def kind_of(node: Node) -> str | None:
+            return self.kinds.get(node.name) if isinstance(node, Name) else None
+
+        for node in expr.nodes():
+            operands: tuple[Node, ...] = ()
+            if isinstance(node, Binary) and node.op in ("+", "-", "*", "/", "<", "<=", ">", ">="):
+                operands = (node.left, node.right)
+                denominator = fold_node(node.right, self.constants) if node.op == "/" else None
+                if isinstance(denominator, (int, float)) and not isinstance(denominator, bool) \
+                        and denominator == 0:
+                    self.errors.append(expr.error(f"{expr.text!r} divides by zero", node.right.offset))
+            elif isinstance(node, Binary) and node.op in ("==", "!="):
+                for side, other in ((node.left, node.right), (node.right, node.left)):
+                    if kind_of(side) == "text" and isinstance(other, Number):
+                        self.errors.append(expr.error(
+                            f"{expr.text!r}: {side.name} is text and is never equal to a number "  # type: ignore[attr-defined]
+                            f"(compare with a quoted string)", side.offset))
+            elif isinstance(node, Unary) and node.op == "-":
+                operands = (node.operand,)
+            elif isinstance(node, Call):
+                operands = node.args
+            for operand in operands:
+                kind = kind_of(operand)
+                if kind is not None:
+                    self.errors.append(expr.error(
+                        f"{expr.text!r}: {operand.name} is {'text' if kind == 'text' else 'a list'}; "  # type: ignore[attr-defined]
+                        "it cannot be computed with or ordered (only == and != compare text)", operand.offset))
 
     def _check_limit(self, limit: Limit, path: PathKey, dims: Mapping[str, str | None],
                      defined: set[str]) -> None:
@@ -374,6 +416,8 @@ class _Checker:
             self._check_expr(action.timeout, scope, expected="s", what="timeout")
             if action.input is not None:
                 scope.define(action.input.name)
+                if action.input.type == "text":
+                    self.kinds[action.input.name] = "text"
         elif kind == "wait_for":
             self._check_expr(action.when, scope, condition=True, what="wait_for")
             self._check_expr(action.timeout, scope, expected="s", what="timeout")
@@ -427,6 +471,7 @@ class _Checker:
             (self.constants.get("load.current_max"), "the load's current range")])
         self._at_most(action.power, "discharge power", "W", [
             (self.constants.get("load.power_max"), "the load's power range")])
+        self._within_load_power(action.current)
         self._positive(action.current, "discharge current")
         self._positive(action.power, "discharge power")
         cutoff = self._fold(action.cutoff_v)
@@ -437,6 +482,20 @@ class _Checker:
         self._at_most(action.cutoff_v, "cutoff_v", "V", [
             (pack.pack_v_max, "the pack's maximum voltage"),
             (self.constants.get("load.voltage_max"), "the load's voltage range")])
+
+    def _within_load_power(self, current: Expr | None) -> None:
+        """A CC discharge the load cannot dissipate: at the pack's maximum voltage the current must
+        stay inside the load's power rating, or the load falls short of the setpoint and the run
+        aborts on it (issue 15, point 6). The pack's maximum is the worst case the step can meet."""
+        amps = self._fold(current)
+        rating = self.constants.get("load.power_max")
+        if amps is None or current is None or rating is None:
+            return
+        volts = self.pack.pack_v_max
+        if amps * volts > float(rating) + 1e-9:
+            self.errors.append(current.error(
+                f"discharge current {amps:g} A at the pack's maximum {volts:g} V is {amps * volts:g} W, "
+                f"beyond the load's power rating {float(rating):g} W: at most {float(rating) / volts:.4g} A"))
 
     def _check_instrument_cutoff(self, path: PathKey) -> None:
         """A discharge must be ended by the load itself if the controller dies (issue: defence in
@@ -508,6 +567,7 @@ class _Checker:
                                   f"{_did_you_mean(call.name, self.uds[1])} (UDS map: {known})")
                 if call.into:
                     scope.define_prefix(call.into)
+                self.kinds[f"{call.into or call.name}.status"] = "text"
             elif isinstance(action, BmsRead):
                 for k, did in enumerate(action.read):
                     if self.uds is not None and did not in self.uds[0]:
@@ -516,8 +576,12 @@ class _Checker:
                     name = f"{action.into}.{did}" if action.into else did
                     scope.define(name)
                     scope.define_prefix(name)  # multi-field DIDs: <name>.<field>
-            elif isinstance(action, BmsReadDtcs) and action.read_dtcs.into:
-                scope.define_prefix(action.read_dtcs.into)
+                    for suffix, value_kind in self.did_kinds.get(did, {}).items():
+                        self.kinds[name + suffix] = value_kind
+            elif isinstance(action, BmsReadDtcs):
+                if action.read_dtcs.into:
+                    scope.define_prefix(action.read_dtcs.into)
+                self.kinds[f"{action.read_dtcs.into or 'dtcs'}.codes"] = "text"
 
     def _check_item(self, item: CheckItem, scope: _Scope) -> None:
         if isinstance(item.action, list):
@@ -634,6 +698,31 @@ def _uds_names() -> tuple[list[str], list[str]] | None:
     except (ImportError, InputError, OSError):
         return None
     return [d.name for d in uds.dids], [r.name for r in uds.routines]
+
+
+def _did_kinds() -> dict[str, dict[str, str]]:
+    """DID name -> {suffix: "text" | "list"} for the non-numeric values a read produces
+    (bench/engine/bms_actions.py): suffix "" is the DID's own variable (the single field's value,
+    or the text of all fields for a multi-field DID), ".<field>" a field of a multi-field DID."""
+    try:
+        from drivers.uds_map import default_uds_map
+
+        uds = default_uds_map()
+    except (ImportError, InputError, OSError):
+        return {}
+    kinds: dict[str, dict[str, str]] = {}
+    for did in uds.dids:
+        fields: dict[str, str] = {}
+        for spec in did.fields:
+            if spec.type == "ascii" or spec.enum is not None:
+                fields[spec.name] = "text"
+            elif spec.count > 1 or spec.bits is not None:
+                fields[spec.name] = "list"
+        if len(did.fields) == 1 and did.records is None:
+            kinds[did.name] = {"": fields[did.fields[0].name]} if fields else {}
+        else:
+            kinds[did.name] = {"": "text", **{f".{name}": kind for name, kind in fields.items()}}
+    return kinds
 
 
 _FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}

@@ -6,14 +6,16 @@ import json
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.store.store import RunStore
 from bench.store.url import DB_ENV_VAR, resolve_db_url
+
+if TYPE_CHECKING:
+    from bench.store.store import RunStore
 
 app = typer.Typer(help="The run records database (SQLite by default, PostgreSQL via --db or $BENCH_DB).",
                   no_args_is_help=True, add_completion=False)
@@ -27,6 +29,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 def _store(db: str | None, runs_dir: Path) -> RunStore:
     """The store, schema brought up to date (a no-op when it is; a fresh SQLite file just works)."""
+    from bench.store.store import RunStore  # SQLAlchemy/Alembic only when a db command runs
+
     store = RunStore(resolve_db_url(db, None, runs_dir))
     store.migrate()
     return store

@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.bench.engine.conftest import PROCEDURES, scenario_file
 
 SHORT = PROCEDURES / "short_cycle.yaml"
@@ -105,3 +107,55 @@ def test_load_that_ignores_its_setpoint_aborts_the_run(run_procedure, tmp_path):
     discharge = next(s for s in record.steps if s.id == "discharge")
     assert 15.0 <= trip.t_s - discharge.start_s <= 17.0  # held for setpoint_hold_s, acted on in that sample
     assert record.sim_truth.outputs_off_at_end
+
+
+def _run_killed_then_resumed(run_procedure, tmp_path: Path) -> Path:
+    """A run the scenario kills mid-discharge (SIGKILL, no finally), then resumed in this process."""
+    import signal
+    import subprocess
+    import sys
+
+    from bench.run import resume_run
+
+    scenario = scenario_file(tmp_path, "healthy", "faults:\n  - {at_s: 1500, kind: controller_death}\n")
+    run_dir = tmp_path / "run"
+    db = f"sqlite:///{tmp_path / 'bench.db'}"
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(SHORT), "--yes", "--out", str(run_dir),
+                           "--db", db, "--scenario", scenario, "--json"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    record = resume_run(run_dir, yes=True, db=db, console=None)
+    assert record.verdict == "pass"
+    return run_dir
+
+
+@pytest.mark.parametrize("kind", ["pass", "fail", "abort", "resume"])
+def test_every_file_of_every_run_matches_its_recorded_digest(run_procedure, tmp_path, kind):
+    """Issue 15 point 5: record.files was hashed while the BLF writer was still open."""
+    from bench.engine.datalog import sha256_file
+    from reports.rundir import load_run
+
+    run_dir = tmp_path / "run"
+    if kind == "pass":
+        assert run_procedure(SHORT).verdict == "pass"
+    elif kind == "fail":
+        assert run_procedure(SHORT, params={"discharge_current_a": "30A"}).verdict == "fail"
+    elif kind == "abort":
+        scenario = scenario_file(tmp_path, "healthy", "faults:\n  - {at_s: 300, kind: cell_over_voltage, cell: 3}\n")
+        assert run_procedure(SHORT, scenario=scenario).verdict == "aborted"
+    else:
+        run_dir = _run_killed_then_resumed(run_procedure, tmp_path)
+    saved = json.loads((run_dir / "record.json").read_text())
+    listed = {f["name"]: f for f in saved["files"]}
+    expected = {"samples.csv", "can.blf", "run.json"} | ({"can.resume-1.blf"} if kind == "resume" else set())
+    assert set(listed) >= expected
+    for name, entry in listed.items():
+        path = run_dir / name
+        assert (sha256_file(path), path.stat().st_size) == (entry["sha256"], entry["bytes"]), name
+    # every file on disk but the record, the checkpoint and the rendered reports is listed
+    on_disk = {p.name for p in run_dir.iterdir() if p.is_file()}
+    assert on_disk - set(listed) <= {"record.json", "checkpoint.json", "sim_state.pkl", "report.html"}
+    # the report a user opens says "yes" for every file, never the red "NO"
+    assert all(f.matches_record is not False for f in load_run(run_dir).files)
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "NO: record has" not in html and "can.blf" in html

@@ -118,6 +118,25 @@ def test_station_ranges_are_used(tmp_path: Path) -> None:
     assert runner.invoke(app, ["validate", str(proc)]).exit_code == 0
 
 
+@pytest.mark.parametrize(("current", "ok"), [("100A", False), ("52A", False), ("51A", True)])
+def test_a_cc_discharge_beyond_the_load_power_rating_is_refused(tmp_path: Path, current: str, ok: bool) -> None:
+    """Issue 15 point 6: 100 A on the BK 8614 (1500 W) passed, then the run aborted on a load that
+    could not take it. At the pack's maximum 29.2 V (8 x 3.65 V) the load takes at most 51.37 A."""
+    proc = tmp_path / "p.yaml"
+    proc.write_text(
+        "procedure: t\nversion: 1\nsteps:\n"
+        f"  - id: d\n    discharge: {{mode: cc, current: {current}}}\n    until: [{{when: step_time > 1h}}]\n",
+        encoding="utf-8")
+    result = runner.invoke(app, ["validate", str(proc), "--station", str(REPO / "stations" / "sim_external.yaml")])
+    if ok:
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 2
+    amps = float(current.removesuffix("A"))
+    assert (f"{proc}:5:36: discharge current {amps:g} A at the pack's maximum 29.2 V is {amps * 29.2:g} W, "
+            "beyond the load's power rating 1500 W: at most 51.37 A") in result.output
+
+
 def test_bad_station_file_is_located(tmp_path: Path) -> None:
     station = tmp_path / "s.yaml"
     station.write_text("name: s\nsupply: {family: x, resource: r, volts: 3}\n", encoding="utf-8")
