@@ -17,7 +17,7 @@ def junit_xml(record: RunRecord) -> str:
         "tests": str(len(record.checks) + (1 if aborted else 0)),
         "failures": str(failures),
         "errors": "1" if aborted else "0",
-        "skipped": "0",
+        "skipped": str(sum(1 for c in record.checks if c.retried)),
         "time": f"{record.bench_hours * 3600:.1f}",
         "timestamp": record.started_at.isoformat(),
         "hostname": record.station.name,
@@ -41,7 +41,12 @@ def junit_xml(record: RunRecord) -> str:
                             ("limits", format_limits(check)), ("decision_rule", check.decision_rule),
                             ("t_s", f"{check.t_s:g}")):
             ET.SubElement(props, "property", {"name": name, "value": value})
-        if not check.passed:
+        if check.action:
+            ET.SubElement(props, "property", {"name": "action", "value": check.action})
+        if check.retried:
+            # superseded by a later attempt of its retry group: kept, not counted
+            ET.SubElement(case, "skipped", {"message": f"retried: {check.message}"})
+        elif not check.passed:
             measured = f"{format_value(check.value)} {check.unit}".strip()
             message = check.message or f"{check.id} = {measured} outside {format_limits(check)}"
             failure = ET.SubElement(case, "failure", {"message": message, "type": "LimitFailure"})

@@ -47,7 +47,7 @@ class LimitMonitor:
         for limit in self.limits:
             value = env.get(limit.quantity)
             when = getattr(limit, "when", None)
-            if value is None or (when is not None and not when.evaluate(env, functions)):
+            if value is None or (when is not None and not _holds(when, env, functions)):
                 self._held(limit, "trip", t_s, False)
                 self._held(limit, "warning", t_s, False)
                 continue
@@ -90,3 +90,11 @@ class LimitMonitor:
             if value < threshold:
                 return Breach(limit, level, value, threshold, "below")
         return None
+
+
+def _holds(condition: Any, env: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]) -> bool:
+    """A limit's ``when``: false while a quantity it reads has no value yet (the limit is not
+    judged then); any other failure is an error of the procedure and propagates."""
+    if any(env.get(name, 0) is None for name in condition.names()):
+        return False
+    return bool(condition.evaluate(env, functions))

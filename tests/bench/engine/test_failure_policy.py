@@ -12,7 +12,7 @@ from bench.procedure.validate import check_file
 from tests.bench.engine.conftest import PROCEDURES
 
 
-def test_failed_gate_with_on_fail_abort_never_reaches_the_charge(run_procedure):
+def test_failed_gate_with_on_fail_abort_never_reaches_the_charge(run_procedure, tmp_path):
     record = run_procedure(PROCEDURES / "gate.yaml", params={"pack_v_low": "28V"})
     assert record.verdict == "fail"
     assert [s.id for s in record.steps] == ["settle", "gate"]
@@ -22,6 +22,10 @@ def test_failed_gate_with_on_fail_abort_never_reaches_the_charge(run_procedure):
     # the supply never came on: no output transition at all in the simulator's ground truth
     assert record.sim_truth is not None and record.sim_truth.output_transitions == []
     assert any("on_fail abort" in e.message for e in record.events)
+    # the report tells the operator what to do, above the fold
+    html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    header = html[:html.index('<section id="uut">')]
+    assert "What to do:" in header and "pack_voltage_in_range: inspect the pack: " in header
 
 
 def test_passing_gate_goes_on(run_procedure):
@@ -44,6 +48,11 @@ def test_retry_runs_the_group_again_and_only_the_last_attempt_counts(run_procedu
     assert [c.passed for c in gates] == [False, True]
     assert [c.retried for c in gates] == [True, False]
     assert [s.id for s in record.steps].count("settle") == 2
+    html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert html.count(">RETRIED</td>") == 1
+    junit = (tmp_path / "run" / "junit.xml")
+    if junit.exists():
+        assert 'skipped="1"' in junit.read_text(encoding="utf-8")
 
 
 def test_retry_exhausted_applies_on_fail(run_procedure, tmp_path):
