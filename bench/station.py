@@ -105,12 +105,13 @@ class Bench:
         return out
 
     def expression_functions(self) -> dict[str, Callable[..., Any]]:
-        from bench.sim.ocv import soc_from_ocv_mean
+        from bench.domain.ocv import soc_from_ocv
 
         def ocv_soc(cell_v: float) -> float:
-            # battery.md §1.4 / lfp_ocv_recommended.csv: rested OCV -> SOC; only meaningful on the
-            # steep ends of the curve (§4.2), which is where procedures use it.
-            return 100.0 * float(soc_from_ocv_mean(float(cell_v)))
+            # The bench's own table (bench/domain, battery.md §1.4), never the simulator's cells:
+            # rested OCV -> SOC; only meaningful on the steep ends of the curve (§4.2), which is
+            # where procedures use it.
+            return 100.0 * soc_from_ocv(float(cell_v))
 
         return {"ocv_soc": ocv_soc}
 

@@ -20,7 +20,7 @@ from bench.diagnostics.model import (
     PackReading,
     Warranty,
 )
-from bench.sim.ocv import ocv_branch
+from bench.domain.ocv import default_ocv_table
 
 # calibration procedure, "Cell voltage divergence analysis": < 0.05 V normal, 0.05-0.10 V BMS
 # balancing, 0.10-0.15 V extended balancing, > 0.15 V persistent: replacement flag
@@ -78,13 +78,14 @@ def cells_within_band(cell_voltages_v: Iterable[float], band_v: float = CELL_BAN
 def soc_window_from_ocv(cell_v_mean: float, tolerance_v: float = OCV_TOLERANCE_V) -> tuple[float, float]:
     """SOC range (%) whose rested OCV, on either hysteresis branch (battery.md §1.3-§1.4), is within
     ``tolerance_v`` of ``cell_v_mean``. Narrow on the steep ends, wide on the plateau."""
+    table = default_ocv_table()
     grid = [i * 0.5 for i in range(201)]
     plausible = [
         s for s in grid
-        if ocv_branch(s / 100.0, -1.0) - tolerance_v <= cell_v_mean <= ocv_branch(s / 100.0, 1.0) + tolerance_v
+        if table.ocv_discharge(s / 100.0) - tolerance_v <= cell_v_mean <= table.ocv_charge(s / 100.0) + tolerance_v
     ]
     if not plausible:  # beyond the table: the nearer end
-        return (100.0, 100.0) if cell_v_mean > ocv_branch(0.5, 1.0) else (0.0, 0.0)
+        return (100.0, 100.0) if cell_v_mean > table.ocv_charge(0.5) else (0.0, 0.0)
     return plausible[0], plausible[-1]
 
 

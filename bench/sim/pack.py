@@ -3,9 +3,19 @@
 Sign convention everywhere: ``current_a`` > 0 charges the pack (flows INTO the pack).
 
 Each cell carries: stored charge (Ah above empty, at 25 °C), a one-state hysteresis variable h,
-two RC-pair voltages and a temperature. Cell terminal voltage at current I is
+two RC-pair voltages, a solid-diffusion depletion Δ and a temperature. Cell terminal voltage at
+current I is
 
-    V = OCV(soc_eff, h) + v_rc1 + v_rc2 + I·R0(soc_eff, T)
+    V = OCV_pack(soc − Δ, h) + offset_cell + dU/dT·(T − 25 °C) + v_rc1 + v_rc2 + I·R0(soc, T)
+
+OCV is thermodynamic: at rest (Δ relaxed) it depends on the stored charge only, plus an entropic
+term (battery.md §8 ``entropic_dU_dT_V_per_K``: 0). The capacity a cold cell loses (§1.5, §8
+``capacity_temp_factor``) is a *kinetic* loss: under load the particle surface runs ahead of the
+bulk by Δ, which grows with current and with the diffusion time constant (slow in the cold), so the
+terminal voltage reaches the cut-off early; at rest and on warming Δ relaxes and the charge left
+behind comes back. ``OCV_pack`` is the simulator's §1.4 table as this pack's cells realise it: read
+at a per-pack warped SOC near the two knees, plus a per-pack and a per-cell offset (the bench's
+own table in ``bench/domain`` does not know them).
 
 ``advance`` holds the current constant over the step and integrates exactly where it can: RC
 pairs with the exact exponential response, hysteresis with its exact exponential in Ah of travel,
@@ -31,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.sim.ocv import GRID_CHARGE, GRID_DISCHARGE, GRID_STEP
+from bench.sim.ocv import GRID_STEP, ocv_branch
 from bench.sim.thermal import ThermalNetwork, ThermalParams
 
 N_CELLS = 8
@@ -68,9 +78,22 @@ SOC_RESISTANCE_FACTOR = ((0.0, 1.8), (0.05, 1.4), (0.10, 1.15), (0.20, 1.05), (0
 # ~0.5 mΩ of §8 the CV taper would end at ~99.9 % and rest at ~3.55 V; tens of mΩ of slow
 # (τ2 = 600 s) polarisation at the very top reproduce the observed rest voltage [assumption].
 TOP_OF_CHARGE_R2_FACTOR = ((0.98, 1.0), (0.985, 10.0), (0.99, 100.0), (0.995, 250.0), (1.0, 600.0))
-# battery.md §8 cell.capacity_temp_factor (fraction of 25 °C capacity vs °C).
-CAPACITY_TEMPERATURE_FACTOR = ((-20.0, 0.50), (-10.0, 0.63), (0.0, 0.80), (10.0, 0.92), (25.0, 1.00),
-                               (45.0, 1.02))
+# battery.md §8 cell.entropic_dU_dT_V_per_K: 0 (§1.4: LFP's entropic term is small; PyBaMM's
+# Prada set also uses 0). Rested OCV is thermodynamic: it does not move with temperature.
+ENTROPIC_V_PER_K = 0.0
+# Cold capacity loss as solid-diffusion depletion Δ (fraction of SOC; + = surface emptier than the
+# bulk): dΔ/dt = g·(−I)/C − Δ/τ_d(T), so at constant current Δ settles at g·(−I/C)·τ_d. The cell
+# reaches its cut-off when its *surface* is empty, i.e. Δ short of the bulk. The table gives the
+# steady Δ at 0.2C vs cell temperature (τ_d = Δ/(g·0.2/h)), fitted [D] so that a 0.2C discharge
+# from full to 2.5 V in an ambient of 0 / 10 °C delivers 80 / 92 % of its 25 °C charge (battery.md
+# §8 capacity_temp_factor; §1.5: Victron 80 %, Lithink 80.2 % at 0 °C), with the cells' own heating
+# (they run ~5 K above a 0 °C ambient) and the Arrhenius rise of R0/R1/R2 (§1.5) included. At
+# −10 / −20 °C the self-heating limits the loss: the model delivers ~65 / ~58 % (§1.5: 60–66 % and
+# 40–55 %). At and above 25 °C the loss is nil (§8 sanity target: a large prismatic cell gives
+# 97–99 % of its C/20 capacity at 0.5C). tests/bench/sim/test_pack.py measures all of this.
+DIFFUSION_GAIN = 1.0
+DIFFUSION_LOSS_AT_0P2C = ((-20.0, 1.0), (-10.0, 0.68), (0.0, 0.272), (10.0, 0.104), (25.0, 0.0))
+_REFERENCE_RATE_PER_H = 0.2
 
 
 def _table_interp(table: Sequence[tuple[float, float]], x: float) -> float:
@@ -110,8 +133,31 @@ def _rc_mean_square(v_end: float, d0: float, decay: float, tau: float, dt: float
 # All breakpoints lie on these grids, so the lookups reproduce the tables exactly.
 _SOC_R_GRID = _grid(SOC_RESISTANCE_FACTOR, 0.05)
 _TOP_R2_GRID = _grid(TOP_OF_CHARGE_R2_FACTOR, 0.005)
-_CAP_T_GRID = _grid(CAPACITY_TEMPERATURE_FACTOR, 5.0)
+_DIFFUSION_GRID = _grid(DIFFUSION_LOSS_AT_0P2C, 5.0)
 _OCV_N = round(1.0 / GRID_STEP)
+# Widths (SOC fraction) of the knee regions a pack's curve may depart in: the low wall and its
+# shoulder up to the plateau (§1.4: steep below ~10 %), and the top wall (§1.4: steep above ~97 %).
+KNEE_WIDTH_LOW = 0.15
+KNEE_WIDTH_HIGH = 0.06
+# bump(x) = 27/4·x·(1−x)² peaks at 1 (x = 1/3) and has slope 27/4 at x = 0: a knee shift δ keeps
+# the warped curve increasing while |δ| < width·4/27.
+_BUMP_SLOPE = 27.0 / 4.0
+
+
+def _bump(x: float) -> float:
+    return _BUMP_SLOPE * x * (1.0 - x) ** 2 if 0.0 < x < 1.0 else 0.0
+
+
+def knee_warp(soc: float, shift_low: float, shift_high: float) -> float:
+    """The SOC at which a pack with these knee shifts reads the §1.4 table: identity on the plateau
+    and at 0 and 100 %, moved by up to ``shift_low`` / ``shift_high`` inside the knee regions."""
+    return (soc + shift_low * _bump(soc / KNEE_WIDTH_LOW)
+            + shift_high * _bump((1.0 - soc) / KNEE_WIDTH_HIGH))
+
+
+def max_knee_shift(width: float) -> float:
+    """Largest |shift| that keeps the warped OCV curve strictly increasing."""
+    return width / _BUMP_SLOPE
 TEMPERATURE_FACTOR_RESOLUTION_K = 1e-3
 _NO_BLEED = (0.0,) * N_CELLS
 
@@ -127,6 +173,7 @@ class CellParams:
     r2_ohm: float = R2_OHM
     tau2_s: float = TAU2_S
     initial_hysteresis: float = 0.0  # h in [-1, 1]; 0 = between the branches (long rest)
+    ocv_offset_v: float = 0.0        # this cell's departure from the pack's OCV curve (§1.8)
 
 
 @dataclass
@@ -141,6 +188,14 @@ class PackParams:
     ea_charge_transfer_j_per_mol: float = EA_CHARGE_TRANSFER_J_PER_MOL
     thermal: ThermalParams = field(default_factory=ThermalParams)
     initial_temperature_c: float | None = None  # None: cells and enclosure start at ambient
+    entropic_v_per_k: float = ENTROPIC_V_PER_K
+    diffusion_gain: float = DIFFUSION_GAIN
+    # This pack's departure from the §1.4 table (docs/simulator.md "OCV departures"): a common
+    # offset and the knee positions, SOC fractions by which the table is read ahead (+) near 0 %
+    # and near 100 %.
+    ocv_offset_v: float = 0.0
+    knee_shift_low: float = 0.0
+    knee_shift_high: float = 0.0
 
     @classmethod
     def uniform(cls, soc: float = 0.5, capacity_ah: float = 203.0, **kwargs: Any) -> PackParams:
@@ -173,6 +228,9 @@ class Pack:
         self._sd_pct = [c.self_discharge_pct_per_month for c in cells]
         self._q = [c.initial_soc * c.capacity_ah for c in cells]
         self._h = [max(-1.0, min(1.0, c.initial_hysteresis)) for c in cells]
+        self._depletion = [0.0] * N_CELLS
+        self._ocv_offset = [c.ocv_offset_v + params.ocv_offset_v for c in cells]
+        self._grid_chg, self._grid_dis = self._pack_ocv_grids(params)
         self._v1 = [0.0] * N_CELLS
         self._v2 = [0.0] * N_CELLS
         self._ambient_c = params.ambient_c
@@ -192,14 +250,27 @@ class Pack:
         self._refresh()
 
     # ------------------------------------------------------------------ derived state
+    @staticmethod
+    def _pack_ocv_grids(params: PackParams) -> tuple[list[float], list[float]]:
+        """The charge and discharge branches as this pack's cells realise them, on the 0.25 % grid."""
+        for name, shift, width in (("knee_shift_low", params.knee_shift_low, KNEE_WIDTH_LOW),
+                                   ("knee_shift_high", params.knee_shift_high, KNEE_WIDTH_HIGH)):
+            if abs(shift) >= max_knee_shift(width):
+                raise ValueError(f"{name} {shift:g} would fold the OCV curve (|shift| < {max_knee_shift(width):.4f})")
+        warped = [knee_warp(k * GRID_STEP, params.knee_shift_low, params.knee_shift_high)
+                  for k in range(_OCV_N + 1)]
+        return [ocv_branch(s, 1.0) for s in warped], [ocv_branch(s, -1.0) for s in warped]
+
     def _temperature_factors(self, i: int, t: float) -> tuple[float, float, float, float]:
-        """(R0 Arrhenius, R1/R2 Arrhenius, capacity factor, self-discharge A) of cell i at t °C."""
+        """(R0 Arrhenius, R1/R2 Arrhenius, diffusion τ_d in s, self-discharge A) of cell i at t °C."""
         p = self.params
         inv = 1.0 / (t + 273.15) - 1.0 / T_REF_K
+        # τ_d such that the steady depletion at the 0.2C reference rate is the table's loss
+        tau_d_s = _grid_lookup(_DIFFUSION_GRID, t) / (p.diffusion_gain * _REFERENCE_RATE_PER_H) * 3600.0
         return (
             math.exp(p.ea_ohmic_j_per_mol / GAS_CONSTANT * inv),
             math.exp(p.ea_charge_transfer_j_per_mol / GAS_CONSTANT * inv),
-            _grid_lookup(_CAP_T_GRID, t),
+            tau_d_s if p.diffusion_gain > 0.0 else 0.0,
             self._sd_pct[i] / 100.0 * self._cap[i] / HOURS_PER_MONTH
             * p.self_discharge_q10 ** ((t - 25.0) / 10.0),
         )
@@ -217,17 +288,18 @@ class Pack:
                 self._tf_at[i] = t
         ocv, r0, r1, r2, r2_chg = [], [], [], [], []
         # Hot path (runs after every step): module lookups inlined and bound to locals.
-        q, cap, hyst = self._q, self._cap, self._h
+        q, cap, hyst, dep, offsets = self._q, self._cap, self._h, self._depletion, self._ocv_offset
+        entropic = self.params.entropic_v_per_k
         r0_base, r1_base, r2_base = self._r0_base, self._r1_base, self._r2_base
         _, sr_inv, sr_values = _SOC_R_GRID  # grid starts at SOC 0
         sr_last = len(sr_values) - 1
         top_start = TOP_OF_CHARGE_R2_FACTOR[0][0]
-        g_chg, g_dis = GRID_CHARGE, GRID_DISCHARGE
+        g_chg, g_dis = self._grid_chg, self._grid_dis
         for i in range(N_CELLS):
-            arr0, arr_ct, cap_f, _ = tf[i]
-            # A cold cell reaches empty early (battery.md §8 capacity_temp_factor): its usable
-            # window shrinks from the bottom, so the OCV is read at soc_eff; full stays full.
-            s_eff = 1.0 - (1.0 - q[i] / cap[i]) / cap_f
+            arr0, arr_ct, _, _ = tf[i]
+            # Resistances follow the stored charge; the OCV follows the particle surface, Δ short
+            # of it under load (cold capacity loss, see DIFFUSION_LOSS_AT_0P2C), equal at rest.
+            s_eff = q[i] / cap[i]
             pos = s_eff * sr_inv
             if pos <= 0.0:
                 sf = sr_values[0]
@@ -241,14 +313,14 @@ class Pack:
             r2_i = r2_base[i] * sf * arr_ct
             r2.append(r2_i)
             r2_chg.append(r2_i * _grid_lookup(_TOP_R2_GRID, s_eff) if s_eff > top_start else r2_i)
-            # OCV with hysteresis (ocv.ocv_branch inlined on the shared grid)
-            x = s_eff * n
+            # OCV with hysteresis (ocv.ocv_branch inlined on this pack's grid)
+            x = (s_eff - dep[i]) * n
             k = 0 if x < 0.0 else (n - 1 if x >= n else int(x))
             fr = x - k
             vc = g_chg[k] + fr * (g_chg[k + 1] - g_chg[k])
             vd = g_dis[k] + fr * (g_dis[k + 1] - g_dis[k])
             w = 0.5 * (1.0 + hyst[i])
-            v = w * vc + (1.0 - w) * vd
+            v = w * vc + (1.0 - w) * vd + offsets[i] + entropic * (temps[i] - 25.0)
             ocv.append(0.0 if v < 0.0 else (5.0 if v > 5.0 else v))
         self._ocv, self._r0, self._r1, self._r2, self._r2_chg = ocv, r0, r1, r2, r2_chg
         self._emf = sum(ocv) + sum(self._v1) + sum(self._v2)
@@ -307,7 +379,8 @@ class Pack:
             bleed = bleed_a
             if min(bleed) < 0.0:
                 raise ValueError(f"advance: bleed currents must be >= 0 A, got {list(bleed)}")
-        q, h, v1s, v2s = self._q, self._h, self._v1, self._v2
+        q, h, v1s, v2s, dep = self._q, self._h, self._v1, self._v2, self._depletion
+        gain = self.params.diffusion_gain
         r0s, r1s, r2s, r2_chg, ocv = self._r0, self._r1, self._r2, self._r2_chg, self._ocv
         sd_ah, bleed_ah, tf = self._sd_ah, self._bleed_ah, self._tfactors
         tau1, tau2 = self._tau1, self._tau2
@@ -329,6 +402,13 @@ class Pack:
             r2_heat = r2 if ic > 0.0 else r2_chg[i] if abs(d2) > 5.0 * abs(ic) * r2 + 0.001 else r2
             heat[i] = (ic * ic * r0s[i] + _rc_mean_square(ic * r1, d1, e1[i], tau1[i], dt_s) / r1
                        + _rc_mean_square(ic * r2, d2, e2[i], tau2[i], dt_s) / r2_heat + b * ocv[i])
+            # Δ → its steady value g·(−I/C)·τ_d with the exact exponential (current held constant)
+            tau_d = tf[i][2]
+            if tau_d > 0.0:
+                target_dep = -gain * ic * tau_d / (3600.0 * self._cap[i])
+                dep[i] = target_dep + (dep[i] - target_dep) * math.exp(-dt_s / tau_d)
+            else:
+                dep[i] = 0.0
             isd = tf[i][3]
             q[i] += (stored_in - b - isd) * hours
             sd_ah[i] += isd * hours
@@ -460,6 +540,7 @@ class Pack:
             "capacity_ah": list(self._cap),
             "r_base": [list(self._r0_base), list(self._r1_base), list(self._r2_base)],
             "q": list(self._q), "h": list(self._h), "v1": list(self._v1), "v2": list(self._v2),
+            "depletion": list(self._depletion),
             "cells_c": list(self._thermal.cells_c), "enclosure_c": self._thermal.enclosure_c,
             "ambient_c": self._ambient_c, "time_s": self._time_s,
             "ledger": {"ah_in": self._ah_in, "ah_out": self._ah_out, "q_initial": list(self._q_initial),
@@ -474,6 +555,7 @@ class Pack:
         pack._r0_base, pack._r1_base, pack._r2_base = (list(r) for r in state["r_base"])
         pack._q, pack._h = list(state["q"]), list(state["h"])
         pack._v1, pack._v2 = list(state["v1"]), list(state["v2"])
+        pack._depletion = list(state.get("depletion", [0.0] * N_CELLS))  # absent before it existed
         pack._thermal.cells_c = list(state["cells_c"])
         pack._thermal.enclosure_c = state["enclosure_c"]
         pack._ambient_c = state["ambient_c"]

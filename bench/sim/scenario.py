@@ -16,11 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.errors import ConfigError, InputErrors
 from bench.sim.pack import (
+    KNEE_WIDTH_HIGH,
+    KNEE_WIDTH_LOW,
     N_CELLS,
     R0_OHM,
     SELF_DISCHARGE_PCT_PER_MONTH,
     CellParams,
     PackParams,
+    max_knee_shift,
 )
 from bench.yamlio import load_model
 
@@ -39,6 +42,14 @@ SOC_SD_PCT_TOP_BALANCED = 0.02
 # battery.md §1.7 / §8 self_discharge_pct_per_month_25C: Normal(1.5, 0.5), min 0.2 [A]
 SELF_DISCHARGE_SD_PCT = 0.5
 SELF_DISCHARGE_MIN_PCT = 0.2
+# How a pack's cells depart from the §1.4 table (docs/simulator.md "OCV departures"). Offsets: the
+# spread of rested OCV between cells of one type (battery.md §1.8: OCV at matching ±5–20 mV, which
+# also holds the SOC spread) and between production lots: σ 3 mV each [A]. Knee positions: cells
+# differ in capacity by ±1–3 % (§1.8), i.e. in electrode balance, which moves where the walls begin;
+# per pack (one lot) σ 0.5 % SOC at the low knee and 0.2 % at the top wall [A]. All clipped at ±3σ.
+OCV_OFFSET_SD_MV = 3.0
+KNEE_SHIFT_LOW_SD_PCT = 0.5
+KNEE_SHIFT_HIGH_SD_PCT = 0.2
 
 CellList = Annotated[list[float], Field(min_length=N_CELLS, max_length=N_CELLS)]
 CellNumber = Annotated[int, Field(ge=1, le=N_CELLS)]
@@ -81,6 +92,32 @@ class CellsScenario(_Strict):
         for v in self.soc_pct if isinstance(self.soc_pct, list) else []:
             if not 0.0 <= v <= 100.0:
                 raise ValueError(f"per-cell soc_pct must be within 0..100, got {v}")
+        return self
+
+
+class OcvScenario(_Strict):
+    """How this pack's cells depart from the OCV table the bench knows: a value, or a distribution
+    drawn with the scenario seed (defaults: zero mean, σ as in the constants above)."""
+
+    pack_offset_mv: Distribution | float = Field(
+        default_factory=lambda: Distribution(mean=0.0, sd=OCV_OFFSET_SD_MV))
+    cell_offset_mv: CellList | Distribution = Field(
+        default_factory=lambda: Distribution(mean=0.0, sd=OCV_OFFSET_SD_MV))
+    # SOC (%) by which the table is read ahead (+) near 0 % / near 100 %: the knee sits earlier
+    knee_shift_low_pct: Distribution | float = Field(
+        default_factory=lambda: Distribution(mean=0.0, sd=KNEE_SHIFT_LOW_SD_PCT))
+    knee_shift_high_pct: Distribution | float = Field(
+        default_factory=lambda: Distribution(mean=0.0, sd=KNEE_SHIFT_HIGH_SD_PCT))
+
+    @model_validator(mode="after")
+    def _knees_keep_the_curve_rising(self) -> OcvScenario:
+        for name, width in (("knee_shift_low_pct", KNEE_WIDTH_LOW), ("knee_shift_high_pct", KNEE_WIDTH_HIGH)):
+            value = getattr(self, name)
+            limit = 100.0 * max_knee_shift(width)
+            extreme = abs(value) if isinstance(value, float) else abs(value.mean) + CLIP_SIGMA * value.sd
+            if extreme >= limit:
+                raise ValueError(f"{name}: |shift| (or |mean| + 3 sd) must stay below {limit:.2f} % "
+                                 "or the OCV curve would fold back")
         return self
 
 
@@ -214,6 +251,7 @@ class Scenario(_Strict):
     seed: int = 0
     ambient_c: float = Field(default=25.0, ge=-40.0, le=80.0)
     cells: CellsScenario = Field(default_factory=CellsScenario)
+    ocv: OcvScenario = Field(default_factory=OcvScenario)
     bms: BmsScenario = Field(default_factory=BmsScenario)
     instruments: InstrumentsScenario = Field(default_factory=InstrumentsScenario)
     faults: list[Fault] = Field(default_factory=list)
@@ -238,12 +276,27 @@ class Scenario(_Strict):
             leak = [max(SELF_DISCHARGE_MIN_PCT, v) for v in _draw(sd, self._rng("self_discharge"))]
         else:
             leak = [float(sd)] * N_CELLS if isinstance(sd, (int, float)) else list(sd)
+        o = self.ocv
+        cell_offsets = _draw(o.cell_offset_mv, self._rng("ocv_cell_offset"), clip_sigma=CLIP_SIGMA)
         cells = [
             CellParams(capacity_ah=capacities[i], r0_ohm=r0[i], self_discharge_pct_per_month=leak[i],
-                       initial_soc=socs[i], initial_hysteresis=c.hysteresis)
+                       initial_soc=socs[i], initial_hysteresis=c.hysteresis,
+                       ocv_offset_v=cell_offsets[i] / 1000.0)
             for i in range(N_CELLS)
         ]
-        return PackParams(cells=cells, ambient_c=self.ambient_c)
+        return PackParams(
+            cells=cells, ambient_c=self.ambient_c,
+            ocv_offset_v=self._draw_one(o.pack_offset_mv, "ocv_pack_offset") / 1000.0,
+            knee_shift_low=self._draw_one(o.knee_shift_low_pct, "ocv_knee_low") / 100.0,
+            knee_shift_high=self._draw_one(o.knee_shift_high_pct, "ocv_knee_high") / 100.0,
+        )
+
+    def _draw_one(self, spec: Distribution | float, quantity: str) -> float:
+        """One pack-level value: as given, or drawn (clipped at ±3σ) from its own seeded stream."""
+        if not isinstance(spec, Distribution):
+            return float(spec)
+        v = self._rng(quantity).gauss(spec.mean, spec.sd)
+        return min(max(v, spec.mean - CLIP_SIGMA * spec.sd), spec.mean + CLIP_SIGMA * spec.sd)
 
     def _initial_socs(self, capacities: list[float]) -> list[float]:
         c = self.cells
