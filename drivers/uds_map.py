@@ -1,7 +1,8 @@
 """The VS02 UDS map (``drivers/data/vs02_uds.yaml``): DIDs, routines and DTCs, typed.
 
-The same file drives both ends: the simulated BMS encodes its answers with :meth:`DidSpec.encode`
-and the driver decodes them with :meth:`DidSpec.decode`, so a layout change is made once.
+The driver's reading of the DID specification in docs/can_uds.md: it decodes with
+:meth:`DidSpec.decode` (and encodes writes with :meth:`DidSpec.encode`). The simulated BMS has its
+own encoder (``bench/sim/uds_codec.py``); golden vectors hold both to the specification.
 UDS payloads are big-endian (ISO 14229 convention); scaled fields store ``round(value / scale)``.
 """
 
@@ -64,7 +65,9 @@ class FieldSpec(_Strict):
 
     def decode(self, data: bytes) -> Any:
         if self.type == "ascii":
-            return data.rstrip(b"\0 ").decode("ascii", "replace")
+            # docs/can_uds.md: the text, then NUL padding to the field length. The text ends at
+            # the first NUL (whatever a firmware leaves behind it), trailing spaces are padding too.
+            return data.split(b"\0", 1)[0].rstrip(b" ").decode("ascii", "replace")
         raws = struct.unpack(f">{self.count}{_STRUCT_CODE[self.type]}", data)
         values = [self._value(r) for r in raws]
         return values if self.count > 1 else values[0]

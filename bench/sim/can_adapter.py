@@ -1,8 +1,10 @@
 """The simulated VS02-CAL-24 calibration adapter: the BMS's CAN broadcast and its UDS server.
 
 Broadcast frames are encoded with cantools from the repository DBC (``drivers/data/vs02.dbc``),
-UDS answers with the repository UDS map (``drivers/data/vs02_uds.yaml``) — the same files the
-driver decodes with, so the two ends cannot drift apart.
+the interface contract both ends share, loaded here directly (not through the driver's helpers).
+UDS answers are encoded by the firmware's own table (:mod:`bench.sim.uds_codec`), written from
+the specification in docs/can_uds.md independently of the driver's map, so an encoding error on
+either side shows as a disagreement (golden vectors in ``tests/data/vs02_golden.yaml``).
 
 Time: broadcasting follows simulated time (:meth:`SimAdapter.emit_due`, called by the world after
 each advance); the UDS server answers in wall-clock time on its own thread, the way a tester
@@ -11,22 +13,29 @@ sees a real ECU. Faults (:meth:`silence`, :meth:`bus_off`) last a span of simula
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import can
 import cantools
 import isotp
 
-from drivers.uds_map import UdsMap, default_uds_map
-from drivers.vs02_dbc import (
-    ALARM_SIGNALS,
-    CONDITION_CODES,
-    MANUFACTURER,
-    load_dbc,
+from bench.sim.uds_codec import (
+    DIDS,
+    EXTENDED_DATA_RECORD,
+    ISOTP_PARAMS,
+    REQUEST_ID,
+    RESPONSE_ID,
+    ROUTINE_IDS,
+    SNAPSHOT_DID,
+    SNAPSHOT_RECORD,
+    encode_did,
+    encode_extended_data,
 )
 
 log = logging.getLogger(__name__)
@@ -40,11 +49,38 @@ P2_MS = 50
 P2_STAR_MS = 5000
 
 SESSIONS = {0x01: "default", 0x02: "programming", 0x03: "extended"}
+MANUFACTURER = b"VETHY   "  # 0x35E: 8 ASCII characters (DBC comment: first character in byte 0)
+
+
+@cache
+def load_broadcast_dbc() -> cantools.database.can.Database:
+    """The broadcast DBC, the interface contract (``drivers/data/vs02.dbc``), read with cantools."""
+    with importlib.resources.as_file(importlib.resources.files("drivers") / "data" / "vs02.dbc") as path:
+        db = cantools.database.load_file(str(path))
+    assert isinstance(db, cantools.database.can.Database)
+    return db
+
+
+def _alarm_fields(db: cantools.database.can.Database, prefix: str) -> list[str]:
+    """0x35A signal names in field order (field i = bit i of the firmware's BmsAlarm bitmap)."""
+    signals = db.get_message_by_name("BMS_AlarmsWarnings").signals
+    return [s.name for s in sorted(signals, key=lambda s: s.start) if s.name.startswith(prefix)]
+
+
+def _condition_codes(db: cantools.database.can.Database) -> dict[str, int]:
+    signal = db.get_message_by_name("BMS_Status").get_signal_by_name("DivergenceCondition")
+    return {str(name): int(code) for code, name in (signal.choices or {}).items()}
+
+
+_DBC = load_broadcast_dbc()
+ALARM_FIELDS = _alarm_fields(_DBC, "Alarm")
+WARNING_FIELDS = _alarm_fields(_DBC, "Warning")
+CONDITION_CODES = _condition_codes(_DBC)
 SUPPRESS_POSITIVE = 0x80
 DTC_FORMAT_ISO14229_1 = 0x01
 DTC_AVAILABILITY_MASK = 0xFF
 
-# UDS map DID name -> how to read it from the BMS model (the BMS API names the quantities).
+# DID name (bench.sim.uds_codec) -> how to read it from the BMS model (the BMS API names the quantities).
 _DID_READERS: dict[str, Callable[[Any], Any]] = {
     "serial": lambda b: b.serial,
     "sw_version": lambda b: b.sw_version,
@@ -120,9 +156,9 @@ def broadcast_values(bms: Any, counter: int, uptime_s: float) -> dict[str, dict[
             "PackCurrent": bms.current_a,  # + = charge on both sides: no conversion
             "PackTemperature": max(temps[:8]),
         },
-        "BMS_AlarmsWarnings": {
-            **{f"Alarm{n}": 1 if bms.alarm_bits >> i & 1 else 2 for i, n in enumerate(ALARM_SIGNALS)},
-            **{f"Warning{n}": 1 if bms.warning_bits >> i & 1 else 2 for i, n in enumerate(ALARM_SIGNALS)},
+        "BMS_AlarmsWarnings": {  # 2-bit fields: 1 active, 2 inactive (battery.md §6.1)
+            **{n: 1 if bms.alarm_bits >> i & 1 else 2 for i, n in enumerate(ALARM_FIELDS)},
+            **{n: 1 if bms.warning_bits >> i & 1 else 2 for i, n in enumerate(WARNING_FIELDS)},
         },
         "BMS_Manufacturer": {"ManufacturerName": int.from_bytes(MANUFACTURER, "little")},
         "BMS_BatteryInfo": {
@@ -183,7 +219,7 @@ class BroadcastEncoder:
     (a real BMS saturates its fields rather than refusing to transmit)."""
 
     def __init__(self, db: cantools.database.can.Database | None = None) -> None:
-        self.db = db or load_dbc()
+        self.db = db or load_broadcast_dbc()
         # per message, in frame-ID order: name, ID, encoder and each signal's (min, max) from the
         # DBC (None = unbounded; a max not above the min is not a range), looked up once here
         # rather than per frame
@@ -229,9 +265,8 @@ class SimAdapter:
         *,
         lock: threading.RLock,
         period_s: float = 1.0,
-        request_id: int = 0x7E4,
-        response_id: int = 0x7EC,
-        uds_map: UdsMap | None = None,
+        request_id: int = REQUEST_ID,
+        response_id: int = RESPONSE_ID,
     ) -> None:
         self.bms = bms
         self.bus = bus
@@ -239,7 +274,6 @@ class SimAdapter:
         self.period_s = period_s
         self.request_id = request_id
         self.response_id = response_id
-        self.uds_map = uds_map or default_uds_map()
         self.frames_sent = 0
         self._encoder = BroadcastEncoder()
         self._next_due: float | None = None
@@ -309,8 +343,8 @@ class SimAdapter:
         address = isotp.Address(
             isotp.AddressingMode.Normal_11bits, rxid=self.request_id, txid=self.response_id
         )
-        params = self.uds_map.isotp_params()
-        self._stack = isotp.NotifierBasedCanStack(self.bus, self._notifier, address=address, params=params)
+        self._stack = isotp.NotifierBasedCanStack(self.bus, self._notifier, address=address,
+                                                  params=dict(ISOTP_PARAMS))
         self._stack.start()
         self._running.set()
         self._server = threading.Thread(target=self._serve, name="sim-uds-server", daemon=True)
@@ -434,39 +468,33 @@ class SimAdapter:
         with self.lock:
             for i in range(1, len(request), 2):
                 did_id = int.from_bytes(request[i : i + 2], "big")
-                try:
-                    spec = self.uds_map.did(did_id)
-                except KeyError:
-                    raise UdsNegative(0x31) from None  # requestOutOfRange
-                reader = _DID_READERS.get(spec.name)
+                did = DIDS.get(did_id)
+                reader = _DID_READERS.get(did.name) if did is not None else None
                 if reader is None:
-                    raise UdsNegative(0x31)
-                body += did_id.to_bytes(2, "big") + spec.encode(reader(self.bms))
+                    raise UdsNegative(0x31)  # requestOutOfRange
+                body += did_id.to_bytes(2, "big") + encode_did(did_id, reader(self.bms))
         return bytes([0x62]) + body
 
     def _write_did(self, request: bytes) -> bytes | None:
         if len(request) < 4:
             raise UdsNegative(0x13)
         did_id = int.from_bytes(request[1:3], "big")
-        try:
-            spec = self.uds_map.did(did_id)
-        except KeyError:
-            raise UdsNegative(0x31) from None
-        if not spec.writable:
+        did = DIDS.get(did_id)
+        if did is None or did.decode is None:  # unknown or not writable
             raise UdsNegative(0x31)
-        if len(request) - 3 != spec.size:
+        if len(request) - 3 != did.size:
             raise UdsNegative(0x13)
-        value = spec.decode(bytes(request[3:]))
+        value = did.decode(bytes(request[3:]))
         with self.lock:
             if self.bms.session == "default":
                 raise UdsNegative(0x7F)  # serviceNotSupportedInActiveSession
             if not self.bms.security_unlocked:
                 raise UdsNegative(0x33)
-            writer = getattr(self.bms, f"write_{spec.name}", None)
+            writer = getattr(self.bms, f"write_{did.name}", None)
             if writer is not None:
                 writer(value)
             else:
-                setattr(self.bms, _DID_WRITE_ATTRIBUTES[spec.name], value)
+                setattr(self.bms, _DID_WRITE_ATTRIBUTES[did.name], value)
         return bytes([0x6E]) + request[1:3]
 
     def _routine_control(self, request: bytes) -> bytes | None:
@@ -475,10 +503,8 @@ class SimAdapter:
         action = request[1] & 0x7F
         rid = int.from_bytes(request[2:4], "big")
         option = bytes(request[4:])
-        try:
-            self.uds_map.routine(rid)
-        except KeyError:
-            raise UdsNegative(0x31) from None
+        if rid not in ROUTINE_IDS:
+            raise UdsNegative(0x31)
         if action == 0x01:
             with self.lock:
                 delay = self.bms.routine_start_delay_s(rid)
@@ -535,25 +561,19 @@ class SimAdapter:
         raise UdsNegative(0x12)
 
     def _snapshot_record(self, dtc: Any, record: int) -> bytes:
-        spec = self.uds_map.dtc_snapshot
-        if record not in (spec.record, 0xFF):
+        if record not in (SNAPSHOT_RECORD, 0xFF):
             raise UdsNegative(0x31)
-        did = self.uds_map.did(spec.did)
         snap = dict(dtc.snapshot)
-        values = {f.name: snap.get(f.name, 0) for f in did.fields}
-        return bytes([spec.record, 1]) + did.id.to_bytes(2, "big") + did.encode(values)
+        values = {k: snap.get(k, 0) for k in ("soc", "vmin", "vmax", "temp", "current")}
+        # record number, one identifier in the record, then DID 0x0130 with its data
+        return bytes([SNAPSHOT_RECORD, 1]) + SNAPSHOT_DID.to_bytes(2, "big") + encode_did(SNAPSHOT_DID, values)
 
     def _extended_record(self, dtc: Any, record: int) -> bytes:
-        spec = self.uds_map.dtc_extended_data
-        if record not in (spec.record, 0xFF):
+        if record not in (EXTENDED_DATA_RECORD, 0xFF):
             raise UdsNegative(0x31)
         occurrences = getattr(dtc, "occurrences", None)
-        values = {
-            "occurrences": occurrences if occurrences is not None else dtc.count,
-            "first_epoch": int(dtc.first_epoch),
-            "last_epoch": int(dtc.last_epoch),
-        }
-        return bytes([spec.record]) + b"".join(f.encode(values[f.name]) for f in spec.fields)
+        count = occurrences if occurrences is not None else dtc.count
+        return bytes([EXTENDED_DATA_RECORD]) + encode_extended_data(count, dtc.first_epoch, dtc.last_epoch)
 
     def _clear_dtcs(self, request: bytes) -> bytes | None:
         self._expect_length(request, 4)

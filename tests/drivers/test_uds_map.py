@@ -38,6 +38,16 @@ def test_did_round_trip(name, value):
     assert spec.decode(data) == pytest.approx(value) if not isinstance(value, (str, dict)) else value
 
 
+def test_serial_is_the_text_before_the_first_nul():
+    # docs/can_uds.md: identification DIDs are the ASCII text, then NUL bytes to the field length.
+    # A firmware that copies a shorter string into a reused buffer leaves bytes after the NUL.
+    spec = default_uds_map().did("serial")
+    assert spec.decode(b"VS02P-25-004711\x00") == "VS02P-25-004711"
+    assert spec.decode(b"VS02P-1\x00\xffOLD-SER") == "VS02P-1"
+    assert spec.decode(b"VS02P-1   \x00\x00\x00\x00\x00\x00") == "VS02P-1"  # space padding too
+    assert spec.encode("VS02P-25-004711") == b"VS02P-25-004711\x00"
+
+
 def test_scaled_values_are_big_endian_raw_counts():
     uds = default_uds_map()
     assert uds.did("soc").encode(63.27) == (6327).to_bytes(2, "big")

@@ -128,6 +128,8 @@ def test_read_identity_and_dids(rig):
         "manufacturing_date": bms.manufacturing_date,
     }
     assert driver.read_did(0xF18C) == bms.serial
+    bms.serial = "VS02P-25-004711"  # 15 characters: the ECU pads the 16-byte field with a NUL
+    assert driver.read_did("serial") == "VS02P-25-004711"
     names = ["soc", "cell_voltages", "temperatures", "cycle_count", "divergence", "gauge_status"]
     values = driver.read_dids(names)
     assert values["soc"] == pytest.approx(bms.soc_pct, abs=0.005)

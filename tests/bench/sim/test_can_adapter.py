@@ -213,3 +213,18 @@ def test_real_bms_model_through_the_adapter():
     finally:
         sim.close()
         bus.shutdown()
+
+
+def test_simulated_ecu_shares_no_code_with_the_driver():
+    # issue 14.3: the simulator encoded with the driver's own map and DBC helpers, so an encoding
+    # error round-tripped unseen. It may read the DBC file (the contract), never import drivers.
+    import ast
+    from pathlib import Path
+
+    sim_dir = Path(__file__).resolve().parents[3] / "bench" / "sim"
+    for path in sorted(sim_dir.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                       else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            assert not any(m == "drivers" or m.startswith("drivers.") for m in modules), (
+                f"{path.name}:{node.lineno} imports {modules}")
