@@ -158,6 +158,8 @@ def knee_warp(soc: float, shift_low: float, shift_high: float) -> float:
 def max_knee_shift(width: float) -> float:
     """Largest |shift| that keeps the warped OCV curve strictly increasing."""
     return width / _BUMP_SLOPE
+
+
 TEMPERATURE_FACTOR_RESOLUTION_K = 1e-3
 _NO_BLEED = (0.0,) * N_CELLS
 
@@ -266,11 +268,14 @@ class Pack:
         p = self.params
         inv = 1.0 / (t + 273.15) - 1.0 / T_REF_K
         # τ_d such that the steady depletion at the 0.2C reference rate is the table's loss
-        tau_d_s = _grid_lookup(_DIFFUSION_GRID, t) / (p.diffusion_gain * _REFERENCE_RATE_PER_H) * 3600.0
+        # (a gain of 0 switches the diffusion limitation off)
+        tau_d_s = 0.0
+        if p.diffusion_gain > 0.0:
+            tau_d_s = _grid_lookup(_DIFFUSION_GRID, t) / (p.diffusion_gain * _REFERENCE_RATE_PER_H) * 3600.0
         return (
             math.exp(p.ea_ohmic_j_per_mol / GAS_CONSTANT * inv),
             math.exp(p.ea_charge_transfer_j_per_mol / GAS_CONSTANT * inv),
-            tau_d_s if p.diffusion_gain > 0.0 else 0.0,
+            tau_d_s,
             self._sd_pct[i] / 100.0 * self._cap[i] / HOURS_PER_MONTH
             * p.self_discharge_q10 ** ((t - 25.0) / 10.0),
         )
@@ -346,7 +351,8 @@ class Pack:
         return [self._ocv[i] + self._v1[i] + self._v2[i] + current_a * self._r0[i] for i in range(N_CELLS)]
 
     def cell_open_circuit_voltages(self) -> list[float]:
-        """Fully relaxed cell voltages now (OCV with hysteresis, no RC polarisation)."""
+        """Cell voltages without RC polarisation now: OCV with hysteresis of the particle surface
+        (equal to the stored charge's OCV once the diffusion depletion has relaxed)."""
         return list(self._ocv)
 
     # ------------------------------------------------------------------ integration
