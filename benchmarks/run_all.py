@@ -38,6 +38,7 @@ BENCHMARKS = [
     Benchmark("can_decode", "bench_can_decode.py"),
     Benchmark("can_lockstep", "bench_can_lockstep.py", ("--cycles", "2000"), ("--cycles", "300")),
     Benchmark("pack_speed", "pack_speed.py"),
+    Benchmark("reference_method", "reference_method_error.py", ("200",), ("10",)),
     Benchmark("report", "bench_report.py"),
     Benchmark("fleet", "bench_fleet.py", (), ("--vehicles", "100", "--days", "120")),
     Benchmark("calibration", "bench_calibration.py", (), ("--scenario", "healthy")),
