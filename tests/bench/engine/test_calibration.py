@@ -24,8 +24,10 @@ def test_calibration_passes_and_learns_the_true_capacity(run_procedure, scenario
     # the verdict means something: the BMS now knows the pack's TRUE capacity within ±3 %
     learned = record.bms_learned_capacity_ah
     assert learned is not None and abs(learned - truth.capacity_ah) <= 0.03 * truth.capacity_ah
-    # and the bench's own reference capacity is better than the window it judges
-    assert abs(record.reference_capacity_ah - truth.capacity_ah) <= 0.01 * truth.capacity_ah
+    # and the bench's own reference capacity is well inside the window it judges: its cells depart
+    # from the bench's OCV table (knee shape, offsets), which costs the method up to ~±1.7 %
+    # (docs/simulator.md "OCV departures": healthy −1.3 %, deep_discharge −0.9 %)
+    assert abs(record.reference_capacity_ah - truth.capacity_ah) <= 0.02 * truth.capacity_ah
     tracking = [c for c in record.checks if c.id.startswith("soc_tracking@")]
     assert len(tracking) >= 10 and all(c.passed for c in tracking)  # every 10 % of the recharge
     if scenario == "deep_discharge":
