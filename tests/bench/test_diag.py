@@ -77,3 +77,30 @@ def test_invalid_input_exits_2_with_one_line(args: list[str]) -> None:
     code, out, err = _diag(*args)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+COLD_WORKSHOP = """\
+name: cold_workshop
+description: issue 14 - a deep-discharged pack (cells 2-8 %) read in a 15 degC workshop
+seed: 5
+ambient_c: 15.0
+cells:
+  soc_pct: [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 5.0]
+  hysteresis: -1.0
+bms:
+  soc_estimate_pct: 60.0
+"""
+
+
+def test_cold_workshop_reads_the_rested_cells_as_they_are(tmp_path) -> None:
+    # issue 14: at 15 °C the simulator read the OCV of a shrunken window, so cells at 2-8 % rested at
+    # 1.1-3.0 V (a 1.8 V divergence and a fresh cell UV DTC). Rested OCV does not depend on the room:
+    # the cells read their §1.4 voltages (2.91 V at 2 % ... 3.19 V at 8 %, ± a few mV of departures).
+    scenario = tmp_path / "cold_workshop.yaml"
+    scenario.write_text(COLD_WORKSHOP)
+    _, data = _diag_json("--scenario", str(scenario), "--condition", "as_is")
+    cells = data["measured"]["cell_voltages_v"]
+    assert all(2.87 <= v <= 3.21 for v in cells), cells
+    assert data["as_received"]["dtcs"] == []
+    low, high = data["assessment"]["soc_window_pct"]
+    assert 2.0 <= low <= high <= 8.0  # the bench's OCV window brackets the pack's true 2-8 %
