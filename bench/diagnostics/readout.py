@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from bench.diagnostics.model import BalancingEntry, DtcEntry, PackIdentity, PackReading
+from bench.engine.charge_control import ChargeController, ChargeFeedback, ChargeRequest
 from bench.errors import SafetyTrip
 
 # DIDs of drivers/data/vs02_uds.yaml, read in two requests (each response fits one ISO-TP message)
@@ -95,6 +96,10 @@ def bring_to_end_of_cv(bench: Any, *, progress: Callable[[str], None] | None = N
     """CC-CV charge to 28.4 V until the current tapers to 0.05C (held 30 s); leaves the supply ON so
     the BMS reads the divergence at the end of CV. Returns the Ah charged.
 
+    The charge obeys the same control law as a procedure's charge step
+    (:mod:`bench.engine.charge_control`): never above the BMS's CCL/CVL, the highest cell held at
+    3.55 V, paused with the output off while CCL is 0.
+
     Safety (battery.md §2.4): any cell at 3.65 V or a temperature at 55 °C turns the outputs off and
     raises :class:`SafetyTrip`, as does a timeout. The caller turns the outputs off afterwards.
     """
@@ -103,7 +108,11 @@ def bring_to_end_of_cv(bench: Any, *, progress: Callable[[str], None] | None = N
     taper_a = TAPER_C_RATE * c
     clock = bench.clock
     start = clock.now()
-    bench.charge(CHARGE_VOLTAGE_V, current)
+    controller = ChargeController(ChargeRequest(voltage_v=CHARGE_VOLTAGE_V, current_a=current))
+    limits = bench.adapter.snapshot().limits
+    first = controller.first(limits.charge_current_a if limits else None,
+                             limits.charge_voltage_v if limits else None)
+    bench.charge(first.voltage_v, first.current_a)
     ah = 0.0
     tapered_since: float | None = None
     last_report = start
@@ -125,7 +134,18 @@ def bring_to_end_of_cv(bench: Any, *, progress: Callable[[str], None] | None = N
         if problem is not None:
             bench.safe_state()
             raise SafetyTrip(f"charge to the end of CV stopped: {problem}")
-        if amps < taper_a and volts > CHARGE_VOLTAGE_V - 0.1:
+        limits = snap.limits
+        setpoint = controller.update(ChargeFeedback(
+            current_a=amps if bench.outputs.supply_on else 0.0, pack_v=volts,
+            cell_v_max=max(cells) if cells else None,
+            ccl_a=limits.charge_current_a if limits else None, cvl_v=limits.charge_voltage_v if limits else None))
+        if not setpoint.output_on:
+            bench.outputs_off()
+        elif not bench.outputs.supply_on:
+            bench.charge(setpoint.voltage_v, setpoint.current_a)
+        else:
+            bench.adjust_charge(setpoint.voltage_v, setpoint.current_a)
+        if amps < taper_a and setpoint.cv_phase:
             tapered_since = clock.now() if tapered_since is None else tapered_since
             if clock.now() - tapered_since >= TAPER_HOLD_S:
                 return ah
