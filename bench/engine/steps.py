@@ -51,35 +51,33 @@ class _ChargeRegulator:
         self.controller = ChargeController(self.controller.request)
         bms = self.engine.bench.adapter.snapshot()
         limits = bms.limits
-        setpoint = self.controller.first(limits.charge_current_a if limits else None,
-                                         limits.charge_voltage_v if limits else None)
+        ccl = limits.charge_current_a if limits else None
+        setpoint = self.controller.first(ccl, limits.charge_voltage_v if limits else None)
         self.applied = None
-        self._apply(setpoint, None)
+        self._apply(setpoint, ccl, bms.cell_v_max)
 
     def regulate(self, env: dict[str, Any]) -> None:
         fb = ChargeFeedback(current_a=float(env["current"]), pack_v=float(env["pack_v"]),
                             cell_v_max=env.get("cell_v_max"), ccl_a=env.get("bms_ccl"),
                             cvl_v=env.get("bms_cvl"))
         setpoint = self.controller.update(fb)
-        self._apply(setpoint, env)
+        self._apply(setpoint, fb.ccl_a, fb.cell_v_max)
         env["charge_cv"] = setpoint.cv_phase
         env["charge_paused"] = not setpoint.output_on
 
-    def _apply(self, setpoint: ChargeSetpoint, env: dict[str, Any] | None) -> None:
+    def _apply(self, setpoint: ChargeSetpoint, ccl: float | None, vmax: float | None) -> None:
         bench = self.engine.bench
         previous = self.applied
         if not setpoint.output_on:
             if previous is None or previous.output_on:
                 bench.outputs_off()
-                ccl = env.get("bms_ccl") if env else None
-                vmax = env.get("cell_v_max") if env else None
                 self.engine.event("pause", f"{self.step.id}: charge paused with the output off: the BMS "
                                   f"allows no charge current (CCL {_fmt(ccl, 'A')}, highest cell "
                                   f"{_fmt(vmax, 'V', 3)})", data={"limit": "bms_ccl"})
         elif previous is None or not previous.output_on:
             if previous is not None:
                 self.engine.event("resume", f"{self.step.id}: charge resumed: the BMS allows "
-                                  f"{_fmt(env.get('bms_ccl') if env else None, 'A')} again")
+                                  f"{_fmt(ccl, 'A')} again")
             bench.charge(setpoint.voltage_v, setpoint.current_a)
         else:
             bench.adjust_charge(setpoint.voltage_v, setpoint.current_a)

@@ -119,3 +119,14 @@ steps:
     assert report.errors[0].line == 6
     with pytest.raises(InputErrors):
         raise InputErrors(report.errors)
+
+
+def test_charge_paused_with_the_output_off_while_the_bms_allows_no_current(run_procedure, tmp_path):
+    scenario = tmp_path / "frozen.yaml"
+    scenario.write_text("name: frozen\nseed: 3\nambient_c: -5.0\ncells: {soc_pct: 40.0}\n", encoding="utf-8")
+    record = run_procedure(PROCEDURES / "cold_charge.yaml", scenario=str(scenario))
+    assert record.verdict == "pass"
+    assert record.sim_truth is not None and record.sim_truth.output_transitions == []  # never switched on
+    assert record.ah_charged == 0.0
+    pauses = [e for e in record.events if e.kind == "pause"]
+    assert pauses and "allows no charge current (CCL 0.0 A" in pauses[0].message
