@@ -18,8 +18,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bench.errors import BenchError, InputError
+from bench.record import unconfirmed_outputs_warning
 
 app = typer.Typer(
     name="bench",
@@ -133,9 +135,13 @@ def _finish(record: Any, as_json: bool) -> None:
         "bms_learned_capacity_ah": record.bms_learned_capacity_ah,
         "checks": [{"id": c.id, "passed": c.passed, "message": c.message} for c in record.checks],
         "failed_checks": [c.message for c in record.failed_checks],
+        "outputs_not_confirmed_off": [o.model_dump(mode="json") for o in record.outputs_not_confirmed_off],
     }
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
+    danger = unconfirmed_outputs_warning(record.outputs_not_confirmed_off)
+    if danger is not None:  # on stderr in every mode, impossible to scroll past unnoticed
+        err.print(f"\n[bold reverse red] {escape(danger)} [/]\n")
     code = {"pass": EXIT_OK, "fail": EXIT_FAIL}.get(record.verdict, EXIT_ABORTED)
     raise typer.Exit(code)
 

@@ -147,6 +147,13 @@ class SupervisionConfig(_Model):
     setpoint_tolerance_a: float = Field(default=2.0, ge=0)
     setpoint_tolerance_pct: float = Field(default=10.0, ge=0)
     setpoint_hold_s: float = Field(default=15.0, ge=0)
+    # a supply or load whose link dropped (LAN blip, cable): pause with every reachable output
+    # off, reconnect with back-off for this long (bench s), then continue; abort after it
+    reconnect_window_s: float = Field(default=600.0, gt=0)
+    # after any abort: keep sending the off command to an instrument whose output is not
+    # confirmed off (unreachable) until it is confirmed or this long has passed (bench s); the
+    # watchdog takes the duty over when the engine must exit first
+    off_retry_s: float = Field(default=600.0, gt=0)
 
 
 class StationConfig(_Model):

@@ -173,6 +173,29 @@ class SimTruth(_Model):
         return events
 
 
+class UnconfirmedOutput(_Model):
+    """An output the bench could not confirm off when the run ended (its instrument unreachable)."""
+
+    instrument: Literal["supply", "load"]
+    last_error: str
+    #: bench seconds the engine kept sending the off command before giving up
+    retried_s: float = 0.0
+    #: who keeps trying after the engine has gone (e.g. "watchdog pid 4242 until 2026-…"), if anyone
+    handed_to: str | None = None
+
+
+def unconfirmed_outputs_warning(outputs: list[UnconfirmedOutput]) -> str | None:
+    """The words the CLI, the report and the operator page show, or None when all were confirmed off."""
+    if not outputs:
+        return None
+    names = " and ".join(f"the {o.instrument} {'output' if o.instrument == 'supply' else 'input'}"
+                         for o in outputs)
+    handed = "; ".join(f"{o.instrument}: {o.handed_to} keeps trying" for o in outputs if o.handed_to)
+    return (f"DANGER: {names} could NOT be confirmed OFF (instrument unreachable) and may still be "
+            f"driving the pack. Switch {'them' if len(outputs) > 1 else 'it'} off at the instrument "
+            f"or open the DC isolator before touching the pack." + (f" ({handed})" if handed else ""))
+
+
 class RunRecord(_Model):
     schema_version: int = SCHEMA_VERSION
     run_id: str
@@ -201,6 +224,8 @@ class RunRecord(_Model):
     bench_hours: float = 0.0
     sample_count: int = 0
     files: list[FileRecord] = Field(default_factory=list)
+    #: outputs the bench could not confirm off at the end of the run (empty: all confirmed off)
+    outputs_not_confirmed_off: list[UnconfirmedOutput] = Field(default_factory=list)
     sim_truth: SimTruth | None = None
 
     @property

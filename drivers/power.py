@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import Literal
 
-from bench.errors import InstrumentError, SetpointOutOfRange
+from bench.errors import ConnectionLost, InstrumentError, SetpointOutOfRange
 from drivers.scpi import Identity
 
 LoadMode = Literal["CC", "CV", "CR", "CP"]
@@ -121,6 +121,14 @@ class PowerInstrument(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def reconnect(self) -> None:
+        """One attempt at a fresh session after a dropped link; raises ConnectionLost."""
+        raise ConnectionLost(self.name, "reconnect", "this driver cannot re-open its session")
+
+    def output_is_on(self) -> bool:
+        """Read the output (supply) / input (load) state back from the instrument."""
+        raise InstrumentError(self.name, "read back output state", "this driver cannot read it back")
 
     # --- range checks, before anything is sent ---
     def check(self, what: str, value: float, low: float, high: float, unit: str) -> float:

@@ -158,6 +158,17 @@ class ScpiInstrument:
         with contextlib.suppress(OSError, VisaIOError):
             self.transport.close()
 
+    def reconnect(self) -> None:
+        """One re-open attempt, now (the caller paces attempts: the engine backs off on bench time).
+
+        Counts only once the new session answers ``*IDN?`` (a raw-socket open succeeds with no peer
+        behind it); no retries here. Raises ConnectionLost or InstrumentTimeout otherwise."""
+        if self._reopen is None:
+            raise ConnectionLost(self.name, "reconnect", "no re-open configured for this transport")
+        self.close()
+        self.transport = self._mapped("reconnect", self._reopen)
+        self._mapped("*IDN?", lambda: self.transport.query("*IDN?"))
+
     # --- error mapping and reconnection ---
     def _call(self, operation: str, action: Callable[[], T], idempotent: bool) -> T:
         try:

@@ -204,6 +204,15 @@ class ScpiPowerBase(PowerInstrument):
     def close(self) -> None:
         self.scpi.close()
 
+    def reconnect(self) -> None:
+        """A fresh session now, one attempt (after a dropped link); raises ConnectionLost."""
+        self.scpi.reconnect()
+
+    def output_is_on(self) -> bool:
+        """Read back the output/input state with the family's own query (``OUTP?`` / ``INP?``)."""
+        key = "output" if "output" in self.family.commands else "input"
+        return self.scpi.query_bool(self._template(key).split()[0] + "?")
+
     def _attempt(self, problems: list[str], what: str, action: Callable[[], Any]) -> None:
         try:
             action()

@@ -13,7 +13,14 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from bench.record import CheckRecord, EventRecord, InstrumentIdentity, RunRecord, StepRecord
+from bench.record import (
+    CheckRecord,
+    EventRecord,
+    InstrumentIdentity,
+    RunRecord,
+    StepRecord,
+    unconfirmed_outputs_warning,
+)
 from reports.charts import end_of_charge_divergence, run_charts
 from reports.plots import Chart, HLine, Series, render_svg
 from reports.rundir import RunData, load_run
@@ -116,6 +123,7 @@ def report_context(run: RunData, generated_at: datetime | None = None) -> dict[s
     t_end = float(samples["t_s"][-1]) if len(samples) else None
     return {
         "record": record,
+        "outputs_warning": unconfirmed_outputs_warning(record.outputs_not_confirmed_off),
         "report_id": report_id(record),
         "generated_at": (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "instruments": instruments,

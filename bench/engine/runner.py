@@ -24,6 +24,7 @@ from bench.engine.checkpoint import CheckpointWriter, EngineState
 from bench.engine.datalog import SampleLog, sha256_file
 from bench.engine.events import EventBus, ProgressEvent
 from bench.engine.limits import Breach, LimitMonitor
+from bench.engine.links import LinkSupervisor, confirm_outputs_off
 from bench.engine.sampler import RawReading, quantities, read_bench
 from bench.engine.steps import StepExecutor
 from bench.engine.supervision import Supervisor
@@ -38,6 +39,7 @@ from bench.record import (
     RunRecord,
     StationIdentity,
     StepRecord,
+    unconfirmed_outputs_warning,
 )
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,9 @@ class RunOptions:
     heartbeat: Callable[[float], None] | None = None
     checkpoint_every_s: float = 30.0
     stop_requested: Callable[[], str | None] | None = None
+    #: hand the off command of unconfirmed outputs to the watchdog when the engine must exit
+    #: first: called with the instruments and the bench seconds left; returns who took it over
+    hand_over: Callable[[list[str], float], str | None] | None = None
 
 
 class Engine:
@@ -107,6 +112,7 @@ class Engine:
         self.functions = bench.expression_functions()
         self.global_limits = LimitMonitor(procedure.safety)
         self.supervisor = Supervisor.for_station(bench.station)
+        self.links = LinkSupervisor(bench, self.supervisor.cfg.reconnect_window_s)
         self.state = resume or EngineState.new(run_id=options.run_id or _new_run_id())
         self.run_dir = options.run_dir
         # replaced by the full record once the bench has been read; exists from the start so
@@ -197,11 +203,12 @@ class Engine:
                                 "detected_at", "done_at", "verified", "bench_t_s_estimate")}})
 
     def _finish(self, verdict: str, abort_reason: str | None, note: str | None = None) -> None:
-        problems = self.bench.safe_state()
+        problems = self.bench.safe_state(skip=set(self.links.lost))
         for problem in problems:
             self.event("warning", f"safe state: {problem}")
         if abort_reason:
             self.event("abort", abort_reason)
+        self._confirm_outputs_off(problems)
         if note and verdict != "aborted":
             self.event("info", note)
         self._close_open_step(abort_reason or "run ended")
@@ -219,7 +226,38 @@ class Engine:
         self._write_record()
         self.checkpoints.mark_finished()
         self.publish("run_ended", {"verdict": verdict, "abort_reason": abort_reason,
-                                    "failed_checks": [c.message or c.id for c in rec.failed_checks]})
+                                    "failed_checks": [c.message or c.id for c in rec.failed_checks],
+                                    "outputs_warning": unconfirmed_outputs_warning(
+                                        rec.outputs_not_confirmed_off)})
+
+    def _confirm_outputs_off(self, problems: list[str]) -> None:
+        """Every output read back off, or the off command repeated until it is (or the station's
+        ``off_retry_s`` has passed); what stays unconfirmed goes into the record, in words."""
+        deadline = self.supervisor.cfg.off_retry_s
+        started = self.clock.now()
+        unconfirmed = confirm_outputs_off(self.bench, problems, set(self.links.lost), deadline,
+                                          self.clock.sleep_until, self.clock.now)
+        retried = self.clock.now() - started
+        retried_roles = {p.split(":", 1)[0] for p in problems} | set(self.links.lost)
+        for role in sorted(retried_roles - {u.instrument for u in unconfirmed}):
+            if retried > 0:
+                self.event("info", f"{role} confirmed off after {retried:.0f} s of retrying the off command",
+                           data={"instrument": role})
+        self.links.lost.clear()
+        if unconfirmed and self.opts.hand_over is not None and retried < deadline:
+            # the engine was told to exit before the deadline: the watchdog keeps trying
+            try:
+                taker = self.opts.hand_over([u.instrument for u in unconfirmed], deadline - retried)
+            except Exception as exc:
+                taker = None
+                self.event("warning", f"handing the off command to the watchdog failed: {exc}")
+            for u in unconfirmed:
+                u.handed_to = taker
+        self.record.outputs_not_confirmed_off = unconfirmed
+        warning = unconfirmed_outputs_warning(unconfirmed)
+        if warning is not None:
+            log.error("%s", warning)
+            self.event("warning", warning, data={"unconfirmed": [u.instrument for u in unconfirmed]})
 
     def seal_files(self) -> None:
         """Hash the run folder's files into the record, then write it and finish it in the store.
@@ -355,15 +393,18 @@ class Engine:
         self.clock.sleep_until(st.next_tick)
         self._check_stop()
         t = self.clock.now()
-        reading = read_bench(self.bench, t)
+        lost_before = set(self.links.lost)
+        reading = read_bench(self.bench, t, self.links)
+        newly_lost = [role for role in self.links.lost if role not in lost_before]
         can_age = self.bench.adapter_age_s(reading.bms)
-        if st.last_sample is not None:
+        if st.last_sample is not None and not reading.lost:
             t0, i0, v0 = st.last_sample
             dt = reading.t_s - t0
             st.throughput.add(dt, i0, reading.current, v0, reading.pack_v)
             st.step_throughput.add(dt, i0, reading.current, v0, reading.pack_v)
         self._last = reading
-        st.last_sample = [reading.t_s, reading.current, reading.pack_v]
+        # no measurement while an instrument is unreachable: not integrated, not guessed
+        st.last_sample = None if reading.lost else [reading.t_s, reading.current, reading.pack_v]
         st.t_s = t
         env = self.environment(reading, can_age, step)
         self._log_sample(env, step)
@@ -371,6 +412,7 @@ class Engine:
             self.opts.heartbeat(t)
         env["__goto"] = None
         env["__pause"] = None
+        link_pause = self.links.supervise(self, t, newly_lost)
         for monitor in (self.global_limits, step_limits):
             if monitor is None:
                 continue
@@ -380,6 +422,9 @@ class Engine:
             for trip in trips:
                 self._act_on_trip(trip, env)
         self.supervisor.supervise(self, env, t)
+        if link_pause is not None:
+            # before any other pause: resuming while an instrument is unreachable cannot work
+            env["__pause"] = link_pause
         self._checkpoint()
         return env
 
@@ -420,10 +465,10 @@ class Engine:
         self._unstored.extend(self.samples.append(row, env["t"]) or ())
         self.record.sample_count += 1
         self.publish("sample", {
-            "step": step.id, "pack_v": env["pack_v"], "current": env["current"],
-            "cells": cells[:8], "temp_max": env["temp_max"], "temp_min": env["temp_min"],
-            "bms_soc": env["bms_soc"], "ref_soc": env["ref_soc"], "ah": env["ah"],
-            "step_time": env["step_time"], "divergence": env["divergence"],
+            "step": step.id, "pack_v": _finite(env["pack_v"]), "current": _finite(env["current"]),
+            "cells": [_finite(v) for v in cells[:8]], "temp_max": env["temp_max"],
+            "temp_min": env["temp_min"], "bms_soc": env["bms_soc"], "ref_soc": env["ref_soc"],
+            "ah": env["ah"], "step_time": env["step_time"], "divergence": env["divergence"],
         })
 
     # ------------------------------------------------------------------ limits
@@ -529,6 +574,11 @@ class Engine:
 
 def _new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def _finite(value: Any) -> Any:
+    """NaN (an instrument not answering) as None: the operator page's JSON has no NaN."""
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _r(value: Any, digits: int = 4) -> Any:

@@ -6,6 +6,7 @@ are the ones procedures may use in expressions (``bench.procedure.model.QUANTITI
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ class RawReading:
     supply_on: bool
     load_on: bool
     bms: Any  # drivers.vs02_adapter.BmsSnapshot
+    #: instruments that did not answer (their readings are NaN; bench.engine.links)
+    lost: tuple[str, ...] = ()
 
     @property
     def pack_v(self) -> float:
@@ -36,16 +39,26 @@ class RawReading:
 
     @property
     def current(self) -> float:
-        """Bench current, + = into the pack."""
+        """Bench current, + = into the pack; unknown (NaN) while an instrument does not answer:
+        its output may still be on."""
+        if self.lost:
+            return math.nan
         return (self.supply_i if self.supply_on else 0.0) - (self.load_i if self.load_on else 0.0)
 
 
-def read_bench(bench: Any, t_s: float) -> RawReading:
+def read_bench(bench: Any, t_s: float, links: Any | None = None) -> RawReading:
     """Read every instrument, one round trip each: an idle instrument is read too, so a lost
-    connection is noticed in the interval it happens, not when the instrument is next needed."""
+    connection is noticed in the interval it happens, not when the instrument is next needed.
+
+    With ``links`` (bench.engine.links.LinkSupervisor) a lost connection gives NaN readings and
+    is noted there; without, it raises ConnectionLost."""
     supply_on, load_on = bench.outputs.supply_on, bench.outputs.load_on
-    supply_v, supply_i = bench.supply.measure()
-    load_v, load_i = bench.load.measure()
+    if links is None:
+        supply_v, supply_i = bench.supply.measure()
+        load_v, load_i = bench.load.measure()
+    else:
+        supply_v, supply_i = links.measure("supply", bench.supply, t_s)
+        load_v, load_i = links.measure("load", bench.load, t_s)
     return RawReading(
         t_s=t_s,
         supply_v=supply_v,
@@ -55,6 +68,7 @@ def read_bench(bench: Any, t_s: float) -> RawReading:
         supply_on=supply_on,
         load_on=load_on,
         bms=bench.adapter.snapshot(),
+        lost=tuple(sorted(links.lost)) if links is not None else (),
     )
 
 

@@ -4,7 +4,9 @@
 One accept thread plus one thread per session, so a watchdog process can hold a second session
 next to the bench's. The instrument is shared with the world model: every ``handle`` call runs
 under the caller's lock. ``disconnect(duration)`` imitates a dropped LAN link: open sessions are
-reset and new connections refused until the duration has passed.
+reset and new connections refused until the duration has passed, on the clock the server is
+given: the simulated world's own time, so a 120 s drop lasts 120 s of bench time however fast the
+simulation runs (and a lockstep controller that waits for the link sees it come back on time).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 from bench.sim.instruments import SimInstrument
 
@@ -27,8 +30,10 @@ class ScpiServer:
         lock: threading.RLock,
         host: str = "127.0.0.1",
         port: int = 0,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.instrument = instrument
+        self._now = now
         self.lock = lock
         self.host = host
         self.port = port
@@ -65,7 +70,7 @@ class ScpiServer:
         while not self._closed.is_set():
             listener = self._listener
             if listener is None:  # disconnected: the port is closed, connections are refused
-                if time.monotonic() >= self._refuse_until:
+                if self._now() >= self._refuse_until:
                     with contextlib.suppress(OSError):
                         self._listen()
                 time.sleep(0.01)
@@ -115,7 +120,7 @@ class ScpiServer:
 
     def disconnect(self, duration_s: float | None) -> None:
         """Drop every session and refuse connections for ``duration_s`` (None: until :meth:`close`)."""
-        self._refuse_until = float("inf") if duration_s is None else time.monotonic() + duration_s
+        self._refuse_until = float("inf") if duration_s is None else self._now() + duration_s
         listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(OSError):

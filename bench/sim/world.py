@@ -104,8 +104,9 @@ class SimulatedBench:
         """Serve the instruments on TCP and the BMS on a python-can virtual bus."""
         if self.endpoints is not None:
             return self.endpoints
-        supply_server = ScpiServer(self.supply, self.lock, host=host, port=supply_port)
-        load_server = ScpiServer(self.load, self.lock, host=host, port=load_port)
+        # a link drop (scenario fault instrument_disconnect) lasts its duration in world time
+        supply_server = ScpiServer(self.supply, self.lock, host=host, port=supply_port, now=self._now)
+        load_server = ScpiServer(self.load, self.lock, host=host, port=load_port, now=self._now)
         sport = supply_server.start()
         lport = load_server.start()
         self._servers = [supply_server, load_server]
@@ -144,6 +145,9 @@ class SimulatedBench:
         return self._servers[1] if self._servers else None
 
     # -- time ------------------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.time_s
+
     def advance(self, dt_s: float) -> None:
         """Advance the simulated world by ``dt_s`` seconds."""
         with self.lock:

@@ -21,6 +21,7 @@ from typing import Any
 from bench.config import StationConfig, load_station
 from bench.engine.events import EventBus, ProgressEvent
 from bench.errors import BenchError, InputError
+from bench.record import unconfirmed_outputs_warning
 from bench.ui import preflight
 from bench.ui.feed import Feed
 from bench.ui.prompter import PendingPrompt, WebPrompter
@@ -63,6 +64,8 @@ class RunView:
     warnings: list[str] = field(default_factory=list)
     verdict: str | None = None
     abort_reason: str | None = None
+    #: outputs not confirmed off at the end, in words (bench.record.unconfirmed_outputs_warning)
+    outputs_warning: str | None = None
     failed_checks: list[str] = field(default_factory=list)
     report: bool = False
     chart: list[tuple[float, float | None, float | None]] = field(default_factory=list)
@@ -120,6 +123,7 @@ class BenchSlot:
                     "sample": v.sample, "sample_wall_ms": v.sample_wall_ms,
                     "checks": v.checks[-40:], "warnings": v.warnings[-5:],
                     "verdict": v.verdict, "abort_reason": v.abort_reason,
+                    "outputs_warning": v.outputs_warning,
                     "failed_checks": v.failed_checks,
                     "report": f"/runs/{v.run_id}/report" if v.report and v.run_id else None,
                 },
@@ -238,6 +242,7 @@ class BenchSlot:
             v = self.view
             v.verdict = record.verdict
             v.abort_reason = record.abort_reason
+            v.outputs_warning = unconfirmed_outputs_warning(record.outputs_not_confirmed_off)
             v.failed_checks = [plain_check(c.model_dump()) for c in record.failed_checks]
             run_dir = self.run_dirs.get(record.run_id)
             v.report = run_dir is not None and (run_dir / "report.html").exists()

@@ -110,6 +110,9 @@ function renderVerdict(s) {
   $("#verdict-word").textContent = r.verdict.toUpperCase();
   $("#verdict-serial").textContent = `${r.serial} · ${r.procedure} · ${r.retest_count ? "retest #" + r.retest_count : "first test"}`;
   $("#verdict-reason").textContent = r.abort_reason ? `Reason: ${r.abort_reason}` : "";
+  // an output the bench could not confirm off: the one thing the operator must not miss
+  $("#verdict-danger").textContent = r.outputs_warning || "";
+  $("#verdict-danger").classList.toggle("hidden", !r.outputs_warning);
   $("#verdict-checks").replaceChildren(...(r.failed_checks || []).map((t) => el("li", {}, t)));
   const link = $("#verdict-report");
   link.classList.toggle("hidden", !r.report);
