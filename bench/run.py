@@ -144,6 +144,7 @@ def _run(bench: Bench, station: StationConfig, procedure: Any, overrides: dict[s
             prompter=prompter, store=store, events=events, run_id=run_id,
             procedure_path=str(request.procedure), procedure_sha256=sha,
             heartbeat=watchdog.heartbeat if watchdog is not None else None,
+            hand_over=watchdog.hand_over if watchdog is not None else None,
             stop_requested=request.stop_requested,
         )
         engine = Engine(bench, procedure, options, resume=resume)

@@ -15,12 +15,16 @@ The watchdog acts when
 * no heartbeat arrived for ``missed_intervals`` control intervals (a hung engine), never less
   than :data:`MIN_TIMEOUT_WALL_S` of wall time, because the controller's own latencies (UDS
   round trips, fsync) do not speed up with a sped-up simulator;
-* it receives SIGTERM (``bench resume`` taking over, or an operator).
+* it receives SIGTERM (``bench resume`` taking over, or an operator);
+* a ``handover <s>`` line: the engine must exit with an output it could not confirm off (its
+  instrument unreachable) and hands the off command over for ``<s>`` more bench seconds.
 
 Acting = load input off, supply output off (reverse of activation), read both states back,
-retry, then append what it did and when to ``watchdog.json`` and ``watchdog.log`` in the run
-folder, and exit. A ``stop`` line (the run ended normally) makes it exit without touching the
-instruments or the run folder (the record has already hashed the folder's files).
+retry with back-off until both read back off or the station's ``supervision.off_retry_s`` (or
+the handed-over time) has passed, then append what it did and when to ``watchdog.json`` and
+``watchdog.log`` in the run folder, and exit. A ``stop`` line (the run ended normally) makes it
+exit without touching the instruments or the run folder (the record has already hashed the
+folder's files).
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ MIN_TIMEOUT_WALL_S = 1.0
 READY_TIMEOUT_S = 30.0
 POLL_S = 0.005
 SAFE_STATE_ATTEMPTS = 3
+#: wall seconds between two rounds of off commands to an unreachable instrument: first, most
+RETRY_FIRST_WALL_S = 0.2
+RETRY_MAX_WALL_S = 5.0
 
 
 # ---------------------------------------------------------------------------- run-folder files
@@ -127,6 +134,7 @@ class WatchdogClient:
         self.proc = proc
         self.run_dir = run_dir
         self.pid = proc.pid
+        self.handed_over = False
 
     def heartbeat(self, t_s: float) -> None:
         if self.proc.poll() is not None:
@@ -144,7 +152,22 @@ class WatchdogClient:
         raise SafetyTrip(f"watchdog process {self.pid} is gone ({detail}){why}: the run is no longer "
                          "protected; stopped (resume with bench resume)")
 
+    def hand_over(self, instruments: list[str], bench_s: float) -> str | None:
+        """The engine must exit with ``instruments`` not confirmed off: the watchdog keeps sending
+        the off command for ``bench_s`` more bench seconds. Returns who took it over, for the record."""
+        if self.proc.poll() is not None or self.proc.stdin is None:
+            return None
+        try:
+            self.proc.stdin.write(f"handover {bench_s:.3f} {','.join(instruments)}\n".encode())
+            self.proc.stdin.flush()
+        except OSError:
+            return None
+        self.handed_over = True
+        return f"watchdog pid {self.pid} for {bench_s:.0f} s more"
+
     def stop(self) -> None:
+        if self.handed_over:
+            return  # it is still sending off commands, in its own session: not ours to wait for
         if self.proc.poll() is None and self.proc.stdin is not None:
             try:
                 self.proc.stdin.write(b"stop\n")
@@ -191,6 +214,7 @@ class _Watch:
     timeout_wall_s: float
     supply: Any
     load: Any
+    off_retry_wall_s: float = 0.0
     last_beat_t: float | None = None
     last_beat_wall: float = field(default_factory=time.monotonic)
 
@@ -200,39 +224,46 @@ class _Watch:
         return self.last_beat_t + (time.monotonic() - self.last_beat_wall) * self.speed
 
 
-def _output_on(drv: Any) -> bool:
-    """Read back the output/input state with the family's own query (``OUTP?`` / ``INP?``)."""
-    key = "output" if "output" in drv.family.commands else "input"
-    query = drv.family.commands[key].split()[0] + "?"
-    return drv.scpi.query(query).strip().upper() in ("1", "ON")
-
-
-def make_safe(supply: Any, load: Any) -> dict[str, Any]:
-    """Load off, supply off, read back; retry. Never raises."""
+def make_safe(supply: Any, load: Any, retry_wall_s: float = 0.0) -> dict[str, Any]:
+    """Load off, supply off, read back; retry, with back-off for up to ``retry_wall_s`` while an
+    output does not read back off (its instrument unreachable). Never raises."""
     problems: list[str] = []
     readback: dict[str, bool | None] = {"load_input_on": None, "supply_output_on": None}
-    for _ in range(SAFE_STATE_ATTEMPTS):
+    deadline = time.monotonic() + retry_wall_s
+    delay = RETRY_FIRST_WALL_S
+    attempt = 0
+    while attempt < SAFE_STATE_ATTEMPTS or time.monotonic() < deadline:
+        if attempt >= SAFE_STATE_ATTEMPTS:
+            time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 2.0, RETRY_MAX_WALL_S)
+        attempt += 1
+        problems = []
         for name, drv in (("load", load), ("supply", supply)):
+            if attempt > 1 and readback[f"{name}_{'output' if name == 'supply' else 'input'}_on"] is not False:
+                # a session that died with the link is not re-opened by every driver by itself
+                with contextlib.suppress(Exception):
+                    drv.reconnect()
             try:
                 problems.extend(f"{name}: {p}" for p in drv.safe_state())
             except Exception as exc:
                 problems.append(f"{name}: {exc}")
         for key, drv in (("load_input_on", load), ("supply_output_on", supply)):
             try:
-                readback[key] = _output_on(drv)
+                readback[key] = drv.output_is_on()
             except Exception as exc:
                 problems.append(f"read back {key}: {exc}")
                 readback[key] = None
         if readback["load_input_on"] is False and readback["supply_output_on"] is False:
             break
     verified = readback["load_input_on"] is False and readback["supply_output_on"] is False
-    return {"readback": readback, "verified": verified, "problems": problems}
+    return {"readback": readback, "verified": verified, "problems": problems, "attempts": attempt}
 
 
-def _act(watch: _Watch, reason: str) -> int:
+def _act(watch: _Watch, reason: str, retry_wall_s: float | None = None) -> int:
     detected = datetime.now(UTC)
     bench_t = watch.bench_time_now()
-    result = make_safe(watch.supply, watch.load)
+    result = make_safe(watch.supply, watch.load,
+                       watch.off_retry_wall_s if retry_wall_s is None else retry_wall_s)
     done = datetime.now(UTC)
     _update_session(watch.run_dir, os.getpid(), action="safe_state", reason=reason,
                     detected_at=detected.isoformat(), done_at=done.isoformat(),
@@ -273,6 +304,10 @@ def watch(w: _Watch) -> int:
             for line in lines:
                 if line.strip() == b"stop":
                     return 0
+                if line.startswith(b"handover"):
+                    _, seconds, *names = line.decode(errors="replace").split()
+                    return _act(w, f"handed over by the engine: {' '.join(names) or 'outputs'} not "
+                                   f"confirmed off", float(seconds) / w.speed)
                 try:
                     w.last_beat_t = float(line)
                 except ValueError:
@@ -315,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"load {station.load.resource}")
     sys.stdout.write("ready\n")
     sys.stdout.flush()
-    w = _Watch(run_dir, args.engine_pid, args.interval, speed, timeout, supply, load)
+    w = _Watch(run_dir, args.engine_pid, args.interval, speed, timeout, supply, load,
+               off_retry_wall_s=station.supervision.off_retry_s / speed)
     try:
         return watch(w)
     finally:

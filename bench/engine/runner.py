@@ -236,7 +236,7 @@ class Engine:
         deadline = self.supervisor.cfg.off_retry_s
         started = self.clock.now()
         unconfirmed = confirm_outputs_off(self.bench, problems, set(self.links.lost), deadline,
-                                          self.clock.sleep_until, self.clock.now)
+                                          self._wait_alive, self.clock.now)
         retried = self.clock.now() - started
         retried_roles = {p.split(":", 1)[0] for p in problems} | set(self.links.lost)
         for role in sorted(retried_roles - {u.instrument for u in unconfirmed}):
@@ -274,6 +274,18 @@ class Engine:
         self._write_record()
         if self.opts.store is not None:
             self._store_call("finish_run", rec)
+
+    def _wait_alive(self, until_s: float) -> None:
+        """Sleep to bench time ``until_s`` one control interval at a time, heart-beating, so the
+        watchdog does not take an engine that is busy retrying for a dead one."""
+        while self.clock.now() < until_s - 1e-9:
+            self.clock.sleep_until(min(until_s, self.clock.now() + self.interval))
+            if self.opts.heartbeat is not None:
+                try:
+                    self.opts.heartbeat(self.clock.now())
+                except BenchError as exc:  # the watchdog is gone: keep retrying ourselves
+                    log.warning("%s", exc)
+                    self.opts.heartbeat = None
 
     # ------------------------------------------------------------------ step sequencing
     def _execute(self) -> None:

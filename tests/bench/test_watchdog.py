@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -73,3 +74,38 @@ def test_normal_stop_leaves_outputs_and_run_folder_alone(tmp_path: Path):
         assert bench.sim.truth()["supply_output_on"]  # the run ended normally: not the watchdog's business
         assert (run_dir / "watchdog.json").read_text() == before  # hashed files unchanged
         assert not trips(run_dir) and json.loads(before)["sessions"][0]["ended_at"] is None
+
+
+def test_handed_over_off_command_is_retried_until_the_link_is_back(tmp_path: Path):
+    """The engine must exit while the supply is unreachable and on: the watchdog keeps sending
+    the off command, over a re-opened session, until the output reads back off."""
+    with connect_bench(load_station(None)) as bench:
+        station_path = _station_file(tmp_path, bench)
+        data = yaml.safe_load(station_path.read_text(encoding="utf-8"))
+        data["supply"]["reconnect"] = {"attempts": 0}  # each failed command fails at once
+        station_path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        run_dir = tmp_path / "run"
+        watchdog = start_watchdog(load_station(station_path), run_dir, str(station_path), interval_s=1.0)
+        try:
+            bench.charge(27.0, 5.0)
+            watchdog.heartbeat(1.0)
+            bench.sim.supply_server.disconnect(20.0)  # world seconds: advanced by this test below
+            taker = watchdog.hand_over(["supply"], 60.0)
+            assert taker is not None and str(watchdog.pid) in taker
+            watchdog.stop()  # returns at once: the watchdog goes on alone
+            for _ in range(20):  # ~3 s of wall time with the link down: nobody can reach the supply
+                bench.sim.advance(1.0)
+                time.sleep(0.15)
+            assert bench.sim.truth()["supply_output_on"] and not trips(run_dir)
+            back = datetime.now(UTC)
+            bench.sim.advance(1.0)  # the link is back
+            deadline = time.monotonic() + 30
+            while not trips(run_dir) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            (trip,) = trips(run_dir)
+            assert "handed over by the engine" in trip["reason"] and trip["verified"], trip
+            assert datetime.fromisoformat(trip["done_at"]) >= back
+            assert not bench.sim.truth()["supply_output_on"]
+        finally:
+            watchdog.proc.kill()
+            watchdog.proc.wait(timeout=10)
