@@ -425,14 +425,26 @@ class Engine:
         env["__goto"] = None
         env["__pause"] = None
         link_pause = self.links.supervise(self, t, newly_lost)
+        trips: list[Breach] = []
         for monitor in (self.global_limits, step_limits):
             if monitor is None:
                 continue
-            warnings, trips = monitor.evaluate(env, t, self.functions)
+            warnings, found = monitor.evaluate(env, t, self.functions)
             for w in warnings:
                 self._warning(w)
-            for trip in trips:
-                self._act_on_trip(trip, env)
+            trips.extend(found)
+        for trip in trips:  # every limit that tripped in this sample is recorded, not the first
+            self._act_on_trip(trip, env)
+        aborts = [trip.message for trip in trips if trip.limit.action == "abort"]
+        if aborts:
+            # outputs off in the same control interval that saw the breach; supervision still
+            # judges this sample so that an open contactor seen with it is named too
+            self.bench.safe_state()
+            try:
+                self.supervisor.supervise(self, env, t)
+            except SafetyTrip as also:
+                aborts.append(str(also))
+            raise SafetyTrip("; ".join(aborts))
         self.supervisor.supervise(self, env, t)
         if link_pause is not None:
             # before any other pause: resuming while an instrument is unreachable cannot work
@@ -493,10 +505,6 @@ class Engine:
         self.event("trip", breach.message, data={"limit": breach.limit.id, "value": breach.value,
                                                   "action": action})
         self.publish("trip", {"message": breach.message, "action": action})
-        if action == "abort":
-            # outputs off in the same control interval that saw the breach
-            self.bench.safe_state()
-            raise SafetyTrip(breach.message)
         if action == "pause" and env["__pause"] is None:
             env["__pause"] = breach
         elif action == "goto" and env["__goto"] is None:

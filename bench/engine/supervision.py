@@ -9,7 +9,8 @@ depend on the wiring and the instruments, not on the procedure:
   abort), and abort when it lasts ``can_abort_after_s``.
 * **Contactor open.** The BMS's own flag, or the pack voltage collapsing at the terminals
   (below ``collapse_fraction`` x the pack minimum): outputs off and abort in the same control
-  interval, since the instruments are then driving an open circuit.
+  interval, since the instruments are then driving an open circuit. The reason names the cause
+  first: the BMS's alarms and active DTCs, read in that interval (bench.engine.bms_cause).
 * **Setpoints followed.** The bench current against what the bench last commanded (off: no
   current; CC discharge: the setpoint, unless the pack is at the load's cut-off; charge: at most
   the current limit). An instrument that ignores a setpoint or an off command is a fault
@@ -139,13 +140,18 @@ class Supervisor:
             return
         reason = None
         if env.get("contactor_closed") is False:
-            reason = "the BMS reports its contactor open"
+            reason = "the BMS opened its contactor"
         pack_v = env.get("pack_v")
         if pack_v is not None and float(pack_v) < self.collapse_v:
             reason = (f"pack voltage collapsed at the terminals: pack_v = {float(pack_v):.2f} V < "
                       f"{self.collapse_v:.1f} V (contactor open or a lead off)")
         if reason is not None:
-            _trip(engine, "contactor_open", f"contactor_open: {reason}: immediate stop")
+            from bench.engine.bms_cause import contactor_cause
+
+            engine.bench.safe_state()  # outputs off first; then ask the BMS why
+            cause = contactor_cause(engine.bench.adapter)
+            _trip(engine, "contactor_open", f"contactor_open: {cause}; {reason}: immediate stop",
+                  outputs_off=True, data={"cause": cause})
 
     # ---------------------------------------------------------------- CAN
     def _can(self, engine: Any, env: dict[str, Any], t_s: float, bus_state: str) -> bool:
@@ -232,9 +238,12 @@ def _bus_state(bench: Any) -> str:
         return "unknown"
 
 
-def _trip(engine: Any, check_id: str, message: str) -> None:
-    """Outputs off in this control interval, then abort the run with ``message``."""
-    engine.bench.safe_state()
-    engine.event("trip", message, data={"limit": check_id, "action": "abort"})
+def _trip(engine: Any, check_id: str, message: str, *, outputs_off: bool = False,
+          data: dict[str, Any] | None = None) -> None:
+    """Outputs off in this control interval (unless ``outputs_off``: done already), then abort
+    the run with ``message``."""
+    if not outputs_off:
+        engine.bench.safe_state()
+    engine.event("trip", message, data={"limit": check_id, "action": "abort", **(data or {})})
     engine.publish("trip", {"message": message, "action": "abort"})
     raise SafetyTrip(message)
