@@ -107,3 +107,16 @@ def test_output_never_confirmed_off_is_listed_in_the_record_and_the_report(tmp_p
     html = (tmp_path / "run" / "report.html").read_text()
     assert "the supply output could NOT be confirmed OFF" in html and 'id="outputs-not-off"' in html
     assert any(e.kind == "warning" and "DANGER" in e.message for e in record.events)
+
+
+def test_cli_says_an_output_is_not_confirmed_off_in_words_an_operator_will_not_miss(tmp_path: Path):
+    from tests.simserve import run_bench
+
+    station = _station(tmp_path, "{reconnect_window_s: 30, off_retry_s: 60}")
+    scenario = _drop(tmp_path, "supply", 120.0, 100000.0)
+    done = run_bench("run", str(LONG_CHARGE), "--station", station, "--scenario", scenario, "--yes",
+                     "--json", "--out", str(tmp_path / "cli-run"), "--db", f"sqlite:///{tmp_path / 'c.db'}")
+    assert done.returncode == 3, done.stderr  # aborted
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["outputs_not_confirmed_off"][0]["instrument"] == "supply"
+    assert "DANGER: the supply output could NOT be confirmed OFF" in done.stderr
