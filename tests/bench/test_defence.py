@@ -177,3 +177,62 @@ def test_injected_watchdog_death_stops_the_run_with_outputs_off(tmp_path: Path):
         assert json.loads((run_dir / "fault-injection.json").read_text()) == ["watchdog_death"]
         truth = query_truth(*control)
         assert not truth["load_input_on"] and not truth["supply_output_on"]
+
+
+def test_engine_that_must_exit_hands_the_off_command_to_the_watchdog(tmp_path: Path):
+    """The supply's LAN link drops for good during the charge: the run aborts after the station's
+    reconnect window and the engine keeps sending the off command; told to exit (SIGTERM) before
+    its retry deadline, it hands the duty to the watchdog, which confirms the supply off once
+    the link is back (simulator ground truth)."""
+    scenario = tmp_path / "drop.yaml"
+    scenario.write_text((REPO / "bench" / "sim" / "scenarios" / "healthy.yaml").read_text(encoding="utf-8")
+                        + "\nfaults:\n  - {at_s: 1500, kind: instrument_disconnect, instrument: supply, "
+                          "duration_s: 1500}\n", encoding="utf-8")
+    # the defence cycle with an hour of charge: the supply is on when its link drops
+    procedure = tmp_path / "long_charge_cycle.yaml"
+    procedure.write_text(PROCEDURE.read_text(encoding="utf-8").replace('"step_time >= 10min"',
+                                                                       '"step_time >= 60min"'),
+                         encoding="utf-8")
+    with served_bench("--speed", str(SPEED), "--scenario", str(scenario)) as served:
+        control = ("127.0.0.1", int(served.info["control"]["port"]))
+        station = _external_station(tmp_path, served)
+        data = yaml.safe_load(station.read_text(encoding="utf-8"))
+        data["supervision"].update({"reconnect_window_s": 60, "off_retry_s": 3000})
+        # at 100x the driver's own retries (attempts x delay of wall time, no heartbeat meanwhile)
+        # would outlast the watchdog's 1 s wall floor; the engine's back-off does the retrying
+        data["supply"]["reconnect"] = {"attempts": 0}
+        station.write_text(yaml.safe_dump(data), encoding="utf-8")
+        run_dir = tmp_path / "run"
+        engine = subprocess.Popen(bench_command("run", str(procedure), "--station", str(station), "--yes",
+                                                "--json", "--out", str(run_dir),
+                                                "--db", f"sqlite:///{tmp_path / 'bench.db'}"),
+                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, text=True)
+        try:
+            # simulator time: the charge starts after the engine's start-up (~5 s wall = 500 s);
+            # the link drops at 1500 s, the abort comes after the 60 s window; the engine then
+            # retries the off command
+            _wait(lambda: query_truth(*control)["supply_output_on"], 60, "the charge to start")
+            assert query_truth(*control)["t_s"] < 1300, "the engine started too late for this test"
+            _wait(lambda: query_truth(*control)["t_s"] >= 1700, 60, "the engine to be retrying")
+            assert engine.poll() is None and query_truth(*control)["supply_output_on"]
+            engine.send_signal(signal.SIGTERM)
+            out, err = engine.communicate(timeout=30)
+        finally:
+            if engine.poll() is None:
+                engine.kill()
+        assert engine.returncode == 3, err
+        assert query_truth(*control)["t_s"] < 3000  # it left before the link came back
+        summary = json.loads(out.strip().splitlines()[-1])
+        assert "instrument_lost: supply" in summary["abort_reason"]
+        (unconfirmed,) = summary["outputs_not_confirmed_off"]
+        assert unconfirmed["instrument"] == "supply" and "watchdog pid" in unconfirmed["handed_to"]
+        assert "DANGER" in err and "watchdog pid" in err
+        # the watchdog goes on alone and gets the supply off once its link is back at 3000 s
+        acted = _wait(lambda: [s for s in json.loads((run_dir / "watchdog.json").read_text())["sessions"]
+                               if s.get("action") == "safe_state"], 60, "the watchdog's account")
+        assert "handed over by the engine" in acted[0]["reason"] and acted[0]["verified"], acted
+        truth = query_truth(*control)
+        assert not truth["supply_output_on"] and not truth["load_input_on"]
+        off = [c for c in truth["output_transitions"] if c["instrument"] == "supply" and not c["on"]]
+        assert off and off[-1]["t_s"] >= 3000

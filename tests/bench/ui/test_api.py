@@ -114,6 +114,23 @@ def test_fault_injection_is_logged_and_trips(station_file: Callable[..., str]) -
                and "over_temperature" in e["message"] for e in record["events"])
 
 
+def test_output_not_confirmed_off_is_on_the_verdict_screen(station_file: Callable[..., str]) -> None:
+    # the supply's link drops for good: the window and the off retries are short here
+    station = station_file("bay1", supervision__reconnect_window_s=20, supervision__off_retry_s=30)
+    client = logged_in(client_for([station]), "eve", "engineer")
+    client.post("/api/benches/bay1/speed", json={"speed": 20}, headers=ORIGIN)
+    client.post("/api/benches/bay1/start", json={"serial": "PK-0004"}, headers=ORIGIN)
+    prompt = wait_for(lambda: client.get("/api/benches/bay1").json()["prompt"], 60, "prompt")
+    client.post("/api/benches/bay1/answer", json={"prompt_id": prompt["id"], "answer": "OK"}, headers=ORIGIN)
+    r = client.post("/api/benches/bay1/fault", json={"kind": "instrument_disconnect", "instrument": "supply",
+                                                      "duration_s": 100000}, headers=ORIGIN)
+    assert r.status_code == 200, r.text
+    done = wait_for(lambda: (s := client.get("/api/benches/bay1").json())["state"] == "finished" and s,
+                    90, "abort")
+    assert done["run"]["verdict"] == "aborted" and "instrument_lost" in done["run"]["abort_reason"]
+    assert "the supply output could NOT be confirmed OFF" in done["run"]["outputs_warning"]
+
+
 def test_operator_cannot_use_engineer_powers(station_file: Callable[..., str]) -> None:
     client = logged_in(client_for([station_file("bay1")]))
     def post(path: str, body: dict[str, object]) -> int:
