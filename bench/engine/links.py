@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.engine.supervision import SupervisionLimit, SupervisionPause
-from bench.errors import BenchError, SafetyTrip
+from bench.errors import BenchError, ConnectionLost, SafetyTrip
 from bench.record import UnconfirmedOutput
 
 #: first retry this long after the drop, then doubling up to :data:`RETRY_MAX_S` (bench s)
@@ -74,8 +74,6 @@ class LinkSupervisor:
 
     def measure(self, role: str, drv: Any, t_s: float) -> tuple[float, float]:
         """(V, A) of ``drv``, or NaNs while its link is down (a new loss is noted, not raised)."""
-        from bench.errors import ConnectionLost
-
         if role in self.lost:
             return math.nan, math.nan
         try:
@@ -137,10 +135,12 @@ class LinkSupervisor:
                      data={"instrument": link.role, "unreachable_s": t_s - link.since_s})
 
     def _pause(self) -> SupervisionPause:
-        names = ", ".join(sorted(self.lost)) or "an instrument"
         first = min((link.since_s for link in self.lost.values()), default=0.0)
-        message = (f"instrument_lost: {names} unreachable; every reachable output off; reconnecting "
-                   f"with back-off for up to {self.window_s:.0f} s")
+        if self.lost:
+            message = (f"instrument_lost: {', '.join(sorted(self.lost))} unreachable; every reachable "
+                       f"output off; reconnecting with back-off for up to {self.window_s:.0f} s")
+        else:
+            message = "instrument_lost: every instrument answers again, outputs confirmed off"
         limit = SupervisionLimit("instrument_lost", message)
         return SupervisionPause(limit, message, first)
 
