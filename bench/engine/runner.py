@@ -437,13 +437,14 @@ class Engine:
             self._act_on_trip(trip, env)
         aborts = [trip.message for trip in trips if trip.limit.action == "abort"]
         if aborts:
-            # outputs off in the same control interval that saw the breach; supervision still
-            # judges this sample so that an open contactor seen with it is named too
-            self.bench.safe_state()
+            # supervision still judges this sample, while the outputs are as they were, so that
+            # an open contactor seen with the breach is named too; then outputs off, in the same
+            # control interval that saw the breach
             try:
                 self.supervisor.supervise(self, env, t)
             except SafetyTrip as also:
                 aborts.append(str(also))
+            self.bench.safe_state()
             raise SafetyTrip("; ".join(aborts))
         self.supervisor.supervise(self, env, t)
         if link_pause is not None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.config import PackConfig, SupervisionConfig
+from bench.engine.bms_cause import contactor_cause
 from bench.errors import SafetyTrip
 
 
@@ -134,7 +135,9 @@ class Supervisor:
             # (battery.md §2.4); the precheck judges it, and a charge into it trips below.
             if env.get("contactor_closed") is False and not self._open_noted:
                 self._open_noted = True
-                engine.event("warning", "the BMS reports its contactor open (outputs are off)")
+                cause = contactor_cause(engine.bench.adapter)
+                engine.event("warning", f"the BMS reports its contactor open (outputs are off): {cause}",
+                             data={"cause": cause})
             elif env.get("contactor_closed") is not False:
                 self._open_noted = False
             return
@@ -146,8 +149,6 @@ class Supervisor:
             reason = (f"pack voltage collapsed at the terminals: pack_v = {float(pack_v):.2f} V < "
                       f"{self.collapse_v:.1f} V (contactor open or a lead off)")
         if reason is not None:
-            from bench.engine.bms_cause import contactor_cause
-
             engine.bench.safe_state()  # outputs off first; then ask the BMS why
             cause = contactor_cause(engine.bench.adapter)
             _trip(engine, "contactor_open", f"contactor_open: {cause}; {reason}: immediate stop",

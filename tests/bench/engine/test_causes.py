@@ -11,17 +11,19 @@ from tests.bench.engine.conftest import PROCEDURES, scenario_file
 
 LONG_CHARGE = PROCEDURES / "long_charge.yaml"  # the calibration's limits: cell_ov held 2 s
 SHORT = PROCEDURES / "short_cycle.yaml"          # limits act on the first sample, no hold
+SUPERVISED = PROCEDURES / "supervised_discharge.yaml"  # no limits: charge 3 min, discharge 6 min
 
 
-@pytest.mark.parametrize(("fault", "cause", "dtc"), [
-    ("{at_s: 300, kind: cell_over_voltage, cell: 3, voltage_v: 3.80}", "cell 3 over-voltage 3.8",
+@pytest.mark.parametrize(("procedure", "fault", "cause", "dtc"), [
+    # a cell jumping to 3.80 V in the discharge (in a charge the bench already pauses at CCL 0)
+    (SUPERVISED, "{at_s: 240, kind: cell_over_voltage, cell: 3, voltage_v: 3.80}", "cell 3 over-voltage 3.7",
      "0x911001 cell_overvoltage"),
-    ("{at_s: 300, kind: over_temperature, cell: 5, delta_c: 40}", "cell 5 charge over-temperature 6",
-     "0x912001 charge_overtemperature"),
+    (LONG_CHARGE, "{at_s: 300, kind: over_temperature, cell: 5, delta_c: 40}",
+     "cell 5 charge over-temperature 6", "0x912001 charge_overtemperature"),
 ])
-def test_contactor_open_names_the_bms_alarm_and_dtc(run_procedure, tmp_path: Path, fault: str, cause: str,
-                                                     dtc: str):
-    record = run_procedure(LONG_CHARGE, scenario=scenario_file(tmp_path, "healthy", f"faults:\n  - {fault}\n"))
+def test_contactor_open_names_the_bms_alarm_and_dtc(run_procedure, tmp_path: Path, procedure: Path, fault: str,
+                                                     cause: str, dtc: str):
+    record = run_procedure(procedure, scenario=scenario_file(tmp_path, "healthy", f"faults:\n  - {fault}\n"))
     assert record.verdict == "aborted"
     reason = record.abort_reason or ""
     # the cause first, then the consequence
@@ -29,7 +31,8 @@ def test_contactor_open_names_the_bms_alarm_and_dtc(run_procedure, tmp_path: Pat
     assert dtc in reason and "the BMS opened its contactor" in reason
     assert reason.index(cause) < reason.index("the BMS opened its contactor")
     trip = next(e for e in record.events if e.kind == "trip")
-    assert cause in trip.data["cause"] and trip.t_s - 300.0 <= 3.0
+    fault_t = float(record.sim_truth.faults_applied[0]["t_s"])
+    assert cause in trip.data["cause"] and trip.t_s - fault_t <= 3.0
     assert record.sim_truth.outputs_off_at_end
 
 
@@ -46,3 +49,13 @@ def test_every_limit_tripping_in_one_sample_is_recorded(run_procedure, tmp_path:
     reason = record.abort_reason or ""
     assert "cell_ov:" in reason and "over_temp:" in reason
     assert record.sim_truth.outputs_off_at_end
+
+
+def test_contactor_opening_while_paused_is_noted_with_its_cause(run_procedure, tmp_path: Path):
+    # in a charge the bench pauses at the BMS's CCL 0 before the BMS opens: no trip for the
+    # contactor then, but the note says why it opened; the procedure's cell_ov limit aborts
+    scenario = scenario_file(tmp_path, "healthy", "faults:\n  - {at_s: 300, kind: cell_over_voltage, cell: 3}\n")
+    record = run_procedure(LONG_CHARGE, scenario=scenario)
+    assert record.verdict == "aborted" and (record.abort_reason or "").startswith("cell_ov:")
+    note = next(e for e in record.events if "contactor open (outputs are off)" in e.message)
+    assert "cell 3 over-voltage 3.8" in note.message and "0x911001 cell_overvoltage" in note.message
