@@ -6,7 +6,9 @@ next to the bench's. The instrument is shared with the world model: every ``hand
 under the caller's lock. ``disconnect(duration)`` imitates a dropped LAN link: open sessions are
 reset and new connections refused until the duration has passed, on the clock the server is
 given: the simulated world's own time, so a 120 s drop lasts 120 s of bench time however fast the
-simulation runs (and a lockstep controller that waits for the link sees it come back on time).
+simulation runs. The world re-opens the port as its time passes the end of the drop
+(:meth:`ScpiServer.relisten_if_due` from ``SimulatedBench.advance``), so a lockstep controller
+sees the link back exactly on time, not when a thread gets round to it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class ScpiServer:
         self._listener: socket.socket | None = None
         self._sessions: set[socket.socket] = set()
         self._sessions_lock = threading.Lock()
+        self._listen_lock = threading.Lock()
         self._refuse_until = 0.0
         self._closed = threading.Event()
         self._accept_thread: threading.Thread | None = None
@@ -66,13 +69,18 @@ class ScpiServer:
         self.port = listener.getsockname()[1]
         self._listener = listener
 
+    def relisten_if_due(self) -> None:
+        """Re-open the port once the drop is over (called as time passes; idempotent)."""
+        with self._listen_lock:
+            if self._listener is None and not self._closed.is_set() and self._now() >= self._refuse_until:
+                with contextlib.suppress(OSError):
+                    self._listen()
+
     def _accept_loop(self) -> None:
         while not self._closed.is_set():
             listener = self._listener
             if listener is None:  # disconnected: the port is closed, connections are refused
-                if self._now() >= self._refuse_until:
-                    with contextlib.suppress(OSError):
-                        self._listen()
+                self.relisten_if_due()
                 time.sleep(0.01)
                 continue
             try:
@@ -120,8 +128,9 @@ class ScpiServer:
 
     def disconnect(self, duration_s: float | None) -> None:
         """Drop every session and refuse connections for ``duration_s`` (None: until :meth:`close`)."""
-        self._refuse_until = float("inf") if duration_s is None else self._now() + duration_s
-        listener, self._listener = self._listener, None
+        with self._listen_lock:
+            self._refuse_until = float("inf") if duration_s is None else self._now() + duration_s
+            listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(OSError):
                 listener.close()

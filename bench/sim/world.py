@@ -158,6 +158,8 @@ class SimulatedBench:
                 remaining -= step
             if self.adapter is not None:
                 self.adapter.emit_due(self.time_s)
+            for server in self._servers:  # a dropped link comes back on world time
+                server.relisten_if_due()
 
     def _note_output_changes(self) -> None:
         now = (self.supply.output_on, self.load.output_on)
