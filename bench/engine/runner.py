@@ -46,9 +46,11 @@ log = logging.getLogger(__name__)
 
 #: Files of a run folder not listed with a digest in ``record.files``: the record itself, the
 #: checkpoint and simulator state (rewritten until the end), and the reports rendered from the
-#: record after it is sealed (a document cannot carry its own digest).
+#: record after it is sealed (a document cannot carry its own digest), and the watchdog's own log and
+#: result, which its process may still write after the engine sealed the folder (an off command
+#: handed over to it: bench.watchdog); what it did is copied into the record's events on resume.
 UNHASHED_FILES = frozenset({"record.json", "checkpoint.json", "sim_state.pkl", "report.html", "report.pdf",
-                            "junit.xml"})
+                            "junit.xml", "watchdog.json", "watchdog.log"})
 
 
 class Prompter:
