@@ -123,6 +123,22 @@ def resume_run(run_dir: Path, *, yes: bool, db: str | None, console: Console | N
 def _run(bench: Bench, station: StationConfig, procedure: Any, overrides: dict[str, Any], sha: str,
          run_dir: Path, run_id: str, request: RunRequest, console: Console | None,
          resume: Any = None) -> RunRecord:
+    from bench.store.liveness import RunLock
+
+    lock = RunLock(run_dir)
+    try:
+        lock.acquire()
+    except OSError:
+        bench.close()
+        raise InputError("the run folder is in use by another process", file=str(run_dir)) from None
+    with lock:  # held for the whole run: a 'running' record with no holder is an orphan (bench db runs)
+        return _run_locked(bench, station, procedure, overrides, sha, run_dir, run_id, request, console,
+                           resume)
+
+
+def _run_locked(bench: Bench, station: StationConfig, procedure: Any, overrides: dict[str, Any], sha: str,
+                run_dir: Path, run_id: str, request: RunRequest, console: Console | None,
+                resume: Any) -> RunRecord:
     events = request.events or EventBus()
     if console is not None:
         events.subscribe(ProgressPrinter(console, procedure, bench.clock))

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="The run records database (SQLite by default, PostgreSQL via --db or $BENCH_DB).",
                   no_args_is_help=True, add_completion=False)
+#: why a run found ``running`` with no process holding its folder is recorded as aborted
+ORPHAN_REASON = "orphaned: no process was running it any more (found at start-up; outputs state unknown)"
 _out = Console(highlight=False, soft_wrap=True)
 
 DbOpt = Annotated[str | None, typer.Option(
@@ -64,9 +66,12 @@ def runs_command(
     limit: Annotated[int, typer.Option(help="At most this many runs.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
-    """List runs, newest first."""
-    rows = _store(db, runs_dir).runs(limit, serial=serial, verdict=verdict, station=station,
-                                     since=since, until=until)
+    """List runs, newest first (runs left ``running`` by a dead process are first marked aborted)."""
+    from bench.store.liveness import mark_orphan_runs
+
+    store = _store(db, runs_dir)
+    mark_orphan_runs(store, runs_dir, reason=ORPHAN_REASON)
+    rows = store.runs(limit, serial=serial, verdict=verdict, station=station, since=since, until=until)
     if as_json:
         _json(rows)
         return

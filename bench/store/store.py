@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from bench.errors import InputError, StoreError
-from bench.record import SAMPLE_COLUMNS, CheckRecord, RunRecord
+from bench.record import SAMPLE_COLUMNS, CheckRecord, EventRecord, RunRecord
 from bench.store.models import (
     TEXT_SAMPLE_COLUMNS,
     Check,
@@ -49,6 +49,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_KEY = 0x56_53_30_32  # "VS02"
 #: SQLite: how long a writer waits for another bench's transaction before giving up.
 _SQLITE_BUSY_TIMEOUT_S = 30.0
+#: PostgreSQL: how long connecting may take (TCP + start-up exchange) before it is an error; without
+#: it a server that accepts and never answers hangs the caller for ever (issue 18 item 2). libpq and
+#: psycopg round values under 2 s up to 2 s.
+_PG_CONNECT_TIMEOUT_S = 10.0
 #: Check ids whose values feed the pack-history columns (a convention with the procedure files).
 SOH_CHECK_IDS = ("soh_pct", "soh")
 DIVERGENCE_CHECK_PREFIX = "divergence"
@@ -93,7 +97,8 @@ _VISIT_FIELDS = tuple(f.name for f in fields(PackVisit))
 class RunStore:
     """The records database at ``url`` (``sqlite:///path.db`` or ``postgresql+psycopg://…``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout_s: float | None = None) -> None:
+        """``timeout_s`` bounds connecting and waiting for locks (and, on PostgreSQL, each statement)."""
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
@@ -107,10 +112,16 @@ class RunStore:
             if self.backend == "sqlite":
                 if parsed.database and parsed.database != ":memory:":
                     Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-                self._engine = create_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S})
+                busy = _SQLITE_BUSY_TIMEOUT_S if timeout_s is None else timeout_s
+                self._engine = create_engine(url, connect_args={"timeout": busy})
                 event.listen(self._engine, "connect", _sqlite_pragmas)
             else:
-                self._engine = create_engine(url, pool_pre_ping=True)
+                connect: dict[str, Any] = {
+                    "connect_timeout": max(2, math.ceil(timeout_s or _PG_CONNECT_TIMEOUT_S))}
+                if timeout_s is not None:
+                    connect["options"] = f"-c statement_timeout={int(timeout_s * 1000)}"
+                self._engine = create_engine(url, pool_pre_ping=True, connect_args=connect,
+                                             pool_timeout=timeout_s or 30.0)
         except (NoSuchModuleError, ImportError) as exc:
             raise StoreError(f"records store {self.display_url}: driver not installed: {exc}") from exc
 
@@ -236,6 +247,25 @@ class RunStore:
         with self._transaction("sample_count") as conn:
             return int(conn.execute(query).scalar_one())
 
+    def mark_orphans(self, alive: Callable[[str], bool | None], *, reason: str,
+                     station: str | None = None) -> list[str]:
+        """Record as aborted every ``running`` run that ``alive(run_id)`` says has no process behind it.
+
+        ``alive`` returns None when it cannot tell (the run folder is on another machine): such a
+        run is left alone. Returns the run ids marked.
+        """
+        marked = []
+        for summary in self.runs(limit=10_000, verdict="running", station=station):
+            if alive(summary.run_id) is not False:
+                continue
+            record = self.get_record(summary.run_id)
+            if record is None or record.verdict != "running":
+                continue
+            mark_aborted(record, reason)
+            self.finish_run(record)
+            marked.append(summary.run_id)
+        return marked
+
     # -- internals ---------------------------------------------------------------------------
 
     @contextmanager
@@ -306,6 +336,16 @@ class RunStore:
         for model, rows in children:
             if rows:
                 conn.execute(model.__table__.insert(), rows)
+
+
+def mark_aborted(record: RunRecord, reason: str) -> None:
+    """An orphaned run in words: aborted, why, and when it was found (its true end is unknown)."""
+    now = datetime.now(UTC)
+    record.verdict = "aborted"
+    record.abort_reason = reason
+    record.ended_at = now
+    t_s = record.events[-1].t_s if record.events else 0.0
+    record.events.append(EventRecord(t_s=t_s, at=now, kind="abort", message=reason))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

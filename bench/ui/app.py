@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -25,13 +27,21 @@ from bench.ui import preflight
 from bench.ui.security import SESSION_COOKIE, AccessPolicy, Role, User
 from bench.ui.slot import BenchSlot, StartRequest
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 REPO_PROCEDURES = Path(__file__).resolve().parents[2] / "procedures"
 #: the allowed list of an operator, first = default (issue 10: EOL test, SOC calibration, service)
 DEFAULT_PROCEDURES = ("eol.yaml", "soc_calibration.yaml", "service.yaml")
-RUN_ID = re.compile(r"^[0-9A-Za-z_.-]{1,80}$")
+#: run ids as the engine makes them (runner._new_run_id: 20261129-151746-1a2b3c): nothing else
+#: reaches the file system, not even '..' (issue 18 item 8)
+RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
+#: /api/runs?limit= bounds
+MAX_RUNS = 500
 #: the live stream sends at most one update per this many seconds per browser
 STREAM_MIN_INTERVAL_S = 0.05
+#: a run the station finds 'running' at start-up with no process holding it (issue 18 item 3)
+ORPHAN_REASON = ("orphaned: the process running it ended without recording a verdict "
+                 "(found when the operator station started; outputs were not verified off by it)")
 
 
 class _Body(BaseModel):
@@ -71,11 +81,41 @@ class Station:
     procedures: dict[str, Path]          # operator's allowed list, key = file stem
     all_procedures: dict[str, Path] = field(default_factory=dict)  # engineer's choice
 
+    closing: bool = False
+
     def slot(self, slot_id: str) -> BenchSlot:
         found = self.slots.get(slot_id)
         if found is None:
             raise HTTPException(404, f"no bench {slot_id!r}")
         return found
+
+    def begin_shutdown(self, reason: str) -> None:
+        """Refuse new starts, stop every run through the engine's safe state, end the live streams."""
+        self.closing = True
+        for slot in self.slots.values():
+            slot.shutdown(reason)
+
+    def wait_stopped(self, timeout_s: float) -> list[str]:
+        """Wait (bounded) for every run to reach its safe state and record; the benches still going."""
+        deadline = time.monotonic() + timeout_s
+        return [slot_id for slot_id, slot in self.slots.items()
+                if not slot.join(max(0.0, deadline - time.monotonic()))]
+
+    def mark_orphans(self) -> list[str]:
+        """At start-up: runs of these benches left 'running' by a process that died are aborted."""
+        from bench.store.liveness import mark_orphan_runs
+
+        marked: list[str] = []
+        for slot in self.slots.values():
+            def mark(store: Any, slot: BenchSlot = slot) -> list[str]:
+                store.migrate()
+                return mark_orphan_runs(store, Path(slot.station.runs_dir), reason=ORPHAN_REASON,
+                                        station=slot.station.name)
+            try:
+                marked += preflight.with_store(slot.station, slot.db, "orphan runs", mark, timeout_s=30.0)
+            except Exception as exc:  # a dead database must not keep the station from serving
+                log.warning("bench %s: orphan runs not checked: %s", slot.id, exc)
+        return marked
 
 
 def default_procedures() -> list[Path]:
@@ -295,26 +335,25 @@ def create_app(station: Station) -> FastAPI:
 
     # ------------------------------------------------------------------ records
     @app.get("/api/runs")
-    def runs(user: AnyUser, limit: int = 20) -> list[dict[str, Any]]:
+    def runs(user: AnyUser, limit: Annotated[int, Query(ge=1, le=MAX_RUNS)] = 20) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for store in _stores(station):
-            try:
-                out += [_jsonable(r.__dict__) for r in store.runs(limit=limit)]
-            finally:
-                store.close()
+        for rows in _read_stores(station, "runs", lambda store: store.runs(limit=limit)):
+            out += [_jsonable(r.__dict__) for r in rows]
         out.sort(key=lambda r: str(r["started_at"]), reverse=True)
         return out[:limit]
 
-    @app.get("/api/packs/{serial}/history")
+    @app.get("/api/packs/history")
     def history(serial: str, user: AnyUser) -> dict[str, Any]:
+        """The serial is a query parameter: a serial may contain '/' (issue 18 item 8)."""
         visits: list[dict[str, Any]] = []
-        for store in _stores(station):
-            try:
-                visits += [_jsonable(v.__dict__) for v in store.pack_history(serial)]
-            finally:
-                store.close()
+        for rows in _read_stores(station, "pack history", lambda store: store.pack_history(serial)):
+            visits += [_jsonable(v.__dict__) for v in rows]
         visits.sort(key=lambda v: str(v["started_at"]))
         return {"serial": serial, "visits": visits}
+
+    @app.get("/api/packs/{serial:path}/history")
+    def history_by_path(serial: str, user: AnyUser) -> dict[str, Any]:
+        return history(serial, user)
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:
@@ -329,19 +368,18 @@ def create_app(station: Station) -> FastAPI:
     return app
 
 
-def _stores(station: Station) -> list[Any]:
-    from bench.store import RunStore
-
-    urls = {preflight.store_url(slot.station, slot.db) for slot in station.slots.values()}
-    stores = []
-    for url in sorted(urls):
+def _read_stores(station: Station, what: str, read: Callable[[Any], list[Any]]) -> list[list[Any]]:
+    """``read(store)`` on each distinct records store, each bounded in time; 503 when one fails."""
+    seen: dict[str, BenchSlot] = {}
+    for slot in station.slots.values():
+        seen.setdefault(preflight.store_url(slot.station, slot.db), slot)
+    results = []
+    for _url, slot in sorted(seen.items()):
         try:
-            store = RunStore(url)
-            store.ping()
-            stores.append(store)
+            results.append(preflight.with_store(slot.station, slot.db, what, read))
         except Exception as exc:
             raise HTTPException(503, f"records store unreachable: {exc}") from None
-    return stores
+    return results
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
@@ -356,7 +394,7 @@ async def _stream(slot: BenchSlot, request: Request) -> AsyncIterator[str]:
     chart_key: tuple[Any, int] | None = None
     try:
         yield "retry: 1000\n\n"
-        while True:
+        while not slot.closing:
             listener.changed.clear()
             snapshot = slot.snapshot()
             key = (snapshot["run"]["run_id"], slot.view.chart_epoch)
@@ -371,7 +409,7 @@ async def _stream(slot: BenchSlot, request: Request) -> AsyncIterator[str]:
                 await asyncio.wait_for(listener.changed.wait(), timeout=15.0)
             except TimeoutError:
                 yield ": keep-alive\n\n"
-            if await request.is_disconnected():
+            if slot.closing or await request.is_disconnected():
                 break
             await asyncio.sleep(STREAM_MIN_INTERVAL_S)
     finally:

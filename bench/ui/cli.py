@@ -13,18 +13,17 @@ from bench.errors import InputError
 app = typer.Typer(help="Operator station: web UI for end-of-line lines and depots.", no_args_is_help=True)
 
 
-
-
 @app.callback()
 def station() -> None:
     """Operator station: web UI for end-of-line lines and depots."""
 
 
 _STATION = "station file (repeat for several benches); default: the embedded simulated bench"
-_HOST = "address to listen on; beyond 127.0.0.1 a token is required"
+_HOST = 'address to listen on ("" = every interface); beyond loopback a token is required'
 _TOKEN = "environment variable holding the operator password/token"
 _ENGINEER = "environment variable holding the engineer password/token"
 _PROCEDURE = "allowed procedure file (repeat; first = default)"
+_ALLOWED = "extra host name browsers use to reach the station (Host header check; repeat)"
 _DB = "records database URL (default: $BENCH_DB, the station file, or SQLite in runs/)"
 
 
@@ -37,22 +36,30 @@ def serve(
     engineer_token_env: Annotated[str, typer.Option(help=_ENGINEER)] = "BENCH_STATION_ENGINEER_TOKEN",
     procedure: Annotated[list[Path] | None, typer.Option("--procedure", help=_PROCEDURE)] = None,
     db: Annotated[str | None, typer.Option(help=_DB)] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option("--allowed-host", help=_ALLOWED)] = None,
 ) -> None:
     """Serve the operator station (operator screen /, depot overview /depot, engineer page /engineer)."""
-    import uvicorn
+    from bench.ui.app import build_station
+    from bench.ui.security import AccessPolicy, bind_sockets, bound_addresses
+    from bench.ui.server import make_server
 
-    from bench.ui.app import build_station, create_app
-    from bench.ui.security import AccessPolicy
-
+    sockets = []
     try:
-        policy = AccessPolicy(host, port, operator_secret=os.environ.get(token_env) or None,
-                              engineer_secret=os.environ.get(engineer_token_env) or None)
         for path in procedure or []:
             if not path.is_file():
                 raise InputError("procedure file not found", file=str(path), field="--procedure")
+        sockets = bind_sockets(host, port)
+        policy = AccessPolicy(host, port, operator_secret=os.environ.get(token_env) or None,
+                              engineer_secret=os.environ.get(engineer_token_env) or None,
+                              extra_hosts=tuple(allowed_host or ()), bound=bound_addresses(sockets))
         station_model = build_station(list(station or []) or [None], policy, db=db, procedures=procedure)
     except InputError as exc:
+        for sock in sockets:
+            sock.close()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"operator station on http://{host}:{port}/  benches: {', '.join(station_model.slots)}")
-    uvicorn.run(create_app(station_model), host=host, port=port, log_level="warning")
+    for run_id in station_model.mark_orphans():
+        typer.echo(f"run {run_id} was left 'running' by a process that is gone: recorded as aborted")
+    shown = ", ".join(f"[{a}]" if ":" in a else a for a in policy.addresses)
+    typer.echo(f"operator station on {shown} port {port}  benches: {', '.join(station_model.slots)}")
+    make_server(station_model).run(sockets=sockets)

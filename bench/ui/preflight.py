@@ -6,12 +6,15 @@ Each check returns the reason in words the operator can act on, or None.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bench.config import StationConfig
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def store_url(station: StationConfig, db: str | None) -> str:
@@ -20,17 +23,32 @@ def store_url(station: StationConfig, db: str | None) -> str:
     return resolve_db_url(db, station.database_url, Path(station.runs_dir))
 
 
-def store_problem(station: StationConfig, db: str | None) -> str | None:
-    """A run whose record cannot be stored must not start: ping the records store."""
+#: the operator sees a refusal within this many seconds whatever the database does (issue 18 item 2)
+STORE_DEADLINE_S = 1.5
+
+
+def with_store(station: StationConfig, db: str | None, what: str, fn: Callable[[Any], T],
+               timeout_s: float = STORE_DEADLINE_S) -> T:
+    """``fn(store)`` on a fresh store, in a thread, given up after ``timeout_s`` (StoreError)."""
     from bench.store import RunStore
+    from bench.store.deadline import call_with_deadline
 
     url = store_url(station, db)
-    try:
-        store = RunStore(url)
+
+    def call() -> T:
+        store = RunStore(url, timeout_s=max(timeout_s, 2.0))
         try:
-            store.ping()
+            return fn(store)
         finally:
             store.close()
+
+    return call_with_deadline(call, timeout_s, what)
+
+
+def store_problem(station: StationConfig, db: str | None) -> str | None:
+    """A run whose record cannot be stored must not start: ping the records store (bounded)."""
+    try:
+        with_store(station, db, "ping", lambda store: store.ping())
     except Exception as exc:  # StoreError, InputError, OSError: all mean "cannot record"
         return f"records store unreachable: {exc}"
     return None

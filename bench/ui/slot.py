@@ -93,6 +93,8 @@ class BenchSlot:
         self._pace_anchor: tuple[float, float] | None = None
         self.prompter: WebPrompter | None = None
         self.version = 0
+        self._starting = False
+        self._closing = False
 
     # ------------------------------------------------------------------ facts for the screens
     @property
@@ -160,68 +162,88 @@ class BenchSlot:
         self.feed.notify()
 
     # ------------------------------------------------------------------ start
-    def refusal(self) -> str | None:
-        """Why a start must be refused now, or None (issue 10 item 4)."""
-        if self.busy:
-            return f"bench {self.id} is already running ({self.view.procedure}, pack {self.view.serial})"
-        return (preflight.store_problem(self.station, self.db)
-                or preflight.calibration_problem(self.station)
-                or preflight.instrument_problem(self.station))
-
     def start(self, request: StartRequest) -> None:
-        """Start a run in a worker thread; PermissionError(reason) when refused."""
+        """Start a run in a worker thread; PermissionError(reason) when refused.
+
+        The bench is reserved under the lock, but every check that talks to the outside world
+        (records store, instruments) runs with the lock released: the live streams read this
+        bench's state under the same lock and must never wait for a database (issue 18 item 2).
+        """
         from bench.procedure.model import load_procedure
-        from bench.run import RunRequest
 
         serial = request.serial.strip()
         if not serial:
             raise PermissionError("scan or type the pack's serial number first")
         with self._lock:
-            reason = self.refusal()
+            if self._closing:
+                raise PermissionError("the station is shutting down")
+            if self.busy or self._starting:
+                raise PermissionError(self._busy_message())
+            self._starting = True
+        try:
+            reason = (preflight.store_problem(self.station, self.db)
+                      or preflight.calibration_problem(self.station)
+                      or preflight.instrument_problem(self.station))
             if reason:
                 raise PermissionError(reason)
             procedure = load_procedure(request.procedure, request.params)
             retests, expected = self._history(serial, procedure.procedure)
-            self.view = RunView(serial=serial, procedure=procedure.procedure, operator=request.user.name,
-                                retest_count=retests, expected_total_s=expected,
-                                step_count=len(procedure.steps))
-            self.state, self.error = "running", None
-            self._stop_reason = None
-            self._actions.clear()
-            self._pace_anchor = None
-            bus = EventBus()
-            bus.subscribe(self._on_event)
-            self.prompter = WebPrompter(on_change=self._on_prompt_change, stop_reason=self._stop_now,
-                                        on_answered=self._on_answered)
-            run_request = RunRequest(
-                procedure=request.procedure, station=self.station_path, scenario=request.scenario,
-                serial=serial, operator=request.user.name, params=dict(request.params), yes=False,
-                db=self.db, interactive=False, events=bus, prompter=self.prompter,  # type: ignore[arg-type]
-                stop_requested=self._stop_now, on_engine=self._attach)
-            self._thread = threading.Thread(target=self._work, args=(run_request,),
-                                            name=f"bench-{self.id}", daemon=True)
-            self._thread.start()
+            with self._lock:
+                if self._closing:
+                    raise PermissionError("the station is shutting down")
+                self._begin(request, serial, procedure, retests, expected)
+        finally:
+            with self._lock:
+                self._starting = False
         self._changed()
+
+    def _busy_message(self) -> str:
+        if self._starting and not self.busy:
+            return f"bench {self.id} is already starting a run"
+        return f"bench {self.id} is already running ({self.view.procedure}, pack {self.view.serial})"
+
+    def _begin(self, request: StartRequest, serial: str, procedure: Any, retests: int,
+               expected: float | None) -> None:
+        """Under the lock: the new run's view, and its worker thread."""
+        from bench.run import RunRequest
+
+        self.view = RunView(serial=serial, procedure=procedure.procedure, operator=request.user.name,
+                            retest_count=retests, expected_total_s=expected,
+                            step_count=len(procedure.steps))
+        self.state, self.error = "running", None
+        self._stop_reason = None
+        self._actions.clear()
+        self._pace_anchor = None
+        bus = EventBus()
+        bus.subscribe(self._on_event)
+        self.prompter = WebPrompter(on_change=self._on_prompt_change, stop_reason=self._stop_now,
+                                    on_answered=self._on_answered)
+        run_request = RunRequest(
+            procedure=request.procedure, station=self.station_path, scenario=request.scenario,
+            serial=serial, operator=request.user.name, params=dict(request.params), yes=False,
+            db=self.db, interactive=False, events=bus, prompter=self.prompter,  # type: ignore[arg-type]
+            stop_requested=self._stop_now, on_engine=self._attach)
+        self._thread = threading.Thread(target=self._work, args=(run_request,),
+                                        name=f"bench-{self.id}", daemon=True)
+        self._thread.start()
 
     def _history(self, serial: str, procedure_name: str) -> tuple[int, float | None]:
         """(previous runs of this procedure on this pack, expected bench seconds of a run)."""
-        from bench.store import RunStore
+
+        def read(store: Any) -> tuple[int, float | None]:
+            store.migrate()
+            retests = store.retest_count(serial, procedure_name)
+            expected = None
+            for run in store.runs(limit=50, station=self.station.name):
+                if run.procedure_name == procedure_name and run.verdict == "pass":
+                    record = store.get_record(run.run_id)
+                    if record is not None and record.bench_hours:
+                        expected = record.bench_hours * 3600.0
+                    break
+            return retests, expected
 
         try:
-            store = RunStore(preflight.store_url(self.station, self.db))
-            store.migrate()
-            try:
-                retests = store.retest_count(serial, procedure_name)
-                expected = None
-                for run in store.runs(limit=50, station=self.station.name):
-                    if run.procedure_name == procedure_name and run.verdict == "pass":
-                        record = store.get_record(run.run_id)
-                        if record is not None and record.bench_hours:
-                            expected = record.bench_hours * 3600.0
-                        break
-                return retests, expected
-            finally:
-                store.close()
+            return preflight.with_store(self.station, self.db, "run history", read)
         except Exception as exc:  # the start-time ping already passed; history is a nicety
             log.warning("run history for %s: %s", serial, exc)
             return 0, None
@@ -364,6 +386,20 @@ class BenchSlot:
             self.prompter.wake()
         self._changed()
 
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def shutdown(self, reason: str) -> None:
+        """The server is going down: refuse new starts, stop the run through the engine's safe state."""
+        with self._lock:
+            self._closing = True
+            if self.busy:
+                self._stop_reason = reason
+        if self.prompter is not None:
+            self.prompter.wake()
+        self._changed()
+
     def set_speed(self, speed: float | None, user: User) -> None:
         if not self.simulated:
             raise ValueError("speed applies to a simulated bench only")
@@ -393,10 +429,13 @@ class BenchSlot:
                 log.debug("live truth: %s", exc)
         return self.view.truth_at_end
 
-    def join(self, timeout: float | None = None) -> None:
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the worker thread; True when no run is left going."""
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
+            return not thread.is_alive()
+        return True
 
 
 def _num(value: Any) -> float | None:
