@@ -101,12 +101,26 @@ class SimulatorConfig(_Model):
 
 class PackConfig(_Model):
     part_number: str = "VS02-PRO-200"
+    #: the pack label's serial number (regular expression, whole string); VS02 PRO: VS02P-YY-NNNNNN.
+    #: The operator station refuses a scan that does not match (issue 18 item 5).
+    serial_pattern: str = r"VS02P-[0-9]{2}-[0-9]{6}"
     nominal_capacity_ah: float = Field(default=200.0, gt=0)
     cells_in_series: int = Field(default=8, ge=1)
     cell_v_max_abs: float = Field(default=3.65, gt=0)          # battery.md §2.1/§8: 3.65 V absolute max
     cell_v_min_abs: float = Field(default=2.50, gt=0)          # battery.md §2.1/§8: 2.50 V absolute min
     max_charge_current_a: float = Field(default=100.0, gt=0)   # battery.md §2.2: <= 100 A charge
     max_discharge_current_a: float = Field(default=200.0, gt=0)  # battery.md §2.2: <= 200 A discharge
+
+    @field_validator("serial_pattern")
+    @classmethod
+    def _serial_pattern_compiles(cls, value: str) -> str:
+        import re
+
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
     @property
     def pack_v_max(self) -> float:

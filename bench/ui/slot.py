@@ -20,12 +20,14 @@ from typing import Any
 
 from bench.config import StationConfig, load_station
 from bench.engine.events import EventBus, ProgressEvent
+from bench.record import CheckRecord
 from bench.errors import BenchError, InputError
 from bench.record import unconfirmed_outputs_warning
 from bench.ui import preflight
 from bench.ui.feed import Feed
 from bench.ui.prompter import PendingPrompt, WebPrompter
 from bench.ui.security import User
+from bench.ui.serials import SERIAL_CHECK_ID, bms_mismatch, serial_problem
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ class BenchSlot:
         self.version = 0
         self._starting = False
         self._closing = False
+        #: the scanned serial against the BMS's: "pending" until the run has read the BMS, then "done"
+        self._identity = "done"
 
     # ------------------------------------------------------------------ facts for the screens
     @property
@@ -174,6 +178,9 @@ class BenchSlot:
         serial = request.serial.strip()
         if not serial:
             raise PermissionError("scan or type the pack's serial number first")
+        problem = serial_problem(serial, self.station.pack.serial_pattern)
+        if problem:
+            raise InputError(problem, field="serial")
         with self._lock:
             if self._closing:
                 raise PermissionError("the station is shutting down")
@@ -214,6 +221,7 @@ class BenchSlot:
         self._stop_reason = None
         self._actions.clear()
         self._pace_anchor = None
+        self._identity = "pending"
         bus = EventBus()
         bus.subscribe(self._on_event)
         self.prompter = WebPrompter(on_change=self._on_prompt_change, stop_reason=self._stop_now,
@@ -288,7 +296,29 @@ class BenchSlot:
     def _stop_now(self) -> str | None:
         """Called by the engine at every sample (and by the prompter while it waits)."""
         self._drain_actions()
+        self._confirm_pack()
         return self._stop_reason
+
+    def _confirm_pack(self) -> None:
+        """Engine thread, once the record holds the BMS's identity: is the scanned pack on the bench?
+
+        The comparison is a check in the record; a mismatch ends the run as FAIL at once (the
+        wrong pack is connected: nothing the procedure measures belongs to the scanned serial).
+        """
+        engine = self._engine
+        if (self._identity != "ready" or engine is None
+                or threading.current_thread() is not self._thread):
+            return
+        self._identity = "done"
+        pack = engine.record.pack
+        problem = bms_mismatch(self.view.serial, pack.bms_serial)
+        step = engine.record.steps[-1].id if engine.record.steps else "start"
+        engine.add_check(CheckRecord(
+            id=SERIAL_CHECK_ID, step_id=step, t_s=engine.clock.now(), value=pack.bms_serial or None,
+            description="the pack on the bench is the scanned one (serial read from the BMS over UDS)",
+            passed=problem is None, message=problem or f"scanned {self.view.serial}, BMS reports the same"))
+        if problem is not None:
+            engine.end_run("fail", problem)
 
     def _drain_actions(self) -> None:
         engine = self._engine
@@ -325,6 +355,8 @@ class BenchSlot:
                                  "text": plain_check(data)})
             elif kind in ("warning", "trip"):
                 v.warnings.append(str(data.get("message", "")))
+            elif kind == "run_started" and self._identity == "pending":
+                self._identity = "ready"  # the record now holds what the BMS reported
             elif kind == "run_ended":
                 engine = self._engine
                 sim = engine.bench.sim if engine is not None else None
@@ -462,4 +494,6 @@ def plain_check(check: dict[str, Any]) -> str:
     else:
         allowed = ""
     verdict = "OK" if check.get("passed") else "FAILED"
+    if isinstance(value, str) and check.get("message"):
+        return f"{description}: {check['message']} — {verdict}"
     return f"{description}: measured {shown}" + (f", allowed {allowed}" if allowed else "") + f" — {verdict}"

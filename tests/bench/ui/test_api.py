@@ -31,7 +31,7 @@ def logged_in(client: TestClient, name: str = "alice", role: str = "operator") -
 
 def test_eol_run_answer_prompt_and_record_who(station_file: Callable[..., str]) -> None:
     client = logged_in(client_for([station_file("bay1")]))
-    r = client.post("/api/benches/bay1/start", json={"serial": "PK-0001"}, headers=ORIGIN)
+    r = client.post("/api/benches/bay1/start", json={"serial": "VS02P-25-004711"}, headers=ORIGIN)
     assert r.status_code == 200, r.text
     prompt = wait_for(lambda: client.get("/api/benches/bay1").json()["prompt"], 60, "the visual prompt")
     assert prompt["choices"] == ["OK", "Damaged"]
@@ -55,11 +55,11 @@ def test_eol_run_answer_prompt_and_record_who(station_file: Callable[..., str]) 
                                                    "shipping_soc", "sw_version", "no_dtcs"}
     assert client.get(done["run"]["report"]).status_code == 200
     runs = client.get("/api/runs").json()
-    assert runs[0]["run_id"] == run_id and runs[0]["pack_serial"] == "PK-0001"
-    history = client.get("/api/packs/PK-0001/history").json()["visits"]
+    assert runs[0]["run_id"] == run_id and runs[0]["pack_serial"] == "VS02P-25-004711"
+    history = client.get("/api/packs/VS02P-25-004711/history").json()["visits"]
     assert [v["run_id"] for v in history] == [run_id]
     # second start of the same pack: it is a retest
-    r = client.post("/api/benches/bay1/start", json={"serial": "PK-0001"}, headers=ORIGIN)
+    r = client.post("/api/benches/bay1/start", json={"serial": "VS02P-25-004711"}, headers=ORIGIN)
     assert r.json()["run"]["retest_count"] == 1
     client.post("/api/benches/bay1/stop", json={"confirm": True}, headers=ORIGIN)
     wait_for(lambda: client.get("/api/benches/bay1").json()["state"] == "finished", 60, "stop")
@@ -73,7 +73,7 @@ def station_dir(client: TestClient) -> Path:
 def test_stop_aborts_with_outputs_off_in_ground_truth(station_file: Callable[..., str]) -> None:
     client = logged_in(client_for([station_file("bay1")]), "eve", "engineer")
     assert client.post("/api/benches/bay1/speed", json={"speed": 20}, headers=ORIGIN).status_code == 200
-    client.post("/api/benches/bay1/start", json={"serial": "PK-0002"}, headers=ORIGIN)
+    client.post("/api/benches/bay1/start", json={"serial": "VS02P-25-004711"}, headers=ORIGIN)
     prompt = wait_for(lambda: client.get("/api/benches/bay1").json()["prompt"], 60, "prompt")
     client.post("/api/benches/bay1/answer", json={"prompt_id": prompt["id"], "answer": "OK"}, headers=ORIGIN)
     # paced at 20x: the charge pulse is running with the supply on
@@ -94,7 +94,7 @@ def test_stop_aborts_with_outputs_off_in_ground_truth(station_file: Callable[...
 def test_fault_injection_is_logged_and_trips(station_file: Callable[..., str]) -> None:
     client = logged_in(client_for([station_file("bay1")]), "eve", "engineer")
     client.post("/api/benches/bay1/speed", json={"speed": 20}, headers=ORIGIN)
-    client.post("/api/benches/bay1/start", json={"serial": "PK-0003"}, headers=ORIGIN)
+    client.post("/api/benches/bay1/start", json={"serial": "VS02P-25-004711"}, headers=ORIGIN)
     prompt = wait_for(lambda: client.get("/api/benches/bay1").json()["prompt"], 60, "prompt")
     client.post("/api/benches/bay1/answer", json={"prompt_id": prompt["id"], "answer": "OK"}, headers=ORIGIN)
     bad = client.post("/api/benches/bay1/fault", json={"kind": "no_such_fault"}, headers=ORIGIN)
@@ -149,7 +149,7 @@ def test_start_refused_when_store_unreachable(station_file: Callable[..., str], 
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the database folder should be")
     client = logged_in(client_for([station_file("bay1", database_url=f"sqlite:///{blocker}/sub/bench.db")]))
-    r = client.post("/api/benches/bay1/start", json={"serial": "PK-1"}, headers=ORIGIN)
+    r = client.post("/api/benches/bay1/start", json={"serial": "VS02P-25-004711"}, headers=ORIGIN)
     assert r.status_code == 409 and "records store unreachable" in r.json()["detail"]
     assert client.get("/api/benches/bay1").json()["state"] == "idle"
 
@@ -157,7 +157,7 @@ def test_start_refused_when_store_unreachable(station_file: Callable[..., str], 
 def test_start_refused_when_calibration_overdue_in_production(station_file: Callable[..., str]) -> None:
     past = (date.today() - timedelta(days=1)).isoformat()
     client = logged_in(client_for([station_file("bay1", production=True, supply__calibration_due=past)]))
-    r = client.post("/api/benches/bay1/start", json={"serial": "PK-1"}, headers=ORIGIN)
+    r = client.post("/api/benches/bay1/start", json={"serial": "VS02P-25-004711"}, headers=ORIGIN)
     assert r.status_code == 409 and f"supply calibration overdue since {past}" in r.json()["detail"]
 
 
@@ -167,14 +167,14 @@ def test_start_refused_when_instruments_do_not_answer(station_file: Callable[...
     path = station_file("bay9", simulator=None, supply__resource=nowhere, supply__timeout_s=0.5,
                         load__resource=nowhere, load__timeout_s=0.5)
     client = logged_in(client_for([path]))
-    r = client.post("/api/benches/bay9/start", json={"serial": "PK-1"}, headers=ORIGIN)
+    r = client.post("/api/benches/bay9/start", json={"serial": "VS02P-25-004711"}, headers=ORIGIN)
     assert r.status_code == 409 and "instruments not answering" in r.json()["detail"]
 
 
 def test_two_starts_on_one_bench_refused(station_file: Callable[..., str]) -> None:
     client = logged_in(client_for([station_file("bay1")]))
-    client.post("/api/benches/bay1/start", json={"serial": "PK-1"}, headers=ORIGIN)
-    r = client.post("/api/benches/bay1/start", json={"serial": "PK-2"}, headers=ORIGIN)
+    client.post("/api/benches/bay1/start", json={"serial": "VS02P-25-004711"}, headers=ORIGIN)
+    r = client.post("/api/benches/bay1/start", json={"serial": "VS02P-25-004711"}, headers=ORIGIN)
     assert r.status_code == 409 and "already running" in r.json()["detail"]
     client.post("/api/benches/bay1/stop", json={"confirm": True}, headers=ORIGIN)
     wait_for(lambda: client.get("/api/benches/bay1").json()["state"] == "finished", 60, "stop")
@@ -200,7 +200,7 @@ def test_beyond_loopback_needs_a_token() -> None:
 def test_cross_origin_requests_refused(station_file: Callable[..., str]) -> None:
     client = logged_in(client_for([station_file("bay1")]))
     evil = {"Origin": "http://evil.example"}
-    r = client.post("/api/benches/bay1/start", json={"serial": "PK-1"}, headers=evil)
+    r = client.post("/api/benches/bay1/start", json={"serial": "VS02P-25-004711"}, headers=evil)
     assert r.status_code == 403 and "cross-origin" in r.json()["detail"]
     assert client.get("/api/benches/bay1/events", headers=evil).status_code == 403
     pre = client.options("/api/benches/bay1/start", headers={**evil, "Access-Control-Request-Method": "POST"})

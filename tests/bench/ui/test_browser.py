@@ -14,6 +14,7 @@ from typing import Any
 
 from tests.bench.ui.conftest import ARTIFACTS, login, png_mean_rgb
 
+SERIAL = "VS02P-25-004711"  # what the simulated BMS reports (bench/sim/scenarios/healthy.yaml)
 GREEN, RED, ORANGE = (0x1B, 0x7F, 0x3A), (0xC6, 0x28, 0x28), (0xE6, 0x51, 0x00)
 
 
@@ -53,7 +54,7 @@ def test_scan_start_answer_prompt_see_pass(live_server: Callable[..., Any], stat
     server = live_server([station_file("bay1")])
     login(page, server.url, "alice")
     shot(page, "01-operator-idle")
-    start_from_scanner(page, "VS02P-EOL-0001")
+    start_from_scanner(page, "VS02P-25-004711")
     page.wait_for_selector("#prompt-choices button", timeout=60_000)
     assert page.locator("#state").inner_text() == "waiting"
     shot(page, "02-prompt")
@@ -68,7 +69,7 @@ def test_scan_start_answer_prompt_see_pass(live_server: Callable[..., Any], stat
         page.click("#verdict-report")
     report = popup.value
     report.wait_for_load_state()
-    assert "VS02P-EOL-0001" in report.content()
+    assert "VS02P-25-004711" in report.content()
     record = record_of(server, "bay1")
     assert record["verdict"] == "pass" and record["operator"] == "alice"
     assert any(e["kind"] == "operator" and e["actor"] == "alice (operator)" for e in record["events"])
@@ -78,7 +79,7 @@ def test_bms_that_cannot_learn_fails_with_the_checks_words(
         live_server: Callable[..., Any], station_file: Callable[..., str], page: Any) -> None:
     server = live_server([station_file("bay2", simulator__scenario="bms_cannot_learn")])
     login(page, server.url, "bob")
-    start_from_scanner(page, "VS02P-EOL-0002")
+    start_from_scanner(page, "VS02P-24-003390")  # that scenario's BMS
     page.wait_for_selector("#prompt-choices button", timeout=60_000)
     page.keyboard.press("Enter")  # the first choice has the focus: gloves-and-keyboard use
     page.wait_for_selector("#verdict.fail", state="visible", timeout=120_000)
@@ -96,7 +97,7 @@ def test_stop_shows_aborted_with_outputs_off(live_server: Callable[..., Any],
     slot = server.station.slots["bay3"]
     slot.speed = 20.0  # paced: the run is still going when the operator reaches for stop
     login(page, server.url, "carol")
-    start_from_scanner(page, "VS02P-EOL-0003")
+    start_from_scanner(page, "VS02P-25-004711")
     page.wait_for_selector("#prompt-choices button", timeout=60_000)
     page.locator("#prompt-choices button", has_text="OK").click()
     # the shipping discharge lasts tens of bench minutes: at 20x the load is surely still on
@@ -130,12 +131,12 @@ def test_refusals_on_screen(live_server: Callable[..., Any], station_file: Calla
                           station_file("overdue", production=True, load__calibration_due=past)])
     login(page, server.url, "dave")
     page.goto(f"{server.url}/?bench=nodb")
-    start_from_scanner(page, "VS02P-EOL-0004")
+    start_from_scanner(page, "VS02P-25-004711")
     page.wait_for_selector("#refusal:not(.hidden)")
     assert "records store unreachable" in page.locator("#refusal").inner_text()
     shot(page, "07-refused-store")
     page.goto(f"{server.url}/?bench=overdue")
-    start_from_scanner(page, "VS02P-EOL-0004")
+    start_from_scanner(page, "VS02P-25-004711")
     page.wait_for_selector("#refusal:not(.hidden)")
     assert f"load calibration overdue since {past}" in page.locator("#refusal").inner_text()
     shot(page, "08-refused-calibration")
@@ -148,17 +149,17 @@ def test_two_benches_at_once_each_with_its_live_view(
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     pages = [context.new_page(), context.new_page()]
     login(pages[0], server.url, "erin")
-    for bench, page, serial in zip(("left", "right"), pages, ("VS02P-L-1", "VS02P-R-2"), strict=True):
+    for bench, page, serial in zip(("left", "right"), pages, (SERIAL, SERIAL), strict=True):
         page.goto(f"{server.url}/?bench={bench}")
         start_from_scanner(page, serial)
     for page in pages:
         page.wait_for_selector("#prompt-choices button", timeout=60_000)
         page.locator("#prompt-choices button", has_text="OK").click()
-    for page, serial in zip(pages, ("VS02P-L-1", "VS02P-R-2"), strict=True):
+    for page, serial in zip(pages, (SERIAL, SERIAL), strict=True):
         page.wait_for_selector("#verdict.pass", state="visible", timeout=180_000)
         assert serial in page.locator("#verdict-serial").inner_text()
     shot(pages[1], "09-two-benches-right")
-    for bench, serial in (("left", "VS02P-L-1"), ("right", "VS02P-R-2")):
+    for bench, serial in (("left", SERIAL), ("right", SERIAL)):
         record = record_of(server, bench)
         assert record["verdict"] == "pass" and record["pack"]["serial"] == serial
         assert record["ended_at"] and record["sample_count"] > 100 and record["files"]

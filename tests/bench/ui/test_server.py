@@ -23,7 +23,7 @@ from bench.store import RunStore
 from bench.ui.security import AccessPolicy, bind_sockets, bound_addresses
 from tests.bench.ui.conftest import _free_port, wait_for
 
-SERIAL = "VS02P-24-000001"  # the simulated BMS's serial (bench/sim/scenario.py)
+SERIAL = "VS02P-25-004711"  # the simulated BMS's serial (bench/sim/scenarios/healthy.yaml)
 
 
 # ---------------------------------------------------------------------------------- item 1
