@@ -20,9 +20,8 @@ from typing import Any
 
 from bench.config import StationConfig, load_station
 from bench.engine.events import EventBus, ProgressEvent
-from bench.record import CheckRecord
 from bench.errors import BenchError, InputError
-from bench.record import unconfirmed_outputs_warning
+from bench.record import CheckRecord, unconfirmed_outputs_warning
 from bench.ui import preflight
 from bench.ui.feed import Feed
 from bench.ui.prompter import PendingPrompt, WebPrompter
