@@ -138,11 +138,28 @@ class RunStore:
         """Bring the schema to the newest Alembic revision (safe to call from several benches)."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self._transaction("migrate") as conn:
+        with self._sqlite_migration_lock(), self._transaction("migrate") as conn:
             if self.backend == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+
+    @contextmanager
+    def _sqlite_migration_lock(self) -> Iterator[None]:
+        """SQLite has no advisory lock: two benches migrating a fresh file at once would both try
+        to create the tables. A lock file beside the database serialises them (threads and processes)."""
+        database = make_url(self.url).database
+        if self.backend != "sqlite" or not database or database == ":memory:":
+            yield
+            return
+        import fcntl
+
+        with open(f"{database}.migrate-lock", "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def ping(self) -> None:
         with self._transaction("ping") as conn:

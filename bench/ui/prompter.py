@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import math
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +27,28 @@ class PendingPrompt:
         return {"id": self.prompt_id, "message": self.message, "choices": self.choices,
                 "input": None if self.input_name is None else
                 {"name": self.input_name, "type": self.input_type}}
+
+
+_NUMBER = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?")
+
+
+def parse_number(raw: str) -> float:
+    """A typed number, either decimal mark; ValueError in words when it is not one, or ambiguous.
+
+    "5,2" is 5.2 (a comma is the decimal mark on many a line's keyboard), never 52; "1,234" could be
+    either 1.234 or 1234, so it is refused rather than guessed (issue 18 item 8).
+    """
+    text = raw.strip()
+    if not text:
+        raise ValueError("type a number")
+    if not _NUMBER.fullmatch(text):
+        raise ValueError(f"{text!r} is not a number (write it like 5.2 or 5,2, no thousands separators)")
+    if "," in text and len(text.split(",")[1]) == 3:
+        raise ValueError(f"{text!r} is ambiguous: write {text.replace(',', '')} or {text.replace(',', '.')}")
+    value = float(text.replace(",", "."))
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a number")
+    return value
 
 
 class WebPrompter:
@@ -68,10 +92,7 @@ class WebPrompter:
                 raise ValueError("this prompt is no longer open")
             value: str | float
             if prompt.input_name is not None and prompt.input_type == "number":
-                try:
-                    value = float(raw)
-                except ValueError:
-                    raise ValueError(f"{raw!r} is not a number") from None
+                value = parse_number(raw)
             elif prompt.input_name is not None:
                 value = raw.strip()
                 if not value:

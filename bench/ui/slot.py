@@ -30,6 +30,12 @@ from bench.ui.serials import SERIAL_CHECK_ID, bms_mismatch, serial_problem
 
 log = logging.getLogger(__name__)
 
+#: what the operator does next, by verdict. The procedure files have no per-check action yet; this
+#: is the line's standing instruction.
+NEXT_ACTION = {
+    "fail": "Do not ship: put the pack in quarantine with this report and call the engineer.",
+    "aborted": "The test did not finish: read the reason, then retest the pack or call the engineer.",
+}
 #: points kept for the SOC chart of the live view (decimated by bench time)
 CHART_POINTS = 600
 
@@ -98,6 +104,8 @@ class BenchSlot:
         self._closing = False
         #: the scanned serial against the BMS's: "pending" until the run has read the BMS, then "done"
         self._identity = "done"
+        self._answered_by: str | None = None
+        self._rate: deque[tuple[float, float]] = deque(maxlen=40)  # (wall monotonic, bench t_s)
 
     # ------------------------------------------------------------------ facts for the screens
     @property
@@ -125,6 +133,8 @@ class BenchSlot:
                     "step": v.step, "step_description": v.step_description,
                     "step_index": v.step_index, "step_count": v.step_count,
                     "elapsed_s": elapsed, "remaining_s": remaining, "progress": progress,
+                    "remaining_wall_s": self._remaining_wall(remaining),
+                    "next_action": NEXT_ACTION.get(v.verdict or ""),
                     "sample": v.sample, "sample_wall_ms": v.sample_wall_ms,
                     "checks": v.checks[-40:], "warnings": v.warnings[-5:],
                     "verdict": v.verdict, "abort_reason": v.abort_reason,
@@ -158,6 +168,17 @@ class BenchSlot:
         if v.expected_total_s:  # the newest passed run of this procedure on this station
             return max(0.0, v.expected_total_s - elapsed)
         return None
+
+    def _remaining_wall(self, remaining: float | None) -> float | None:
+        """Remaining wall time: bench time over the bench's recent pace (a simulator runs faster)."""
+        if remaining is None:
+            return None
+        if not self.simulated or len(self._rate) < 2:
+            return remaining
+        (w0, t0), (w1, t1) = self._rate[0], self._rate[-1]
+        if w1 - w0 <= 0 or t1 - t0 <= 0:
+            return remaining
+        return remaining * (w1 - w0) / (t1 - t0)
 
     def _changed(self) -> None:
         with self._lock:
@@ -221,6 +242,8 @@ class BenchSlot:
         self._actions.clear()
         self._pace_anchor = None
         self._identity = "pending"
+        self._answered_by = None
+        self._rate.clear()
         bus = EventBus()
         bus.subscribe(self._on_event)
         self.prompter = WebPrompter(on_change=self._on_prompt_change, stop_reason=self._stop_now,
@@ -238,7 +261,6 @@ class BenchSlot:
         """(previous runs of this procedure on this pack, expected bench seconds of a run)."""
 
         def read(store: Any) -> tuple[int, float | None]:
-            store.migrate()
             retests = store.retest_count(serial, procedure_name)
             expected = None
             for run in store.runs(limit=50, station=self.station.name):
@@ -272,7 +294,8 @@ class BenchSlot:
             v.verdict = record.verdict
             v.abort_reason = record.abort_reason
             v.outputs_warning = unconfirmed_outputs_warning(record.outputs_not_confirmed_off)
-            v.failed_checks = [plain_check(c.model_dump()) for c in record.failed_checks]
+            texts = {c["id"]: c["text"] for c in v.checks}
+            v.failed_checks = [texts.get(c.id) or plain_check(c.model_dump()) for c in record.failed_checks]
             run_dir = self.run_dirs.get(record.run_id)
             v.report = run_dir is not None and (run_dir / "report.html").exists()
             self.state = "finished"
@@ -345,15 +368,22 @@ class BenchSlot:
             if kind == "sample":
                 v.sample = data
                 v.sample_wall_ms = time.time() * 1000.0
+                self._rate.append((time.monotonic(), ev.t_s))
                 self._chart_point(ev.t_s, data)
             elif kind == "step_started":
                 v.step, v.step_description = data.get("step", ""), data.get("description", "")
                 v.step_index, v.step_count = int(data.get("index", 0)), int(data.get("count", 0))
             elif kind == "check":
                 v.checks.append({"id": data.get("id"), "passed": data.get("passed"),
-                                 "text": plain_check(data)})
+                                 "text": self._check_text(data)})
             elif kind in ("warning", "trip"):
                 v.warnings.append(str(data.get("message", "")))
+            elif kind == "prompt_answered" and self._answered_by is not None:
+                engine = self._engine
+                events = engine.record.events if engine is not None else []
+                if events and events[-1].kind == "operator" and "answered" in events[-1].message:
+                    events[-1].actor = self._answered_by
+                self._answered_by = None
             elif kind == "run_started" and self._identity == "pending":
                 self._identity = "ready"  # the record now holds what the BMS reported
             elif kind == "run_ended":
@@ -364,6 +394,15 @@ class BenchSlot:
         self._changed()
         if kind == "sample":
             self._pace(ev.t_s)
+
+    def _check_text(self, check: dict[str, Any]) -> str:
+        """The check in words, with what was read where the value alone hides it (software version)."""
+        text = plain_check(check)
+        engine = self._engine
+        version = engine.record.pack.bms_sw_version if engine is not None else ""
+        if "version" in str(check.get("id", "")) and version:
+            text = text.replace(" — ", f" (the BMS reports software {version}) — ", 1)
+        return text
 
     def _chart_point(self, t: float, data: dict[str, Any]) -> None:
         chart = self.view.chart
@@ -397,10 +436,12 @@ class BenchSlot:
         self._changed()
 
     def _on_answered(self, prompt: PendingPrompt, answer: str | float, actor: str) -> None:
-        engine = self._engine
-        if engine is not None:
-            engine.event("operator", f"answered '{prompt.message}' with {answer!r} at the station",
-                         actor=actor)
+        """Engine thread, just before the engine logs the answer: remember who gave it.
+
+        The engine writes the one 'prompt … answered' event; the station only puts the person
+        who answered (not the one who started the run) into its actor (issue 18 item 8).
+        """
+        self._answered_by = actor
 
     # ------------------------------------------------------------------ operator actions
     def answer(self, prompt_id: int, raw: str, user: User) -> None:

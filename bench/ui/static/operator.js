@@ -40,7 +40,7 @@ function render(s) {
   $("#step-description").textContent = r.step_description || "";
   $("#progress").style.width = `${Math.round(100 * (r.progress || 0))}%`;
   $("#elapsed").textContent = hms(r.elapsed_s);
-  $("#remaining").textContent = r.remaining_s === null ? "–" : "≈" + hms(r.remaining_s);
+  $("#remaining").textContent = remainingText(r);
   const x = r.sample || {};
   $("#pack-v").textContent = fmt(x.pack_v); $("#current").textContent = fmt(x.current, 1);
   $("#temp-min").textContent = fmt(x.temp_min, 1); $("#temp-max").textContent = fmt(x.temp_max, 1);
@@ -57,6 +57,14 @@ function render(s) {
   renderVerdict(s);
 }
 
+// Bench time and wall time differ on a simulated bench (it runs faster than real time): show both.
+function remainingText(r) {
+  if (r.remaining_s === null || r.remaining_s === undefined) return "–";
+  const wall = r.remaining_wall_s;
+  if (wall === null || wall === undefined || Math.abs(wall - r.remaining_s) < 0.1 * r.remaining_s + 1) return "≈" + hms(r.remaining_s);
+  return `≈${hms(r.remaining_s)} bench · ≈${hms(wall)} wall`;
+}
+
 function renderPrompt(p) {
   const box = $("#prompt");
   if (!p) { box.classList.add("hidden"); box.dataset.id = ""; return; }
@@ -66,19 +74,27 @@ function renderPrompt(p) {
   $("#prompt-message").textContent = p.message;
   $("#prompt-input").classList.toggle("hidden", !p.input);
   $("#prompt-choices").replaceChildren();
+  promptError("");
   if (p.input) {
-    $("#prompt-value").type = p.input.type === "number" ? "number" : "text";
+    // text + inputmode, not type=number: Chromium's number field turns "5,2" into 52 or ""
+    $("#prompt-value").type = "text";
+    $("#prompt-value").inputMode = p.input.type === "number" ? "decimal" : "text";
     $("#prompt-value").value = ""; $("#prompt-value").focus();
   } else {
+    // no choice gets the focus: an answer is a deliberate click or Tab + Enter, never a stray
+    // Enter (a barcode scanner ends every scan with one)
     const buttons = p.choices.map((c) => { const b = el("button", { type: "button", class: "primary" }, c); b.onclick = () => answer(p.id, c); return b; });
     $("#prompt-choices").replaceChildren(...buttons);
-    buttons[0].focus();
   }
 }
 
+function promptError(text) { const n = $("#prompt-error"); n.textContent = text; n.classList.toggle("hidden", !text); }
+
 async function answer(id, value) {
-  try { await api(`/api/benches/${benchId}/answer`, { method: "POST", body: { prompt_id: id, answer: String(value) } }); }
-  catch (err) { showRefusal(err.message); }
+  try {
+    await api(`/api/benches/${benchId}/answer`, { method: "POST", body: { prompt_id: id, answer: String(value) } });
+    promptError("");
+  } catch (err) { if (err.message !== "login") promptError(err.message); }
 }
 
 function renderChart() {
@@ -114,6 +130,7 @@ function renderVerdict(s) {
   $("#verdict-danger").textContent = r.outputs_warning || "";
   $("#verdict-danger").classList.toggle("hidden", !r.outputs_warning);
   $("#verdict-checks").replaceChildren(...(r.failed_checks || []).map((t) => el("li", {}, t)));
+  $("#verdict-action").textContent = r.next_action || "";
   const link = $("#verdict-report");
   link.classList.toggle("hidden", !r.report);
   if (r.report) link.href = r.report;
@@ -122,12 +139,65 @@ function renderVerdict(s) {
 
 function showRefusal(text) { const n = $("#refusal"); n.textContent = text; n.dataset.local = "1"; n.classList.remove("hidden"); }
 
+let starting = false;
 async function start() {
+  const serial = $("#serial").value.trim();
+  const busy = current && (current.state === "running" || current.state === "waiting");
+  // a second Enter (double press, or a scanner's CR+LF) for the pack already started is not a new start
+  if (starting || (busy && serial === current.run.serial)) return;
   $("#refusal").dataset.local = ""; $("#refusal").classList.add("hidden");
+  starting = true;
   try {
-    await api(`/api/benches/${benchId}/start`, { method: "POST", body: { serial: $("#serial").value, procedure: $("#procedure").value } });
+    await api(`/api/benches/${benchId}/start`, { method: "POST", body: { serial, procedure: $("#procedure").value } });
     dismissedVerdictFor = null;
   } catch (err) { if (err.message !== "login") showRefusal(`Start refused: ${err.message}`); }
+  finally { starting = false; }
+}
+
+// ---- barcode scanner: a keyboard that types a burst of characters and ends with Enter --------------
+// A scan is routed to the serial field only, wherever the focus is: it never answers a prompt,
+// never presses a focused button, never confirms a dialog (issue 18 item 4). A scan while a
+// verdict is on screen starts the next pack; during a run it waits in the serial field.
+const SCAN_GAP_MS = 35, SCAN_MIN_CHARS = 6, SCAN_TRAILER_MS = 150;
+let burst = null, lastScanAt = 0;
+function scanKeydown(e) {
+  const now = performance.now();
+  if (e.key === "Enter") {
+    if (now - lastScanAt < SCAN_TRAILER_MS) { e.preventDefault(); e.stopImmediatePropagation(); return; }  // CR+LF
+    const scan = burst && burst.chars.length >= SCAN_MIN_CHARS && now - burst.last < 4 * SCAN_GAP_MS ? burst : null;
+    burst = null;
+    if (!scan) return;  // a person's Enter: let it do what it does
+    e.preventDefault(); e.stopImmediatePropagation();
+    lastScanAt = now;
+    const field = scan.target;
+    if (field && field !== $("#serial") && "value" in field) field.value = scan.before;  // undo the burst
+    onScan(scan.chars);
+    return;
+  }
+  if (e.key.length !== 1 || e.ctrlKey || e.altKey || e.metaKey) { burst = null; return; }
+  if (!burst || now - burst.last > SCAN_GAP_MS) {
+    const t = e.target, typing = t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA");
+    burst = { chars: "", last: now, target: typing ? t : null, before: typing ? t.value : "" };
+  }
+  burst.chars += e.key; burst.last = now;
+}
+document.addEventListener("keydown", scanKeydown, true);
+
+function onScan(text) {
+  const serial = $("#serial");
+  if ($("#confirm-stop").open) $("#confirm-stop").close();  // a scan is never an answer to "stop?"
+  serial.value = text.trim();
+  const verdictShown = !$("#verdict").classList.contains("hidden");
+  const busy = current && (current.state === "running" || current.state === "waiting");
+  if (verdictShown) dismissVerdict();
+  if (busy) { if (serial.value !== current.run.serial) showNote(`Scanned ${serial.value}: press Start when this run has ended.`); return; }
+  start();
+}
+
+function showNote(text) { const n = $("#scan-note"); n.textContent = text; n.classList.toggle("hidden", !text); }
+function dismissVerdict() {
+  dismissedVerdictFor = current && current.run.run_id; $("#verdict").classList.add("hidden");
+  showNote("");
 }
 
 $("#serial").addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); start(); } });
@@ -143,8 +213,7 @@ $("#stop-confirm").addEventListener("click", async () => {
 // Escape never aborts: in the stop dialog it means "continue"; elsewhere it does nothing.
 document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !$("#confirm-stop").open) e.preventDefault(); });
 $("#verdict-next").addEventListener("click", () => {
-  dismissedVerdictFor = current && current.run.run_id; $("#verdict").classList.add("hidden");
-  $("#serial").value = ""; $("#serial").focus();
+  dismissVerdict(); $("#serial").value = ""; $("#serial").focus();
 });
 $("#logout").addEventListener("click", logout);
 init().catch((err) => { if (err.message !== "login") showRefusal(err.message); });

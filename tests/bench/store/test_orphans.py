@@ -85,3 +85,29 @@ def test_bench_db_runs_never_lists_a_dead_running_run(tmp_path: Path, store: Run
     rows = json.loads(result.output)
     assert [(r["run_id"], r["verdict"]) for r in rows] == [(orphan.name, "aborted")]
     assert "orphaned" in rows[0]["abort_reason"]
+
+
+def test_concurrent_migrations_of_a_fresh_sqlite_file(tmp_path: Path) -> None:
+    """Two benches of one station server starting at once both migrate the same new file."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def migrate() -> None:
+        store = RunStore(url)
+        barrier.wait()
+        try:
+            store.migrate()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []

@@ -48,10 +48,11 @@ def station_file(tmp_path: Path) -> Callable[..., str]:
 
 
 def make_station(stations: list[str | None], *, host: str = "127.0.0.1", port: int = 8470,
-                 operator_secret: str | None = None, engineer_secret: str | None = None) -> Station:
+                 operator_secret: str | None = None, engineer_secret: str | None = None,
+                 procedures: list[Path] | None = None) -> Station:
     policy = AccessPolicy(host, port, operator_secret=operator_secret, engineer_secret=engineer_secret,
                           extra_hosts=("testserver",))
-    return build_station(stations, policy)
+    return build_station(stations, policy, procedures=procedures)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:

@@ -49,8 +49,8 @@ def test_eol_run_answer_prompt_and_record_who(station_file: Callable[..., str]) 
     record = json.loads((Path(done["run"]["report"] and station_dir(client)) / run_id / "record.json")
                         .read_text(encoding="utf-8"))
     assert record["operator"] == "alice"
-    actors = [e for e in record["events"] if e["kind"] == "operator"]
-    assert any(e["actor"] == "alice (operator)" and "'OK'" in e["message"] for e in actors)
+    answered = [e for e in record["events"] if "answered" in e["message"]]
+    assert [(e["actor"], e["message"].endswith("answered: OK")) for e in answered] == [("alice (operator)", True)]
     assert {c["id"] for c in record["checks"]} >= {"bms_current_charge", "pack_resistance_mohm",
                                                    "shipping_soc", "sw_version", "no_dtcs"}
     assert client.get(done["run"]["report"]).status_code == 200

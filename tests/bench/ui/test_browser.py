@@ -81,7 +81,11 @@ def test_bms_that_cannot_learn_fails_with_the_checks_words(
     login(page, server.url, "bob")
     start_from_scanner(page, "VS02P-24-003390")  # that scenario's BMS
     page.wait_for_selector("#prompt-choices button", timeout=60_000)
-    page.keyboard.press("Enter")  # the first choice has the focus: gloves-and-keyboard use
+    page.keyboard.press("Enter")  # no choice has the focus: a stray Enter answers nothing
+    page.wait_for_timeout(300)
+    assert page.locator("#prompt-choices button").count() == 2
+    page.focus("#prompt-choices button >> nth=0")  # a deliberate choice: Tab to OK (or click), Enter
+    page.keyboard.press("Enter")
     page.wait_for_selector("#verdict.fail", state="visible", timeout=120_000)
     shot(page, "04-fail")
     assert_colour(banner_colour(page), RED)

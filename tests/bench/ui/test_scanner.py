@@ -1,0 +1,127 @@
+"""A barcode scanner at the operator screen (issue 18 items 4 and 8), in Debian's Chromium.
+
+A scanner is a keyboard that types a burst of characters (a few ms apart) and ends with Enter
+(or CR+LF). Playwright's ``keyboard.type`` without a delay is such a burst; a person is typed
+with ``delay=120`` ms and clicks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.bench.ui.conftest import login, wait_for
+from tests.bench.ui.test_browser import SERIAL, record_of, shot
+
+NEXT_PACK = "VS02P-25-004712"
+NUMBER_PROCEDURE = """\
+procedure: counted
+version: 1.0.0
+steps:
+  - id: count
+    description: the operator counts the screws
+    prompt:
+      message: "How many mm is the terminal gap?"
+      input: {name: gap_mm, type: number}
+  - id: judge
+    check:
+      - {id: gap, description: "terminal gap", value: gap_mm, unit: mm, low: 5, high: 6}
+"""
+
+
+def scan(page: Any, text: str, trailer: str = "Enter") -> None:
+    page.keyboard.type(text)            # no delay: a burst, as a scanner types
+    for key in trailer.split("+"):
+        page.keyboard.press(key)
+
+
+def wait_prompt(page: Any) -> None:
+    page.wait_for_selector("#prompt:not(.hidden)", timeout=60_000)
+
+
+def test_a_scan_never_answers_a_prompt(live_server: Callable[..., Any], station_file: Callable[..., str],
+                                       page: Any) -> None:
+    server = live_server([station_file("bay1")])
+    slot = server.station.slots["bay1"]
+    login(page, server.url, "alice")
+    page.focus("#serial")
+    scan(page, SERIAL)
+    page.wait_for_selector("#prompt-choices button", timeout=60_000)
+    # the worst case: the "OK" button has the focus when the next pack's label is scanned
+    page.focus("#prompt-choices button:has-text('OK')")
+    scan(page, NEXT_PACK)
+    page.wait_for_timeout(800)
+    assert slot.prompter is not None and slot.prompter.pending is not None, "the scan answered the prompt"
+    assert slot.state == "waiting"
+    assert page.locator("#serial").input_value() == NEXT_PACK
+    assert NEXT_PACK in page.locator("#scan-note").inner_text()
+    assert page.locator("#refusal").is_hidden()
+    shot(page, "11-scan-during-prompt")
+    page.locator("#prompt-choices button", has_text="OK").click()  # the deliberate answer
+    page.wait_for_selector("#verdict.pass", state="visible", timeout=120_000)
+    answered = [e for e in record_of(server, "bay1")["events"] if "answered" in e["message"]]
+    assert len(answered) == 1 and answered[0]["actor"] == "alice (operator)", answered  # logged once
+
+
+def test_scan_while_verdict_shown_starts_next_pack_and_crlf_is_not_a_refusal(
+        live_server: Callable[..., Any], station_file: Callable[..., str], page: Any) -> None:
+    server = live_server([station_file("bay1")])
+    slot = server.station.slots["bay1"]
+    login(page, server.url, "alice")
+    page.focus("#serial")
+    scan(page, SERIAL, "Enter+Enter")  # CR+LF, as many scanners send
+    page.wait_for_selector("#prompt-choices button", timeout=60_000)
+    page.wait_for_timeout(300)
+    assert page.locator("#refusal").is_hidden(), page.locator("#refusal").inner_text()
+    first = slot.view.run_id
+    page.locator("#prompt-choices button", has_text="OK").click()
+    page.wait_for_selector("#verdict.pass", state="visible", timeout=120_000)
+    # disabled buttons look disabled: Stop is no longer red once the run has ended
+    stop_bg = page.eval_on_selector("#stop", "b => getComputedStyle(b).backgroundColor")
+    assert page.locator("#stop").is_disabled() and stop_bg == "rgb(213, 216, 220)", stop_bg
+    scan(page, SERIAL)  # the same pack again, straight from the verdict screen: a retest
+    wait_for(lambda: slot.view.run_id not in (None, first), 30, "the next run")
+    page.wait_for_selector("#verdict", state="hidden", timeout=10_000)
+    assert page.locator("#refusal").is_hidden()
+    assert slot.view.retest_count == 1
+    start_bg = page.eval_on_selector("#start", "b => getComputedStyle(b).backgroundColor")
+    assert page.locator("#start").is_disabled() and start_bg == "rgb(213, 216, 220)", start_bg
+    # a person's double Enter in the serial field: no refusal either
+    page.focus("#serial")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)
+    assert page.locator("#refusal").is_hidden(), page.locator("#refusal").inner_text()
+
+
+def test_number_prompt_scan_locale_and_error_next_to_the_field(
+        live_server: Callable[..., Any], station_file: Callable[..., str], page: Any,
+        tmp_path: Path) -> None:
+    procedure = tmp_path / "counted.yaml"
+    procedure.write_text(NUMBER_PROCEDURE)
+    server = live_server([station_file("bay1")], procedures=[procedure])
+    slot = server.station.slots["bay1"]
+    login(page, server.url, "bob")
+    page.focus("#serial")
+    scan(page, SERIAL)
+    wait_prompt(page)
+    assert page.evaluate("document.activeElement.id") == "prompt-value"
+    scan(page, NEXT_PACK)  # into the number field: must neither answer nor stay in the field
+    page.wait_for_timeout(500)
+    assert slot.prompter is not None and slot.prompter.pending is not None
+    assert page.locator("#prompt-value").input_value() == ""
+    page.click("#prompt-send")  # empty: the reason appears next to the field
+    page.wait_for_selector("#prompt-error:not(.hidden)")
+    assert "type a number" in page.locator("#prompt-error").inner_text()
+    page.fill("#prompt-value", "")
+    page.type("#prompt-value", "1,234", delay=120)
+    page.click("#prompt-send")
+    page.wait_for_selector("#prompt-error:has-text('ambiguous')")
+    page.fill("#prompt-value", "")
+    page.type("#prompt-value", "5,2", delay=120)  # a comma decimal mark: 5.2, never 52
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#verdict.pass", state="visible", timeout=60_000)
+    record = record_of(server, "bay1")
+    assert [c["value"] for c in record["checks"] if c["id"] == "gap"] == [5.2]
+    assert page.locator("#prompt-error").is_hidden()
