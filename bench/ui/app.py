@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from bench.errors import InputError
 from bench.ui import preflight
-from bench.ui.security import SESSION_COOKIE, AccessPolicy, Role, User
+from bench.ui.security import SESSION_COOKIE, AccessPolicy, LoginThrottled, Role, User
 from bench.ui.slot import BenchSlot, StartRequest
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,9 @@ class _Body(BaseModel):
 
 
 class LoginBody(_Body):
-    name: str
-    role: Role = "operator"
-    password: str = ""
+    name: str = Field(max_length=200)
+    role: Role | None = None  # None: the account's first role
+    password: str = Field(default="", max_length=200)
 
 
 class StartBody(_Body):
@@ -216,9 +216,12 @@ def create_app(station: Station) -> FastAPI:
 
     # ------------------------------------------------------------------ session
     @app.post("/api/login")
-    def login(body: LoginBody) -> Response:
+    def login(body: LoginBody, request: Request) -> Response:
+        client = request.client.host if request.client is not None else ""
         try:
-            user = policy.login(body.name, body.role, body.password)
+            user = policy.login(body.name, body.role, body.password, client=client)
+        except LoginThrottled as exc:
+            raise HTTPException(429, str(exc), headers={"Retry-After": str(int(exc.retry_after_s) + 1)}) from None
         except PermissionError as exc:
             raise HTTPException(403, str(exc)) from None
         response = JSONResponse({"name": user.name, "role": user.role})
@@ -236,7 +239,7 @@ def create_app(station: Station) -> FastAPI:
     @app.get("/api/whoami")
     def whoami(user: AnyUser) -> dict[str, Any]:
         return {"name": user.name, "role": user.role,
-                "secured": bool(policy.secrets), "loopback": policy.loopback}
+                "secured": policy.secured, "authenticated": user.authenticated, "loopback": policy.loopback}
 
     # ------------------------------------------------------------------ benches
     @app.get("/api/procedures")

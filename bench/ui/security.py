@@ -24,15 +24,35 @@ import ipaddress
 import secrets
 import socket
 import threading
+import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from bench.errors import ConfigError
+from bench.ui.accounts import Accounts, Role
 
-Role = Literal["operator", "engineer"]
 ROLES: tuple[Role, ...] = ("operator", "engineer")
 SESSION_COOKIE = "bench_session"
+#: a session lasts at most a shift, and ends after this long without a request (issue 18 item 6)
+SESSION_MAX_S = 12 * 3600.0
+SESSION_IDLE_S = 2 * 3600.0
+#: this many failed log-ins for one name, or from one client, within the window lock it for the window
+LOGIN_MAX_FAILURES = 5
+LOGIN_WINDOW_S = 300.0
+
+
+class LoginThrottled(PermissionError):
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class _Session:
+    user: User
+    created: float
+    last_seen: float
 
 
 def is_loopback(address: str) -> bool:
@@ -100,6 +120,8 @@ def _host_names(addresses: Sequence[str]) -> set[str]:
 class User:
     name: str
     role: Role
+    #: proved by an account's password/PIN (else a self-declared name on a loopback station)
+    authenticated: bool = False
 
     def may(self, role: Role) -> bool:
         return self.role == "engineer" or role == "operator"
@@ -110,69 +132,135 @@ class User:
 
 
 class AccessPolicy:
-    """Secrets per role, sessions, and the origin/host rules for one server."""
+    """Accounts or secrets, sessions, login throttling, and the origin/host rules for one server."""
 
     def __init__(self, host: str, port: int, *, operator_secret: str | None = None,
                  engineer_secret: str | None = None, extra_hosts: tuple[str, ...] = (),
-                 bound: Sequence[str] | None = None) -> None:
+                 bound: Sequence[str] | None = None, accounts: Accounts | None = None,
+                 session_max_s: float = SESSION_MAX_S, session_idle_s: float = SESSION_IDLE_S) -> None:
         # the addresses actually bound (or, before binding, what ``host`` resolves to): one
         # routable or wildcard address among them and the station is not loopback-only
         addresses = list(bound) if bound is not None else [a for _f, a in resolve_bind(host, port)]
         self.addresses = addresses
         self.loopback = bool(addresses) and all(is_loopback(a) for a in addresses)
+        self.accounts = accounts
         self.secrets: dict[Role, str] = {}
         if operator_secret:
             self.secrets["operator"] = operator_secret
         if engineer_secret:
             self.secrets["engineer"] = engineer_secret
-        if not self.loopback and not self.secrets:
+        if not self.loopback and not self.secrets and accounts is None:
             raise ConfigError(
                 f"refusing to listen on {host!r} ({', '.join(addresses) or 'no address'}): beyond "
-                "loopback the station needs a token; set the "
-                "environment variable named by --token-env (and optionally --engineer-token-env)",
+                "loopback the station needs a token; give --accounts FILE (people) and/or set the "
+                "environment variable named by --token-env (scripts)",
                 field="--host")
         names = _host_names(addresses) | {h.lower() for h in extra_hosts}
         self.allowed_hosts = {f"{n}:{port}" for n in names} | names
-        self._sessions: dict[str, User] = {}
+        self.session_max_s, self.session_idle_s = session_max_s, session_idle_s
+        self._sessions: dict[str, _Session] = {}
+        self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def secured(self) -> bool:
+        return self.accounts is not None or bool(self.secrets)
+
     # -- credentials ---------------------------------------------------------------------------
-    def login(self, name: str, role: Role, password: str) -> User:
-        """Check a login; raise PermissionError with the reason when refused."""
+    def login(self, name: str, role: Role | None, password: str, client: str = "") -> User:
+        """Check a login; raise PermissionError with the reason when refused.
+
+        With an accounts file the name (or badge code) and password/PIN are checked against the
+        account's salted hash and the role must be one of the account's. Without one, the old
+        loopback rule holds: a self-declared name, or the role's shared secret when one is set.
+        """
         name = name.strip()
         if not name or len(name) > 60:
             raise PermissionError("give your name or badge number (1-60 characters)")
-        if role not in ROLES:
+        if role is not None and role not in ROLES:
             raise PermissionError(f"unknown role {role!r}")
-        secret = self.secrets.get(role)
+        keys = [f"name:{name.casefold()}", f"client:{client}"]
+        self._throttle(keys)
+        if self.accounts is not None:
+            account = self.accounts.authenticate(name, password)
+            if account is None:
+                self._failed(keys)
+                raise PermissionError("wrong name, badge or password")
+            chosen = role or account.roles[0]
+            if chosen not in account.roles:
+                raise PermissionError(f"{account.name} has no {chosen} role on this station")
+            self._succeeded(keys)
+            return User(name=account.name, role=chosen, authenticated=True)
+        chosen = role or "operator"
+        secret = self.secrets.get(chosen)
         if secret is not None:
             if not hmac.compare_digest(password.encode(), secret.encode()):
-                raise PermissionError(f"wrong password for the {role} role")
+                self._failed(keys)
+                raise PermissionError(f"wrong password for the {chosen} role")
         elif not self.loopback:
-            raise PermissionError(f"the {role} role has no password configured on this station")
-        return User(name=name, role=role)
+            raise PermissionError("this station has no accounts: the owner adds them with "
+                                  "`bench station account add` and serves with --accounts")
+        return User(name=name, role=chosen)
 
     def bearer(self, token: str, name: str | None) -> User | None:
-        """Scripts: ``Authorization: Bearer <secret>``; the role is the one the secret belongs to."""
+        """Scripts: ``Authorization: Bearer <secret>``; the role is the one the secret belongs to.
+
+        The name a script sends (``X-Bench-User``) is its own claim, so the record shows it as such.
+        """
         roles: tuple[Role, ...] = ("engineer", "operator")
         for role in roles:
             secret = self.secrets.get(role)
             if secret is not None and hmac.compare_digest(token.encode(), secret.encode()):
-                return User(name=(name or "api").strip()[:60] or "api", role=role)
+                claimed = (name or "").strip()[:40]
+                return User(name=f"{role} token" + (f" ({claimed})" if claimed else ""), role=role)
         return None
+
+    # -- throttling ----------------------------------------------------------------------------
+    def _throttle(self, keys: list[str]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                recent = self._failures.get(key)
+                if recent is None:
+                    continue
+                while recent and now - recent[0] > LOGIN_WINDOW_S:
+                    recent.popleft()
+                if len(recent) >= LOGIN_MAX_FAILURES:
+                    wait = LOGIN_WINDOW_S - (now - recent[0])
+                    raise LoginThrottled(f"too many failed log-ins: try again in {wait:.0f} s", wait)
+
+    def _failed(self, keys: list[str]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                self._failures.setdefault(key, deque(maxlen=LOGIN_MAX_FAILURES)).append(now)
+
+    def _succeeded(self, keys: list[str]) -> None:
+        with self._lock:
+            self._failures.pop(keys[0], None)  # the person proved who they are; the client's count stays
 
     # -- sessions ------------------------------------------------------------------------------
     def open_session(self, user: User) -> str:
         sid = secrets.token_urlsafe(32)
+        now = time.monotonic()
         with self._lock:
-            self._sessions[sid] = user
+            self._sessions[sid] = _Session(user, now, now)
         return sid
 
     def session_user(self, sid: str | None) -> User | None:
+        """The session's user; None when unknown or expired (idle too long, or older than a shift)."""
         if not sid:
             return None
+        now = time.monotonic()
         with self._lock:
-            return self._sessions.get(sid)
+            session = self._sessions.get(sid)
+            if session is None:
+                return None
+            if now - session.created > self.session_max_s or now - session.last_seen > self.session_idle_s:
+                del self._sessions[sid]
+                return None
+            session.last_seen = now
+            return session.user
 
     def close_session(self, sid: str | None) -> None:
         with self._lock:
