@@ -400,13 +400,12 @@ async def _stream(slot: BenchSlot, request: Request) -> AsyncIterator[str]:
         while not slot.closing:
             listener.changed.clear()
             snapshot = slot.snapshot()
-            key = (snapshot["run"]["run_id"], slot.view.chart_epoch)
-            if key != chart_key:  # a new run, or the chart was thinned: send it whole
-                chart_key, chart_index = key, 0
             if snapshot["version"] != sent_version:
                 sent_version = snapshot["version"]
-                snapshot["chart_from"] = chart_index
-                chart_index, snapshot["chart_points"] = slot.chart_since(chart_index)
+                # from the last bucket sent on (it may have grown since: the browser replaces it);
+                # whole after a new run or merged buckets
+                chart_key, start, chart_index, points = slot.chart_since(max(0, chart_index - 1), chart_key)
+                snapshot["chart_from"], snapshot["chart_points"] = start, points
                 yield f"data: {json.dumps(snapshot, default=str)}\n\n"
             try:
                 await asyncio.wait_for(listener.changed.wait(), timeout=15.0)

@@ -23,6 +23,7 @@ from bench.engine.events import EventBus, ProgressEvent
 from bench.errors import BenchError, InputError
 from bench.record import CheckRecord, unconfirmed_outputs_warning
 from bench.ui import preflight
+from bench.ui.chart import ChartHistory, Point
 from bench.ui.feed import Feed
 from bench.ui.prompter import PendingPrompt, WebPrompter
 from bench.ui.security import User
@@ -36,8 +37,6 @@ NEXT_ACTION = {
     "fail": "Do not ship: put the pack in quarantine with this report and call the engineer.",
     "aborted": "The test did not finish: read the reason, then retest the pack or call the engineer.",
 }
-#: points kept for the SOC chart of the live view (decimated by bench time)
-CHART_POINTS = 600
 
 
 @dataclass
@@ -75,8 +74,7 @@ class RunView:
     outputs_warning: str | None = None
     failed_checks: list[str] = field(default_factory=list)
     report: bool = False
-    chart: list[tuple[float, float | None, float | None]] = field(default_factory=list)
-    chart_epoch: int = 0
+    chart: ChartHistory = field(default_factory=ChartHistory)
     truth_at_end: dict[str, Any] | None = None
 
 
@@ -146,12 +144,18 @@ class BenchSlot:
                 "version": self.version,
             }
 
-    def chart_since(self, index: int) -> tuple[int, list[tuple[float, float | None, float | None]]]:
+    def chart_since(self, index: int, key: tuple[Any, int] | None) -> tuple[tuple[Any, int], int, int,
+                                                                           list[Point]]:
+        """The chart's buckets from ``index`` on, consistently: (key, start, count, points).
+
+        ``key`` is (run id, epoch) of what the browser holds; when it is not the chart's any more
+        (a new run, or buckets merged) the chart is sent whole (start 0).
+        """
         with self._lock:
-            points = self.view.chart
-            if index > len(points):
-                index = 0
-            return len(points), points[index:]
+            chart = self.view.chart
+            now = (self.view.run_id, chart.epoch)
+            start = index if now == key and index <= len(chart) else 0
+            return now, start, len(chart), chart.points(start)
 
     def _progress(self) -> float:
         v = self.view
@@ -405,12 +409,7 @@ class BenchSlot:
         return text
 
     def _chart_point(self, t: float, data: dict[str, Any]) -> None:
-        chart = self.view.chart
-        point = (t - (self.view.t0_s or 0.0), _num(data.get("bms_soc")), _num(data.get("ref_soc")))
-        if len(chart) >= CHART_POINTS:  # halve the resolution, keep the whole run visible
-            del chart[1::2]
-            self.view.chart_epoch += 1
-        chart.append(point)
+        self.view.chart.add(t - (self.view.t0_s or 0.0), _num(data.get("bms_soc")), _num(data.get("ref_soc")))
 
     def _pace(self, t_s: float) -> None:
         """Hold the simulated bench at ``speed`` x real time (sleeps in the engine thread)."""

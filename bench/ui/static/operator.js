@@ -3,7 +3,7 @@
 const params = new URLSearchParams(location.search);
 let benchId = params.get("bench");
 let current = null;        // newest snapshot of the bench
-let chart = [];            // [t, bms_soc, ref_soc]
+let chart = [];            // buckets: [t (s), bms_min, bms_max, ref_min, ref_max] over the whole run
 let shownVerdictFor = null;
 let dismissedVerdictFor = null;
 window.__latencies = [];   // ms from the engine's sample to this page (benchmark)
@@ -24,7 +24,7 @@ function connect() {
   source.onmessage = (message) => {
     const snap = JSON.parse(message.data);
     if (snap.run.sample_wall_ms) window.__latencies.push(Date.now() - snap.run.sample_wall_ms);
-    if (snap.chart_from === 0) chart = [];
+    chart.length = Math.min(chart.length, snap.chart_from);  // the last bucket may have grown: replace it
     chart.push(...snap.chart_points);
     current = snap;
     render(snap);
@@ -97,25 +97,45 @@ async function answer(id, value) {
   } catch (err) { if (err.message !== "login") promptError(err.message); }
 }
 
+// SOC chart: every bucket's min..max (nothing the run went through is thinned away), the
+// reference SOC with its ±3 % band, axes in bench time (h:mm) and SOC (%).
 function renderChart() {
-  const svg = $("#chart"), W = 600, H = 220;
-  if (!chart.length) { svg.replaceChildren(); return; }
-  const tMax = Math.max(chart[chart.length - 1][0], 1);
-  const X = (t) => (t / tMax) * W, Y = (soc) => H - (soc / 100) * H;
-  const ns = "http://www.w3.org/2000/svg";
-  const path = (points, attrs) => { const p = document.createElementNS(ns, "path"); p.setAttribute("d", points); for (const [k, v] of Object.entries(attrs)) p.setAttribute(k, v); return p; };
-  const ref = chart.filter((p) => p[2] !== null), bms = chart.filter((p) => p[1] !== null);
-  const line = (pts, i) => pts.map((p, j) => `${j ? "L" : "M"}${X(p[0]).toFixed(1)},${Y(p[i]).toFixed(1)}`).join("");
+  const svg = $("#chart"), W = 600, H = 220, L = 44, B = 28, T = 8, R = 8, ns = "http://www.w3.org/2000/svg";
+  const node = (tag, attrs, text) => { const n = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); if (text !== undefined) n.textContent = text; return n; };
+  const tMax = Math.max(chart.length ? chart[chart.length - 1][0] : 0, 60);
+  const X = (t) => (L + (t / tMax) * (W - L - R)).toFixed(1), Y = (soc) => (T + (1 - Math.max(0, Math.min(100, soc)) / 100) * (H - T - B)).toFixed(1);
   const parts = [];
-  if (ref.length) {
-    const upper = ref.map((p, j) => `${j ? "L" : "M"}${X(p[0]).toFixed(1)},${Y(Math.min(100, p[2] + 3)).toFixed(1)}`).join("");
-    const lower = ref.slice().reverse().map((p) => `L${X(p[0]).toFixed(1)},${Y(Math.max(0, p[2] - 3)).toFixed(1)}`).join("");
-    parts.push(path(upper + lower + "Z", { fill: "#2ecc7133", stroke: "none" }));
-    parts.push(path(line(ref, 2), { fill: "none", stroke: "#000", "stroke-width": 1.5 }));
+  for (const soc of [0, 25, 50, 75, 100]) {
+    parts.push(node("line", { x1: L, x2: W - R, y1: Y(soc), y2: Y(soc), stroke: "#dde3ea" }));
+    parts.push(node("text", { x: L - 4, y: Number(Y(soc)) + 4, "text-anchor": "end", "font-size": 11, fill: "#5d6d7e" }, String(soc)));
   }
-  if (bms.length) parts.push(path(line(bms, 1), { fill: "none", stroke: "#1f5fbf", "stroke-width": 2 }));
+  const step = niceStep(tMax / 5);
+  for (let t = 0; t <= tMax + 1e-9; t += step) {
+    parts.push(node("line", { x1: X(t), x2: X(t), y1: T, y2: H - B, stroke: "#eef1f4" }));
+    parts.push(node("text", { x: X(t), y: H - B + 14, "text-anchor": "middle", "font-size": 11, fill: "#5d6d7e" }, hm(t)));
+  }
+  parts.push(node("text", { x: 4, y: T + 10, "font-size": 11, fill: "#17202a", class: "axis-title" }, "SOC (%)"));
+  parts.push(node("text", { x: W - R, y: H - 2, "text-anchor": "end", "font-size": 11, fill: "#17202a", class: "axis-title" }, "bench time (h:mm)"));
+  const band = (rows, lo, hi, pad) => {
+    if (!rows.length) return "";
+    const up = rows.map((p, j) => `${j ? "L" : "M"}${X(p[0])},${Y(p[hi] + pad)}`).join("");
+    const down = rows.slice().reverse().map((p) => `L${X(p[0])},${Y(p[lo] - pad)}`).join("");
+    return up + down + "Z";
+  };
+  const ref = chart.filter((p) => p[3] !== null), bms = chart.filter((p) => p[1] !== null);
+  if (ref.length) {
+    parts.push(node("path", { d: band(ref, 3, 4, 3), fill: "#2ecc7133", stroke: "none" }));
+    parts.push(node("path", { d: ref.map((p, j) => `${j ? "L" : "M"}${X(p[0])},${Y((p[3] + p[4]) / 2)}`).join(""), fill: "none", stroke: "#000", "stroke-width": 1.5 }));
+  }
+  if (bms.length) parts.push(node("path", { d: band(bms, 1, 2, 0), fill: "#1f5fbf55", stroke: "#1f5fbf", "stroke-width": 2, "stroke-linejoin": "round" }));
   svg.replaceChildren(...parts);
 }
+
+function niceStep(raw) {
+  for (const s of [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400]) if (s >= raw) return s;
+  return 86400 * Math.ceil(raw / 86400);
+}
+const hm = (s) => `${Math.floor(s / 3600)}:${String(Math.floor(s / 60) % 60).padStart(2, "0")}`;
 
 function renderVerdict(s) {
   const r = s.run, box = $("#verdict");

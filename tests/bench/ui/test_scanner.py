@@ -77,6 +77,11 @@ def test_scan_while_verdict_shown_starts_next_pack_and_crlf_is_not_a_refusal(
     first = slot.view.run_id
     page.locator("#prompt-choices button", has_text="OK").click()
     page.wait_for_selector("#verdict.pass", state="visible", timeout=120_000)
+    # the chart streamed to the browser is the station's whole-run history, with labelled axes
+    page.wait_for_timeout(300)
+    assert page.evaluate("chart") == slot.view.chart.points()
+    texts = page.locator("#chart text").all_text_contents()
+    assert {"SOC (%)", "bench time (h:mm)", "0:00", "100"} <= set(texts), texts
     # disabled buttons look disabled: Stop is no longer red once the run has ended
     stop_bg = page.eval_on_selector("#stop", "b => getComputedStyle(b).backgroundColor")
     assert page.locator("#stop").is_disabled() and stop_bg == "rgb(213, 216, 220)", stop_bg
