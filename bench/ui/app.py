@@ -82,6 +82,7 @@ class Station:
     all_procedures: dict[str, Path] = field(default_factory=dict)  # engineer's choice
 
     closing: bool = False
+    migrated: set[str] = field(default_factory=set)  # store URLs whose schema is known current
 
     def slot(self, slot_id: str) -> BenchSlot:
         found = self.slots.get(slot_id)
@@ -377,9 +378,14 @@ def _read_stores(station: Station, what: str, read: Callable[[Any], list[Any]]) 
     for slot in station.slots.values():
         seen.setdefault(preflight.store_url(slot.station, slot.db), slot)
     results = []
-    for _url, slot in sorted(seen.items()):
+    for url, slot in sorted(seen.items()):
+        def call(store: Any, url: str = url) -> list[Any]:
+            if url not in station.migrated:  # a fresh database: create the schema once
+                store.migrate()
+                station.migrated.add(url)
+            return read(store)
         try:
-            results.append(preflight.with_store(slot.station, slot.db, what, read))
+            results.append(preflight.with_store(slot.station, slot.db, what, call))
         except Exception as exc:
             raise HTTPException(503, f"records store unreachable: {exc}") from None
     return results

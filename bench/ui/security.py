@@ -3,9 +3,10 @@
 Rules (issue 10 item 5):
 * "loopback" is decided from the addresses the server actually bound, never from the ``--host``
   string: ``--host ""`` binds every interface and is not loopback (issue 18 item 1);
-* on a loopback address the station trusts the local machine: a name is enough to log in,
-  unless the station owner configured a secret for the role;
-* on any other address a secret is required (read from an environment variable the owner names;
+* people log in to their own accounts (bench/ui/accounts.py: salted scrypt hashes, roles per
+  account, badge + PIN), sessions expire and failed log-ins are throttled (issue 18 item 6);
+  without an accounts file, a loopback station takes a self-declared name (or the role's secret);
+* on any other address accounts or a secret are required (read from an environment variable the owner names;
   there is no built-in default) and the server refuses to start without one; the Host header
   must still name this machine (its bound address, host name, or a name given with
   ``--allowed-host``), so a rebinding DNS name cannot reach it either;

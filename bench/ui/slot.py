@@ -177,11 +177,13 @@ class BenchSlot:
         """Remaining wall time: bench time over the bench's recent pace (a simulator runs faster)."""
         if remaining is None:
             return None
-        if not self.simulated or len(self._rate) < 2:
+        if not self.simulated:
             return remaining
+        if len(self._rate) < 2:
+            return None  # the simulator's pace is not known yet
         (w0, t0), (w1, t1) = self._rate[0], self._rate[-1]
         if w1 - w0 <= 0 or t1 - t0 <= 0:
-            return remaining
+            return None
         return remaining * (w1 - w0) / (t1 - t0)
 
     def _changed(self) -> None:

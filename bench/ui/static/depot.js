@@ -4,7 +4,7 @@ const cards = {};
 function benchCard(s) {
   const r = s.run, card = cards[s.id];
   const label = s.state === "waiting" ? "waiting for operator" : s.state;
-  const eta = r.remaining_s === null ? "" : ` · ETA ≈ ${hms(r.remaining_s)}`;
+  const eta = r.remaining_s === null ? "" : ` · remaining ${remainingText(r)}`;
   card.replaceChildren(
     el("h3", {}, el("a", { href: `/?bench=${encodeURIComponent(s.id)}` }, s.id), " ", el("span", { class: `state ${s.state}` }, label)),
     el("div", { class: "muted" }, `${s.station}${s.simulated ? " (simulated)" : ""}${s.production ? " · production" : ""}`),
@@ -25,7 +25,7 @@ async function loadRuns() {
 }
 async function history(serial) {
   $("#history-serial").value = serial;
-  const h = await api(`/api/packs/${encodeURIComponent(serial)}/history`);
+  const h = await api(`/api/packs/history?serial=${encodeURIComponent(serial)}`);  // a serial may hold "/"
   const n = (v, d = 1) => (v === null || v === undefined) ? "–" : Number(v).toFixed(d);
   $("#history").replaceChildren(el("tr", {}, ...["date", "bench", "procedure", "verdict", "SOH as received %", "SOH %", "reference capacity Ah", "BMS learned capacity Ah"].map((x) => el("th", {}, x))),
     ...h.visits.map((v) => el("tr", {}, el("td", {}, v.started_at.slice(0, 10)), el("td", {}, v.station), el("td", {}, v.procedure_name), el("td", {}, v.verdict),

@@ -57,14 +57,6 @@ function render(s) {
   renderVerdict(s);
 }
 
-// Bench time and wall time differ on a simulated bench (it runs faster than real time): show both.
-function remainingText(r) {
-  if (r.remaining_s === null || r.remaining_s === undefined) return "–";
-  const wall = r.remaining_wall_s;
-  if (wall === null || wall === undefined || Math.abs(wall - r.remaining_s) < 0.1 * r.remaining_s + 1) return "≈" + hms(r.remaining_s);
-  return `≈${hms(r.remaining_s)} bench · ≈${hms(wall)} wall`;
-}
-
 function renderPrompt(p) {
   const box = $("#prompt");
   if (!p) { box.classList.add("hidden"); box.dataset.id = ""; return; }

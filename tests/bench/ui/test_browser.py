@@ -92,6 +92,9 @@ def test_bms_that_cannot_learn_fails_with_the_checks_words(
     failed = page.locator("#verdict-checks li").all_inner_texts()
     assert any("BMS learned capacity matches the rated capacity" in t and "measured 183 Ah" in t
                for t in failed), failed
+    # the version check names the version the BMS reported, and FAIL says what to do next
+    assert any("software version" in t and "the BMS reports software" in t for t in failed), failed
+    assert "quarantine" in page.locator("#verdict-action").inner_text()
     assert record_of(server, "bay2")["verdict"] == "fail"
 
 
