@@ -31,8 +31,8 @@ from bench.ui.serials import SERIAL_CHECK_ID, bms_mismatch, serial_problem
 
 log = logging.getLogger(__name__)
 
-#: what the operator does next, by verdict. The procedure files have no per-check action yet; this
-#: is the line's standing instruction.
+#: what the operator does next, by verdict, when the failed checks carry no action of their own
+#: (a check's ``action:`` in the procedure file is shown instead)
 NEXT_ACTION = {
     "fail": "Do not ship: put the pack in quarantine with this report and call the engineer.",
     "aborted": "The test did not finish: read the reason, then retest the pack or call the engineer.",
@@ -73,6 +73,7 @@ class RunView:
     #: outputs not confirmed off at the end, in words (bench.record.unconfirmed_outputs_warning)
     outputs_warning: str | None = None
     failed_checks: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
     report: bool = False
     chart: ChartHistory = field(default_factory=ChartHistory)
     truth_at_end: dict[str, Any] | None = None
@@ -132,7 +133,7 @@ class BenchSlot:
                     "step_index": v.step_index, "step_count": v.step_count,
                     "elapsed_s": elapsed, "remaining_s": remaining, "progress": progress,
                     "remaining_wall_s": self._remaining_wall(remaining),
-                    "next_action": NEXT_ACTION.get(v.verdict or ""),
+                    "next_action": " ".join(v.actions) or NEXT_ACTION.get(v.verdict or ""),
                     "sample": v.sample, "sample_wall_ms": v.sample_wall_ms,
                     "checks": v.checks[-40:], "warnings": v.warnings[-5:],
                     "verdict": v.verdict, "abort_reason": v.abort_reason,
@@ -302,6 +303,8 @@ class BenchSlot:
             v.outputs_warning = unconfirmed_outputs_warning(record.outputs_not_confirmed_off)
             texts = {c["id"]: c["text"] for c in v.checks}
             v.failed_checks = [texts.get(c.id) or plain_check(c.model_dump()) for c in record.failed_checks]
+            # the procedure's own instructions for its failed checks, each once, in order
+            v.actions = list(dict.fromkeys(c.action for c in record.failed_checks if c.action))
             run_dir = self.run_dirs.get(record.run_id)
             v.report = run_dir is not None and (run_dir / "report.html").exists()
             self.state = "finished"
@@ -344,7 +347,9 @@ class BenchSlot:
         engine.add_check(CheckRecord(
             id=SERIAL_CHECK_ID, step_id=step, t_s=engine.clock.now(), value=pack.bms_serial or None,
             description="the pack on the bench is the scanned one (serial read from the BMS over UDS)",
-            passed=problem is None, message=problem or f"scanned {self.view.serial}, BMS reports the same"))
+            passed=problem is None, message=problem or f"scanned {self.view.serial}, BMS reports the same",
+            action=("Find the pack whose label was scanned, or scan the label of the pack that is "
+                    "connected, and start again.")))
         if problem is not None:
             engine.end_run("fail", problem)
 

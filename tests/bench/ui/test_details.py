@@ -66,3 +66,33 @@ def test_remaining_time_in_bench_and_wall_time(station_file: Callable[..., str])
     bench_s, wall_s = float(during["remaining_s"]), float(during["remaining_wall_s"])  # type: ignore[arg-type]
     # the in-process simulator runs as fast as it can: far less wall time than bench time
     assert bench_s > 60 and wall_s < bench_s / 5, (bench_s, wall_s)
+
+
+ACTION_PROCEDURE = """\
+procedure: gap
+version: 1.0.0
+steps:
+  - id: measure
+    prompt:
+      message: "Terminal gap in mm?"
+      input: {name: gap_mm, type: number}
+  - id: judge
+    check:
+      - {id: gap, description: "terminal gap", value: gap_mm, unit: mm, low: 5, high: 6,
+         action: "Re-seat the terminal cover and measure the gap again."}
+"""
+
+
+def test_fail_shows_the_procedures_action_for_the_failed_check(station_file: Callable[..., str],
+                                                               tmp_path: Path) -> None:
+    procedure = tmp_path / "gap.yaml"
+    procedure.write_text(ACTION_PROCEDURE)
+    client = logged_in(client_for([station_file("bay1")], procedures=[procedure]))
+    client.post("/api/benches/bay1/start", json={"serial": SERIAL}, headers=ORIGIN)
+    prompt = wait_for(lambda: client.get("/api/benches/bay1").json()["prompt"], 60, "the prompt")
+    client.post("/api/benches/bay1/answer", json={"prompt_id": prompt["id"], "answer": "7,5"}, headers=ORIGIN)
+    done = wait_for(lambda: (s := client.get("/api/benches/bay1").json())["state"] == "finished" and s,
+                    60, "the verdict")
+    assert done["run"]["verdict"] == "fail"
+    assert done["run"]["next_action"] == "Re-seat the terminal cover and measure the gap again."
+    assert any("measured 7.5 mm" in t for t in done["run"]["failed_checks"]), done["run"]["failed_checks"]
