@@ -160,6 +160,7 @@ async function start() {
   $("#refusal").dataset.local = ""; $("#refusal").classList.add("hidden");
   starting = true;
   try {
+    await ready;  // a scan can come before the page has learnt its bench and procedures
     await api(`/api/benches/${benchId}/start`, { method: "POST", body: { serial, procedure: $("#procedure").value } });
     dismissedVerdictFor = null;
   } catch (err) { if (err.message !== "login") showRefusal(`Start refused: ${err.message}`); }
@@ -170,26 +171,33 @@ async function start() {
 // A scan is routed to the serial field only, wherever the focus is: it never answers a prompt,
 // never presses a focused button, never confirms a dialog (issue 18 item 4). A scan while a
 // verdict is on screen starts the next pack; during a run it waits in the serial field.
-const SCAN_GAP_MS = 35, SCAN_MIN_CHARS = 6, SCAN_TRAILER_MS = 150;
-let burst = null, lastScanAt = 0;
+// A "burst" is the keys typed since the last pause of PAUSE_MS; it is a scan when it has at least
+// SCAN_MIN_CHARS characters typed SCAN_GAP_MS apart on average (people: 100-250 ms) and ends in Enter.
+// Averaging, not a per-key gap, keeps one late key (a busy PC) from splitting a scan in two.
+const SCAN_GAP_MS = 50, SCAN_MIN_CHARS = 6, PAUSE_MS = 300, SCAN_TRAILER_MS = 300;
+let burst = null, lastScanAt = -Infinity;
 function scanKeydown(e) {
   const now = performance.now();
   if (e.key === "Enter") {
     if (now - lastScanAt < SCAN_TRAILER_MS) { e.preventDefault(); e.stopImmediatePropagation(); return; }  // CR+LF
-    const scan = burst && burst.chars.length >= SCAN_MIN_CHARS && now - burst.last < 4 * SCAN_GAP_MS ? burst : null;
+    const b = burst;
     burst = null;
+    const scan = b && b.chars.length >= SCAN_MIN_CHARS && now - b.last < PAUSE_MS
+      && (b.last - b.first) / (b.chars.length - 1) <= SCAN_GAP_MS;
     if (!scan) return;  // a person's Enter: let it do what it does
     e.preventDefault(); e.stopImmediatePropagation();
     lastScanAt = now;
-    const field = scan.target;
-    if (field && field !== $("#serial") && "value" in field) field.value = scan.before;  // undo the burst
-    onScan(scan.chars);
+    const field = b.target, serial = $("#serial");
+    // typed into the serial field: the field holds all of it; elsewhere: undo it where it landed
+    if (field === serial) { onScan(serial.value); return; }
+    if (field && "value" in field) field.value = b.before;
+    onScan(b.chars);
     return;
   }
   if (e.key.length !== 1 || e.ctrlKey || e.altKey || e.metaKey) { burst = null; return; }
-  if (!burst || now - burst.last > SCAN_GAP_MS) {
+  if (!burst || now - burst.last > PAUSE_MS || e.target !== burst.target && burst.target) {
     const t = e.target, typing = t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA");
-    burst = { chars: "", last: now, target: typing ? t : null, before: typing ? t.value : "" };
+    burst = { chars: "", first: now, last: now, target: typing ? t : null, before: typing ? t.value : "" };
   }
   burst.chars += e.key; burst.last = now;
 }
@@ -228,4 +236,4 @@ $("#verdict-next").addEventListener("click", () => {
   dismissVerdict(); $("#serial").value = ""; $("#serial").focus();
 });
 $("#logout").addEventListener("click", logout);
-init().catch((err) => { if (err.message !== "login") showRefusal(err.message); });
+const ready = init().catch((err) => { if (err.message !== "login") showRefusal(err.message); });

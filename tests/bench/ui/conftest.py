@@ -129,10 +129,17 @@ def chromium() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(chromium: Any) -> Iterator[Any]:
+def page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    yield context.new_page()
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    if errors:  # a script error silently freezes the screen: it fails the test that caused it
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(ARTIFACTS / f"error-{request.node.name}.png"))
     context.close()
+    assert not errors, errors
 
 
 def login(page: Any, base: str, name: str = "alice", role: str = "operator") -> None:
@@ -141,6 +148,20 @@ def login(page: Any, base: str, name: str = "alice", role: str = "operator") -> 
     page.select_option("#role", role)
     page.click("#login-button")
     page.wait_for_url(f"{base}/")
+
+
+def wait_prompt(page: Any, selector: str = "#prompt-choices button", timeout_s: float = 60.0) -> None:
+    """Wait for the prompt on screen; a refusal or a stuck screen fails with what the page shows."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if page.locator(selector).count() and page.locator(selector).first.is_visible():
+            return
+        refusal = page.locator("#refusal")
+        if refusal.is_visible():
+            raise AssertionError(f"no prompt, the screen says: {refusal.inner_text()}")
+        page.wait_for_timeout(100)
+    shown = {name: page.locator(name).text_content() for name in ("#state", "#step", "#refusal")}
+    raise AssertionError(f"no prompt within {timeout_s:.0f} s; screen: {shown}")
 
 
 def png_mean_rgb(png: bytes) -> tuple[float, float, float]:

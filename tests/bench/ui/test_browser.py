@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.bench.ui.conftest import ARTIFACTS, login, png_mean_rgb
+from tests.bench.ui.conftest import ARTIFACTS, login, png_mean_rgb, wait_prompt
 
 SERIAL = "VS02P-25-004711"  # what the simulated BMS reports (bench/sim/scenarios/healthy.yaml)
 GREEN, RED, ORANGE = (0x1B, 0x7F, 0x3A), (0xC6, 0x28, 0x28), (0xE6, 0x51, 0x00)
@@ -55,7 +55,7 @@ def test_scan_start_answer_prompt_see_pass(live_server: Callable[..., Any], stat
     login(page, server.url, "alice")
     shot(page, "01-operator-idle")
     start_from_scanner(page, "VS02P-25-004711")
-    page.wait_for_selector("#prompt-choices button", timeout=60_000)
+    wait_prompt(page)
     assert page.locator("#state").inner_text() == "waiting"
     shot(page, "02-prompt")
     page.locator("#prompt-choices button", has_text="OK").click()
@@ -80,7 +80,7 @@ def test_bms_that_cannot_learn_fails_with_the_checks_words(
     server = live_server([station_file("bay2", simulator__scenario="bms_cannot_learn")])
     login(page, server.url, "bob")
     start_from_scanner(page, "VS02P-24-003390")  # that scenario's BMS
-    page.wait_for_selector("#prompt-choices button", timeout=60_000)
+    wait_prompt(page)
     page.keyboard.press("Enter")  # no choice has the focus: a stray Enter answers nothing
     page.wait_for_timeout(300)
     assert page.locator("#prompt-choices button").count() == 2
@@ -105,7 +105,7 @@ def test_stop_shows_aborted_with_outputs_off(live_server: Callable[..., Any],
     slot.speed = 20.0  # paced: the run is still going when the operator reaches for stop
     login(page, server.url, "carol")
     start_from_scanner(page, "VS02P-25-004711")
-    page.wait_for_selector("#prompt-choices button", timeout=60_000)
+    wait_prompt(page)
     page.locator("#prompt-choices button", has_text="OK").click()
     # the shipping discharge lasts tens of bench minutes: at 20x the load is surely still on
     page.wait_for_selector("#step:has-text('discharge_to_shipping')", timeout=120_000)
@@ -160,7 +160,7 @@ def test_two_benches_at_once_each_with_its_live_view(
         page.goto(f"{server.url}/?bench={bench}")
         start_from_scanner(page, serial)
     for page in pages:
-        page.wait_for_selector("#prompt-choices button", timeout=60_000)
+        wait_prompt(page)
         page.locator("#prompt-choices button", has_text="OK").click()
     for page, serial in zip(pages, (SERIAL, SERIAL), strict=True):
         page.wait_for_selector("#verdict.pass", state="visible", timeout=180_000)

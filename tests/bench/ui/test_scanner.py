@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.bench.ui.conftest import login, wait_for
+from tests.bench.ui.conftest import login, wait_for, wait_prompt
 from tests.bench.ui.test_browser import SERIAL, record_of, shot
 
 NEXT_PACK = "VS02P-25-004712"
@@ -36,10 +36,6 @@ def scan(page: Any, text: str, trailer: str = "Enter") -> None:
         page.keyboard.press(key)
 
 
-def wait_prompt(page: Any) -> None:
-    page.wait_for_selector("#prompt:not(.hidden)", timeout=60_000)
-
-
 def test_a_scan_never_answers_a_prompt(live_server: Callable[..., Any], station_file: Callable[..., str],
                                        page: Any) -> None:
     server = live_server([station_file("bay1")])
@@ -47,7 +43,7 @@ def test_a_scan_never_answers_a_prompt(live_server: Callable[..., Any], station_
     login(page, server.url, "alice")
     page.focus("#serial")
     scan(page, SERIAL)
-    page.wait_for_selector("#prompt-choices button", timeout=60_000)
+    wait_prompt(page)
     # the worst case: the "OK" button has the focus when the next pack's label is scanned
     page.focus("#prompt-choices button:has-text('OK')")
     scan(page, NEXT_PACK)
@@ -71,7 +67,7 @@ def test_scan_while_verdict_shown_starts_next_pack_and_crlf_is_not_a_refusal(
     login(page, server.url, "alice")
     page.focus("#serial")
     scan(page, SERIAL, "Enter+Enter")  # CR+LF, as many scanners send
-    page.wait_for_selector("#prompt-choices button", timeout=60_000)
+    wait_prompt(page)
     page.wait_for_timeout(300)
     assert page.locator("#refusal").is_hidden(), page.locator("#refusal").inner_text()
     first = slot.view.run_id
@@ -110,7 +106,7 @@ def test_number_prompt_scan_locale_and_error_next_to_the_field(
     login(page, server.url, "bob")
     page.focus("#serial")
     scan(page, SERIAL)
-    wait_prompt(page)
+    wait_prompt(page, "#prompt-value")
     assert page.evaluate("document.activeElement.id") == "prompt-value"
     scan(page, NEXT_PACK)  # into the number field: must neither answer nor stay in the field
     page.wait_for_timeout(500)
