@@ -192,15 +192,14 @@ class AccessPolicy:
                 raise PermissionError(f"{account.name} has no {chosen} role on this station")
             self._succeeded(keys)
             return User(name=account.name, role=chosen, authenticated=True)
-        chosen = role or "operator"
-        secret = self.secrets.get(chosen)
-        if secret is not None:
-            if not hmac.compare_digest(password.encode(), secret.encode()):
-                self._failed(keys)
-                raise PermissionError(f"wrong password for the {chosen} role")
-        elif not self.loopback:
+        if not self.loopback:  # a shared role password says nothing about who typed it
             raise PermissionError("this station has no accounts: the owner adds them with "
                                   "`bench station account add` and serves with --accounts")
+        chosen = role or "operator"
+        secret = self.secrets.get(chosen)
+        if secret is not None and not hmac.compare_digest(password.encode(), secret.encode()):
+            self._failed(keys)
+            raise PermissionError(f"wrong password for the {chosen} role")
         return User(name=name, role=chosen)
 
     def bearer(self, token: str, name: str | None) -> User | None:

@@ -96,3 +96,26 @@ def test_fail_shows_the_procedures_action_for_the_failed_check(station_file: Cal
     assert done["run"]["verdict"] == "fail"
     assert done["run"]["next_action"] == "Re-seat the terminal cover and measure the gap again."
     assert any("measured 7.5 mm" in t for t in done["run"]["failed_checks"]), done["run"]["failed_checks"]
+
+
+def test_station_start_up_marks_orphaned_runs(station_file: Callable[..., str], tmp_path: Path) -> None:
+    """A run left 'running' by a station that died (SIGKILL, power cut) is aborted at the next start."""
+    from tests.bench.ui.conftest import make_station
+
+    station = make_station([station_file("bay1")])
+    slot = station.slots["bay1"]
+    runs = Path(slot.station.runs_dir)
+    source = make_run_folder(tmp_path / "synthetic", hours=0.05)
+    record = RunRecord.model_validate_json((source / "record.json").read_text())
+    record = record.model_copy(update={"run_id": "20260101-000000-0abcde", "verdict": "running",
+                                       "ended_at": None})
+    record.station.name = "bay1"
+    (runs / record.run_id).mkdir(parents=True)
+    (runs / record.run_id / "record.json").write_text(record.model_dump_json())
+    store = RunStore(f"sqlite:///{runs / 'bench.db'}")
+    store.migrate()
+    store.start_run(record)
+    assert station.mark_orphans() == [record.run_id]
+    (row,) = store.runs()
+    store.close()
+    assert row.verdict == "aborted" and row.abort_reason is not None and "orphaned" in row.abort_reason
