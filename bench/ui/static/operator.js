@@ -92,7 +92,7 @@ async function answer(id, value) {
 // SOC chart: every bucket's min..max (nothing the run went through is thinned away), the
 // reference SOC with its ±3 % band, axes in bench time (h:mm) and SOC (%).
 function renderChart() {
-  const svg = $("#chart"), W = 600, H = 220, L = 44, B = 28, T = 8, R = 8, ns = "http://www.w3.org/2000/svg";
+  const svg = $("#chart"), W = 600, H = 220, L = 44, B = 28, T = 20, R = 8, ns = "http://www.w3.org/2000/svg";
   const node = (tag, attrs, text) => { const n = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); if (text !== undefined) n.textContent = text; return n; };
   const tMax = Math.max(chart.length ? chart[chart.length - 1][0] : 0, 60);
   const X = (t) => (L + (t / tMax) * (W - L - R)).toFixed(1), Y = (soc) => (T + (1 - Math.max(0, Math.min(100, soc)) / 100) * (H - T - B)).toFixed(1);
@@ -106,7 +106,7 @@ function renderChart() {
     parts.push(node("line", { x1: X(t), x2: X(t), y1: T, y2: H - B, stroke: "#eef1f4" }));
     parts.push(node("text", { x: X(t), y: H - B + 14, "text-anchor": "middle", "font-size": 11, fill: "#5d6d7e" }, hm(t)));
   }
-  parts.push(node("text", { x: 4, y: T + 10, "font-size": 11, fill: "#17202a", class: "axis-title" }, "SOC (%)"));
+  parts.push(node("text", { x: 4, y: 11, "font-size": 11, fill: "#17202a", class: "axis-title" }, "SOC (%)"));
   parts.push(node("text", { x: W - R, y: H - 2, "text-anchor": "end", "font-size": 11, fill: "#17202a", class: "axis-title" }, "bench time (h:mm)"));
   const band = (rows, lo, hi, pad) => {
     if (!rows.length) return "";
