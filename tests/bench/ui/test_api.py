@@ -119,7 +119,7 @@ def test_output_not_confirmed_off_is_on_the_verdict_screen(station_file: Callabl
     station = station_file("bay1", supervision__reconnect_window_s=20, supervision__off_retry_s=30)
     client = logged_in(client_for([station]), "eve", "engineer")
     client.post("/api/benches/bay1/speed", json={"speed": 20}, headers=ORIGIN)
-    client.post("/api/benches/bay1/start", json={"serial": "PK-0004"}, headers=ORIGIN)
+    client.post("/api/benches/bay1/start", json={"serial": "VS02P-25-004711"}, headers=ORIGIN)
     prompt = wait_for(lambda: client.get("/api/benches/bay1").json()["prompt"], 60, "prompt")
     client.post("/api/benches/bay1/answer", json={"prompt_id": prompt["id"], "answer": "OK"}, headers=ORIGIN)
     r = client.post("/api/benches/bay1/fault", json={"kind": "instrument_disconnect", "instrument": "supply",
