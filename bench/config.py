@@ -78,6 +78,10 @@ class AdapterConfig(_Model):
 
 class SimulatorConfig(_Model):
     mode: Literal["in_process", "external"] = "in_process"
+    # in_process: how the drivers reach the simulated instruments. "direct": the @inprocess VISA
+    # backend and a CAN bus polled after each simulator step (no socket, no listener thread);
+    # "sockets": the TCP SCPI servers and a CAN listener thread, as from another process
+    transport: Literal["direct", "sockets"] = "direct"
     scenario: str = "healthy"
     speed: float = Field(default=1.0, gt=0, description="external: the speed `bench sim serve` runs at")
     supply_family: str | None = None

@@ -1,4 +1,10 @@
-"""Open the drivers a station file names. The only place that turns configuration into drivers."""
+"""Open the drivers a station file names. The only place that turns configuration into drivers.
+
+``resources`` maps the station file's ``sim:`` names to where the in-process simulator serves
+them. An instrument named ``sim:...`` is reached through ``sim_visa_backend`` (the embedded
+bench passes ``@inprocess``: no socket, see drivers.visa_inprocess); every other resource string
+goes to pyvisa-py, as on a real bench.
+"""
 
 from __future__ import annotations
 
@@ -10,32 +16,40 @@ from bench.clock import Clock
 from bench.config import AdapterConfig, ScpiInstrumentConfig
 from bench.errors import ConfigError
 
+#: the VISA backend of real instruments (and of the standalone simulator's sockets)
+DEFAULT_VISA_BACKEND = "@py"
 
-def _resource(cfg: ScpiInstrumentConfig, resources: dict[str, str]) -> str:
+
+def _resource(cfg: ScpiInstrumentConfig, resources: dict[str, str], sim_backend: str) -> tuple[str, str]:
+    """The VISA resource string and backend of ``cfg``."""
     if cfg.resource.startswith("sim:"):
         if cfg.resource not in resources:
             raise ConfigError(f"{cfg.resource!r} needs the in-process simulator (simulator.mode: in_process)",
                               field="resource")
-        return resources[cfg.resource]
-    return cfg.resource
+        return resources[cfg.resource], sim_backend
+    return cfg.resource, DEFAULT_VISA_BACKEND
 
 
-def _open_power(role: str, cfg: ScpiInstrumentConfig, resources: dict[str, str], family: str | None) -> Any:
+def _open_power(role: str, cfg: ScpiInstrumentConfig, resources: dict[str, str], family: str | None,
+                sim_backend: str) -> Any:
     from drivers.registry import open_instrument
     from drivers.scpi import ReconnectPolicy
 
     attempts = cfg.reconnect.attempts
     policy = ReconnectPolicy(attempts, cfg.reconnect.delay_s) if attempts else None
-    return open_instrument(family or cfg.family, _resource(cfg, resources), name=role,
-                           timeout_s=cfg.timeout_s, reconnect=policy, model=cfg.model)
+    resource, backend = _resource(cfg, resources, sim_backend)
+    return open_instrument(family or cfg.family, resource, name=role, timeout_s=cfg.timeout_s,
+                           backend=backend, reconnect=policy, model=cfg.model)
 
 
-def open_supply(cfg: ScpiInstrumentConfig, resources: dict[str, str], family: str | None) -> Any:
-    return _open_power("supply", cfg, resources, family)
+def open_supply(cfg: ScpiInstrumentConfig, resources: dict[str, str], family: str | None,
+                sim_visa_backend: str = DEFAULT_VISA_BACKEND) -> Any:
+    return _open_power("supply", cfg, resources, family, sim_visa_backend)
 
 
-def open_load(cfg: ScpiInstrumentConfig, resources: dict[str, str], family: str | None) -> Any:
-    return _open_power("load", cfg, resources, family)
+def open_load(cfg: ScpiInstrumentConfig, resources: dict[str, str], family: str | None,
+              sim_visa_backend: str = DEFAULT_VISA_BACKEND) -> Any:
+    return _open_power("load", cfg, resources, family, sim_visa_backend)
 
 
 def seedkey_from_config(cfg: AdapterConfig) -> Any:
@@ -48,7 +62,9 @@ def seedkey_from_config(cfg: AdapterConfig) -> Any:
 
 
 def open_adapter(cfg: AdapterConfig, resources: dict[str, str], clock: Clock,
-                 log_path: Path | None = None) -> Any:
+                 log_path: Path | None = None, *, polled: bool = False) -> Any:
+    """``polled``: no listener thread; the caller delivers received frames with ``poll()``
+    (the lockstep bench does after every advance of the simulator)."""
     from drivers.vs02_adapter import CanConfig, Vs02Adapter
 
     channel = resources.get(cfg.channel, cfg.channel) if cfg.channel.startswith("sim:") else cfg.channel
@@ -58,7 +74,7 @@ def open_adapter(cfg: AdapterConfig, resources: dict[str, str], clock: Clock,
         CanConfig(interface=cfg.interface, channel=channel, bitrate=cfg.bitrate,
                   request_id=cfg.request_id, response_id=cfg.response_id, extra=dict(cfg.extra)),
         name="adapter", seedkey=seedkey_from_config(cfg), log_path=log_path,
-        stale_after_s=cfg.stale_after_s, clock=clock.now,
+        stale_after_s=cfg.stale_after_s, clock=clock.now, polled=polled,
     )
     adapter.open()
     return adapter

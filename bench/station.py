@@ -353,10 +353,14 @@ def _number(value: Any, fallback: float | None) -> float | None:
 def connect_bench(station: StationConfig, *, scenario: str | None = None,
                   sim_state: bytes | None = None, can_log: Path | None = None) -> Bench:
     """Open every instrument of ``station``; on a simulated station start the simulator first."""
-    from bench.drivers_factory import open_adapter, open_load, open_supply
+    from bench.drivers_factory import DEFAULT_VISA_BACKEND, open_adapter, open_load, open_supply
 
     sim = None
     scenario_name = None
+    # the embedded bench reaches its instruments with no socket and no listener thread
+    # (drivers.visa_inprocess, Vs02Adapter.poll): same drivers, SCPI strings and CAN frames
+    direct = station.simulator is not None and station.simulator.transport == "direct"
+    visa_backend = DEFAULT_VISA_BACKEND
     if station.simulator is not None and station.simulator.mode == "in_process":
         from bench.sim.scenario import load_scenario
         from bench.sim.world import SimulatedBench
@@ -372,6 +376,10 @@ def connect_bench(station: StationConfig, *, scenario: str | None = None,
         resources = {"sim:supply": endpoints.supply_resource, "sim:load": endpoints.load_resource,
                      "sim:can": endpoints.can_channel}
         families = {"supply": endpoints.supply_family, "load": endpoints.load_family}
+        if direct:
+            from drivers.visa_inprocess import BACKEND
+
+            visa_backend = BACKEND
     else:
         if scenario is not None:
             raise BenchError("--scenario only applies to a simulated station")
@@ -381,11 +389,11 @@ def connect_bench(station: StationConfig, *, scenario: str | None = None,
         families = {}
     opened: list[Any] = []
     try:
-        supply = open_supply(station.supply, resources, families.get("supply"))
+        supply = open_supply(station.supply, resources, families.get("supply"), visa_backend)
         opened.append(supply)
-        load = open_load(station.load, resources, families.get("load"))
+        load = open_load(station.load, resources, families.get("load"), visa_backend)
         opened.append(load)
-        adapter = open_adapter(station.adapter, resources, clock, can_log)
+        adapter = open_adapter(station.adapter, resources, clock, can_log, polled=sim is not None and direct)
         opened.append(adapter)
     except BaseException:
         for drv in reversed(opened):
@@ -402,9 +410,11 @@ def connect_bench(station: StationConfig, *, scenario: str | None = None,
         sim_ref = sim
 
         def settle() -> None:
-            # lockstep: the controller looks only after the CAN listener has decoded every
-            # frame the simulator emitted for this step
-            if sim_ref.adapter is not None:
+            # lockstep: the controller looks only after the adapter has decoded every frame
+            # the simulator emitted for this step (polled: decoded here, in this thread)
+            if adapter.polled:
+                adapter.poll()
+            elif sim_ref.adapter is not None:
                 adapter.wait_frames(sim_ref.adapter.frames_sent, timeout_s=10.0)
 
         clock.add_settle_hook(settle)

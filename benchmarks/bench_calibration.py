@@ -112,6 +112,7 @@ WRAPPED: list[tuple[Any, str, str]] = [
     (SimulatedBench, "_substep", "sim_physics"),
     (SimAdapter, "emit_due", "can_emit"),
     (Vs02Adapter, "wait_frames", "can_settle"),
+    (Vs02Adapter, "poll", "can_settle"),
     (ScpiInstrument, "_call", "scpi"),
     (BroadcastState, "snapshot", "bms_snapshot"),
     (SampleLog, "append", "sample_log"),

@@ -6,6 +6,8 @@ read waits for the time-out; VXI-11/HiSLIP/USBTMC/GPIB mark the end themselves, 
 is harmless there. Serial ports also need the line settings of the instrument (baud etc.).
 
 A resource manager per backend is shared: creating one per instrument is slow with pyvisa-py.
+Backend ``@inprocess`` (:mod:`drivers.visa_inprocess`) reaches instruments served inside this
+process (the embedded simulator) with no socket; every other name goes to pyvisa as is.
 """
 
 from __future__ import annotations
@@ -29,9 +31,17 @@ def resource_manager(backend: str = "@py") -> pyvisa.ResourceManager:
         except pyvisa.errors.InvalidSession:
             manager = None
     if manager is None:
-        manager = pyvisa.ResourceManager(backend)
+        manager = pyvisa.ResourceManager(_library(backend))
         _MANAGERS[backend] = manager
     return manager
+
+
+def _library(backend: str) -> str | pyvisa.highlevel.VisaLibraryBase:
+    from drivers.visa_inprocess import BACKEND, InProcessVisaLibrary
+
+    # pyvisa takes a library instance as well as a "@name" (which it would import as a
+    # top-level module pyvisa_<name>): the in-process backend lives in this package
+    return InProcessVisaLibrary() if backend == BACKEND else backend
 
 
 def open_resource(

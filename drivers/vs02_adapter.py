@@ -5,6 +5,11 @@ names the interface, channel, bitrate and extra keyword arguments, passed to ``c
 One python-can ``Notifier`` feeds three listeners: the broadcast decoder (latest-state snapshot),
 the ISO-TP stack under the udsoncan client, and optionally a bus capture (``.blf``/``.asc``).
 
+``polled=True`` (a lockstep simulated bench) reads the same bus with no listener thread: the
+caller delivers what arrived with :meth:`Vs02Adapter.poll` (after each advance of the simulator,
+so the controller has seen every frame of that step when it looks), and a UDS exchange pumps
+the bus on a helper thread only while it waits for the answer. Same frames, same listeners.
+
 Imports nothing from ``bench`` but its error hierarchy, so it can run on a bare bench PC.
 """
 
@@ -193,6 +198,7 @@ class Vs02Adapter:
         uds_map: UdsMap | None = None,
         p2_timeout_s: float = 1.0,
         p2_star_timeout_s: float = 5.0,  # battery.md §6.2: P2* 5000 ms
+        polled: bool = False,
     ) -> None:
         if log_path is not None and Path(log_path).suffix.lower() not in (".blf", ".asc"):
             raise ConfigError(f"bus capture {log_path}: use a .blf or .asc file", field="log_path")
@@ -214,6 +220,8 @@ class Vs02Adapter:
         self._errors = _BusErrorWatch()
         self._error_state: str | None = None
         self._uds_lock = threading.Lock()
+        self.polled = polled
+        self._poll_lock = threading.Lock()
 
     # --- life cycle --------------------------------------------------------------------------
     def open(self) -> None:
@@ -231,7 +239,9 @@ class Vs02Adapter:
             listeners.append(self._capture)
             if not cfg.extra.get("receive_own_messages"):
                 self._capture_transmitted(self._bus, self._capture)
-        self._notifier = can.Notifier(self._bus, [*listeners, self._on_frame], timeout=0.05)
+        # polled: a Notifier with no bus starts no reader thread; poll() hands it the frames
+        self._notifier = can.Notifier([] if self.polled else self._bus, [*listeners, self._on_frame],
+                                      timeout=0.05)
         address = isotp.Address(isotp.AddressingMode.Normal_11bits, txid=cfg.request_id, rxid=cfg.response_id)
         self._stack = ResponseOnlyIsoTpStack(
             self._bus, self._notifier, rx_id=cfg.response_id, address=address,
@@ -308,8 +318,52 @@ class Vs02Adapter:
         return self.broadcast.frames_received
 
     def wait_frames(self, count: int, timeout_s: float = 1.0) -> bool:
-        """Block until ``frames_received >= count`` (lockstep helper); False on time-out (wall clock)."""
+        """Block until ``frames_received >= count`` (lockstep helper); False on time-out (wall clock).
+        Polled: deliver what has arrived, then answer at once (nothing arrives while we wait)."""
+        if self.polled:
+            self.poll()
+            return self.broadcast.frames_received >= count
         return self.broadcast.wait_frames(count, timeout_s)
+
+    def poll(self, timeout_s: float = 0.0) -> int:
+        """Polled mode: hand every frame received so far to the listeners, in this thread
+        (waiting up to ``timeout_s`` for the first); returns how many. A failing bus is reported
+        to the listeners' ``on_error`` as the Notifier's reader thread would."""
+        bus, notifier = self._bus, self._notifier
+        if bus is None or notifier is None:
+            return 0
+        delivered = 0
+        with self._poll_lock:
+            try:
+                msg = bus.recv(timeout_s)
+                while msg is not None:
+                    for listener in notifier.listeners:
+                        listener(msg)
+                    delivered += 1
+                    msg = bus.recv(0.0)
+            except (can.CanError, OSError, ValueError) as exc:
+                self._errors.on_error(exc)
+        return delivered
+
+    @contextmanager
+    def _pumping(self) -> Iterator[None]:
+        """Polled mode: receive on a helper thread while a UDS exchange waits for its answer."""
+        if not self.polled:
+            yield
+            return
+        done = threading.Event()
+
+        def pump() -> None:
+            while not done.is_set() and self._errors.error is None:
+                self.poll(0.005)
+
+        thread = threading.Thread(target=pump, name=f"{self.name}-uds-pump", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def snapshot(self) -> BmsSnapshot:
         return self.broadcast.snapshot()
@@ -351,7 +405,7 @@ class Vs02Adapter:
             raise InstrumentError(self.name, operation, "adapter is not open")
         if self._errors.error is not None:
             raise ConnectionLost(self.name, operation, f"CAN bus failed: {self._errors.error}")
-        with self._uds_lock:
+        with self._uds_lock, self._pumping():
             try:
                 yield self._client
             except uds_exc.NegativeResponseException as exc:

@@ -116,6 +116,8 @@ class BroadcastState:
         self._by_id = {m.frame_id: m for m in self.db.messages}
         self.message_names = [m.name for m in self.db.messages]
         self._latest: dict[str, tuple[dict[str, Any], float]] = {}
+        #: per frame ID, the last payload and its decoded signals (never mutated once stored)
+        self._decoded: dict[int, tuple[bytes, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.frames_received = 0
         self.frames_received_changed = threading.Condition(self._lock)
@@ -128,7 +130,13 @@ class BroadcastState:
         message = None if is_extended_id else self._by_id.get(arbitration_id)
         if message is None:
             return False
-        signals = cast(dict[str, Any], message.decode(cast(bytes, data), decode_choices=False))
+        payload = bytes(data)
+        last = self._decoded.get(arbitration_id)
+        if last is not None and last[0] == payload:
+            signals = last[1]  # a repeated payload (identity, limits, idle values): same signals
+        else:
+            signals = cast(dict[str, Any], message.decode(payload, decode_choices=False))
+            self._decoded[arbitration_id] = (payload, signals)
         stamp = self._clock()
         with self._lock:
             self._latest[message.name] = (signals, stamp)

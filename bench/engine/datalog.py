@@ -2,7 +2,9 @@
 
 Rows are written as they are taken; the file is flushed and fsynced at least every
 ``sync_every_s`` of bench time (5 s by default, the engine's requirement), so a crash of any
-kind loses at most that much. On resume, rows after the checkpoint are moved to
+kind loses at most that much. With ``fsync=False`` (a simulated run) a sync only flushes to the
+operating system: that survives a SIGKILL of the controller, which is all a simulated run's
+resume needs (a power cut merely costs a re-run). On resume, rows after the checkpoint are moved to
 ``samples.interrupted-<n>.csv`` (kept, never deleted) so the main file stays one timeline.
 """
 
@@ -19,9 +21,10 @@ from bench.record import SAMPLE_COLUMNS
 
 
 class SampleLog:
-    def __init__(self, path: Path, *, sync_every_s: float = 5.0) -> None:
+    def __init__(self, path: Path, *, sync_every_s: float = 5.0, fsync: bool = True) -> None:
         self.path = path
         self.sync_every_s = sync_every_s
+        self.fsync = fsync
         new = not path.exists() or path.stat().st_size == 0
         self._file = path.open("a", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
@@ -51,7 +54,8 @@ class SampleLog:
 
     def _sync(self) -> None:
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if self.fsync:
+            os.fsync(self._file.fileno())
 
     def close(self) -> None:
         if not self._file.closed:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import __version__
-from bench.engine.checkpoint import CheckpointWriter, EngineState
+from bench.engine.checkpoint import CheckpointWriter, EngineState, atomic_write, checkpoint_policy
 from bench.engine.datalog import SampleLog, sha256_file
 from bench.engine.events import EventBus, ProgressEvent
 from bench.engine.limits import Breach, LimitMonitor
@@ -91,7 +90,8 @@ class RunOptions:
     procedure_path: str = ""
     procedure_sha256: str = ""
     heartbeat: Callable[[float], None] | None = None
-    checkpoint_every_s: float = 30.0
+    #: None: the bench's own cadence (bench.engine.checkpoint.checkpoint_policy)
+    checkpoint_every_s: float | None = None
     stop_requested: Callable[[], str | None] | None = None
     #: hand the off command of unconfirmed outputs to the watchdog when the engine must exit
     #: first: called with the instruments and the bench seconds left; returns who took it over
@@ -127,7 +127,10 @@ class Engine:
             software_version=__version__, operator=options.operator, started_at=datetime.now(UTC),
             pack=PackIdentity(serial=options.serial or "unknown"))
         self.samples: SampleLog | None = None
-        self.checkpoints = CheckpointWriter(self.run_dir, every_s=options.checkpoint_every_s)
+        self.durability = checkpoint_policy(bool(getattr(self.clock, "simulated", False)),
+                                            options.checkpoint_every_s)
+        self.checkpoints = CheckpointWriter(self.run_dir, every_s=self.durability.every_s,
+                                            fsync=self.durability.fsync)
         self._last: RawReading | None = None
         self._unstored: list[Any] = []
         self._executor = StepExecutor(self)
@@ -187,7 +190,8 @@ class Engine:
             self.state.vars.update(self._resolve_parameters())
             self.record.parameters = {k: self.state.vars[k] for k in self.procedure.parameters}
             self.state.reference = ReferenceSoc(capacity_ah=self.bench.nominal_capacity_ah)
-        self.samples = SampleLog(self.run_dir / "samples.csv")
+        self.samples = SampleLog(self.run_dir / "samples.csv", fsync=self.durability.fsync,
+                                 sync_every_s=self.durability.sample_sync_every_s)
         self._write_record()
         if self.opts.store is not None:
             self.opts.store.start_run(self.record)
@@ -550,12 +554,8 @@ class Engine:
 
     def _write_record(self) -> None:
         self._totals_into_record()
-        path = self.run_dir / "record.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(self.record.model_dump_json(indent=2), encoding="utf-8")
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        tmp.replace(path)
+        atomic_write(self.run_dir / "record.json", self.record.model_dump_json(indent=2).encode(),
+                     fsync=self.durability.fsync)
 
     def _checkpoint(self, force: bool = False) -> None:
         if self.checkpoints.due(self.clock.now()) or force:

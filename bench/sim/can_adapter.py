@@ -139,6 +139,7 @@ def broadcast_values(bms: Any, counter: int, uptime_s: float) -> dict[str, dict[
     vmin, vmax = min(cells), max(cells)
     version = [int(p) if p.isdigit() else 0 for p in str(bms.sw_version).lstrip("vV").split(".")] + [0, 0]
     hw = "".join(ch for ch in str(bms.hw_version) if ch.isdigit())
+    alarm_bits, warning_bits = bms.alarm_bits, bms.warning_bits  # computed properties: read once
     values: dict[str, dict[str, Any]] = {
         "BMS_Limits": {
             "ChargeVoltageLimit": bms.charge_voltage_limit_v,
@@ -157,8 +158,8 @@ def broadcast_values(bms: Any, counter: int, uptime_s: float) -> dict[str, dict[
             "PackTemperature": max(temps[:8]),
         },
         "BMS_AlarmsWarnings": {  # 2-bit fields: 1 active, 2 inactive (battery.md §6.1)
-            **{n: 1 if bms.alarm_bits >> i & 1 else 2 for i, n in enumerate(ALARM_FIELDS)},
-            **{n: 1 if bms.warning_bits >> i & 1 else 2 for i, n in enumerate(WARNING_FIELDS)},
+            **{n: 1 if alarm_bits >> i & 1 else 2 for i, n in enumerate(ALARM_FIELDS)},
+            **{n: 1 if warning_bits >> i & 1 else 2 for i, n in enumerate(WARNING_FIELDS)},
         },
         "BMS_Manufacturer": {"ManufacturerName": int.from_bytes(MANUFACTURER, "little")},
         "BMS_BatteryInfo": {

@@ -9,6 +9,12 @@ given: the simulated world's own time, so a 120 s drop lasts 120 s of bench time
 simulation runs. The world re-opens the port as its time passes the end of the drop
 (:meth:`ScpiServer.relisten_if_due` from ``SimulatedBench.advance``), so a lockstep controller
 sees the link back exactly on time, not when a thread gets round to it.
+
+The same server also takes sessions from inside its process with no socket and no thread
+(:meth:`ScpiServer.connect`: the endpoint the embedded bench registers with the ``@inprocess``
+VISA backend under the socket's own resource name, drivers.visa_inprocess): a written message
+is executed at once, in the writer's thread, by the same code that serves the socket; a
+disconnect drops those sessions too, and new ones are refused while the port is closed.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class ScpiServer:
         self._refuse_until = 0.0
         self._closed = threading.Event()
         self._accept_thread: threading.Thread | None = None
+        self._local_sessions: set[InProcessSession] = set()
 
     @property
     def resource(self) -> str:
@@ -59,6 +66,35 @@ class ScpiServer:
         )
         self._accept_thread.start()
         return self.port
+
+    def connect(self) -> InProcessSession:
+        """A session from inside this process (the ``@inprocess`` VISA backend's endpoint); refused,
+        like a TCP connect, while the port is closed (a drop, or after :meth:`close`)."""
+        if self._closed.is_set() or self._listener is None:
+            raise ConnectionRefusedError(f"{self.resource} refuses connections")
+        session = InProcessSession(self)
+        with self._sessions_lock:
+            self._local_sessions.add(session)
+        return session
+
+    def execute(self, pending: bytes, chunk: bytes) -> tuple[str, bytes]:
+        """Run every complete line of ``pending + chunk``; return the replies (each LF-terminated)
+        and the incomplete rest. One program message per line; queries answer in order."""
+        pending += chunk
+        if b"\n" not in pending:
+            return "", pending
+        *lines, pending = pending.split(b"\n")
+        replies = []
+        handle = self.instrument.handle
+        for raw in lines:
+            message = raw.decode("ascii", "replace").strip()
+            if not message:
+                continue
+            with self.lock:
+                reply = handle(message)
+            if reply is not None:
+                replies.append(reply + "\n")
+        return "".join(replies), pending
 
     def _listen(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -97,27 +133,14 @@ class ScpiServer:
 
     def _session(self, conn: socket.socket) -> None:
         pending = b""
-        handle = self.instrument.handle
         try:
             while True:
                 chunk = conn.recv(_RECV_BYTES)
                 if not chunk:
                     return
-                pending += chunk
-                if b"\n" not in pending:
-                    continue
-                *lines, pending = pending.split(b"\n")
-                replies = []
-                for raw in lines:
-                    message = raw.decode("ascii", "replace").strip()
-                    if not message:
-                        continue
-                    with self.lock:
-                        reply = handle(message)
-                    if reply is not None:
-                        replies.append(reply + "\n")
+                replies, pending = self.execute(pending, chunk)
                 if replies:
-                    conn.sendall("".join(replies).encode("ascii"))
+                    conn.sendall(replies.encode("ascii"))
         except OSError:
             return
         finally:
@@ -139,6 +162,9 @@ class ScpiServer:
     def _drop_sessions(self) -> None:
         with self._sessions_lock:
             sessions = list(self._sessions)
+            local, self._local_sessions = self._local_sessions, set()
+        for session in local:
+            session.dropped = True
         for conn in sessions:
             with contextlib.suppress(OSError):
                 # RST rather than FIN: the client sees a reset, as with a pulled cable + timeout.
@@ -156,3 +182,24 @@ class ScpiServer:
         self._drop_sessions()
         if self._accept_thread is not None:
             self._accept_thread.join(timeout=1.0)
+
+
+class InProcessSession:
+    """A session of :meth:`ScpiServer.connect`: the socket session's loop, run by the writer."""
+
+    def __init__(self, server: ScpiServer) -> None:
+        self.server = server
+        self.dropped = False
+        self._pending = b""
+
+    def exchange(self, data: bytes) -> bytes:
+        if self.dropped:
+            raise ConnectionResetError(f"{self.server.resource}: connection reset")
+        if not data:
+            return b""
+        replies, self._pending = self.server.execute(self._pending, data)
+        return replies.encode("ascii")
+
+    def close(self) -> None:
+        with self.server._sessions_lock:
+            self.server._local_sessions.discard(self)
