@@ -62,9 +62,10 @@ def seedkey_from_config(cfg: AdapterConfig) -> Any:
 
 
 def open_adapter(cfg: AdapterConfig, resources: dict[str, str], clock: Clock,
-                 log_path: Path | None = None, *, polled: bool = False) -> Any:
-    """``polled``: no listener thread; the caller delivers received frames with ``poll()``
-    (the lockstep bench does after every advance of the simulator)."""
+                 log_path: Path | None = None, *, bus: Any | None = None) -> Any:
+    """``bus``: an open bus of the in-process simulator (drivers.can_inprocess) to use instead of
+    opening ``cfg``'s. The adapter then reads it polled, with no listener thread: the lockstep
+    clock's settle hook delivers each step's frames with ``poll()`` after every advance."""
     from drivers.vs02_adapter import CanConfig, Vs02Adapter
 
     channel = resources.get(cfg.channel, cfg.channel) if cfg.channel.startswith("sim:") else cfg.channel
@@ -74,7 +75,7 @@ def open_adapter(cfg: AdapterConfig, resources: dict[str, str], clock: Clock,
         CanConfig(interface=cfg.interface, channel=channel, bitrate=cfg.bitrate,
                   request_id=cfg.request_id, response_id=cfg.response_id, extra=dict(cfg.extra)),
         name="adapter", seedkey=seedkey_from_config(cfg), log_path=log_path,
-        stale_after_s=cfg.stale_after_s, clock=clock.now, polled=polled,
+        stale_after_s=cfg.stale_after_s, clock=clock.now, polled=bus is not None, bus=bus,
     )
     adapter.open()
     return adapter

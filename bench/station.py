@@ -371,7 +371,7 @@ def connect_bench(station: StationConfig, *, scenario: str | None = None,
                              load_family=station.simulator.load_family or None)
         if sim_state is not None:
             sim.restore(sim_state)
-        endpoints = sim.start()
+        endpoints = sim.start(in_process_can=direct)
         clock: Clock = LockstepClock(sim.advance, start=sim.time_s)
         resources = {"sim:supply": endpoints.supply_resource, "sim:load": endpoints.load_resource,
                      "sim:can": endpoints.can_channel}
@@ -393,7 +393,8 @@ def connect_bench(station: StationConfig, *, scenario: str | None = None,
         opened.append(supply)
         load = open_load(station.load, resources, families.get("load"), visa_backend)
         opened.append(load)
-        adapter = open_adapter(station.adapter, resources, clock, can_log, polled=sim is not None and direct)
+        adapter = open_adapter(station.adapter, resources, clock, can_log,
+                               bus=sim.can_bus() if sim is not None and direct else None)
         opened.append(adapter)
     except BaseException:
         for drv in reversed(opened):

@@ -1,19 +1,22 @@
 """The whole simulated SOC calibration, timed, with a per-sample cost breakdown.
 
 Run: ``python benchmarks/bench_calibration.py [--scenario healthy --scenario deep_discharge]
-[--profile-charge-h 1]``.
+[--transport sockets] [--profile-charge-h 1]``.
 
 Each scenario runs ``procedures/soc_calibration.yaml`` through ``bench.run.execute_run`` on the
-in-process simulator at its 1 s control interval: SCPI over pyvisa-py TCP sockets, the BMS
-broadcast and UDS over a python-can virtual bus, samples to CSV, checkpoints and the SQLite
-records store. Timing wrappers are installed on the functions of each cost category at runtime
-(nothing is edited); the remainder of the engine loop is its own bookkeeping.
+in-process simulator at its 1 s control interval: SCPI through pyvisa (the ``@inprocess``
+backend; ``--transport sockets``: pyvisa-py over TCP), the BMS broadcast and UDS over python-can
+(an in-process channel read polled; ``sockets``: the virtual bus and a listener thread), samples
+to CSV, checkpoints and the SQLite records store. Timing wrappers are installed on the functions
+of each cost category at runtime (nothing is edited); the remainder of the engine loop is its
+own bookkeeping.
 
 Baseline measured in the same run: the bare simulator (physics + BMS model, no transports, no
 engine) advanced in 1 s steps for the same bench time: the ratio says what everything around
 the physics costs.
 
-Issue 4: a calibration must take < 120 s wall on the 2-core machine (aim: < 20 s).
+Issue 17: a calibration in <= 10 s wall on the 2-core machine (hard limit 20 s). On a shared
+machine compare the ratio to the bare physics and the engine thread's CPU time, not the wall.
 ``--profile-charge-h H`` instead runs cProfile over an H-hour CC-CV charge and prints the top
 functions by own time (main thread only; the listener/server threads show up as waits).
 """
@@ -50,8 +53,8 @@ from drivers.vs02_adapter import Vs02Adapter  # noqa: E402
 from drivers.vs02_broadcast import BroadcastState  # noqa: E402
 
 PROCEDURE = ROOT / "procedures" / "soc_calibration.yaml"
-ISSUE_LIMIT_S = 120.0
-AIM_S = 20.0
+ISSUE_LIMIT_S = 20.0
+AIM_S = 10.0
 
 
 @dataclass
@@ -112,7 +115,7 @@ WRAPPED: list[tuple[Any, str, str]] = [
     (SimulatedBench, "_substep", "sim_physics"),
     (SimAdapter, "emit_due", "can_emit"),
     (Vs02Adapter, "wait_frames", "can_settle"),
-    (Vs02Adapter, "poll", "can_settle"),
+    (Vs02Adapter, "poll", "can_settle"),  # the polled adapter's settle (no wait: it decodes here)
     (ScpiInstrument, "_call", "scpi"),
     (BroadcastState, "snapshot", "bms_snapshot"),
     (SampleLog, "append", "sample_log"),
@@ -131,49 +134,6 @@ def instrumented() -> Iterator[Timers]:
             restore()
 
 
-@contextmanager
-def engine_what_if(checkpoint_every_s: float, sample_sync_every_s: float) -> Iterator[None]:
-    """Measure proposed engine changes without editing the engine (benchmark-only patches):
-    a longer checkpoint / fsync cadence on simulated runs, and one BMS snapshot per sample
-    (the engine takes one in read_bench and another for the CAN age)."""
-    from bench.engine import runner
-    from bench.station import Bench
-
-    options_init, log_init, age, read = runner.RunOptions.__init__, SampleLog.__init__, Bench.adapter_age_s, \
-        runner.read_bench
-
-    def options(self: Any, *args: Any, **kwargs: Any) -> None:
-        options_init(self, *args, **kwargs)
-        self.checkpoint_every_s = checkpoint_every_s
-
-    def sample_log(self: Any, path: Path, *, sync_every_s: float = 5.0) -> None:
-        log_init(self, path, sync_every_s=sample_sync_every_s)
-
-    def read_once(bench: Any, t_s: float) -> Any:
-        reading = read(bench, t_s)
-        bench.last_snapshot = reading.bms
-        return reading
-
-    def age_from_reading(self: Any) -> float:
-        snap = getattr(self, "last_snapshot", None) or self.adapter.snapshot()
-        self.last_snapshot = None
-        if not snap.timestamps:
-            return 1e9
-        return max(0.0, snap.taken_at - max(snap.timestamps.values()))
-
-    runner.RunOptions.__init__ = options  # type: ignore[method-assign]
-    SampleLog.__init__ = sample_log  # type: ignore[method-assign]
-    runner.read_bench = read_once
-    Bench.adapter_age_s = age_from_reading  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        runner.RunOptions.__init__ = options_init  # type: ignore[method-assign]
-        SampleLog.__init__ = log_init  # type: ignore[method-assign]
-        runner.read_bench = read
-        Bench.adapter_age_s = age  # type: ignore[method-assign]
-
-
 def breakdown(t: Timers) -> list[tuple[str, float]]:
     """Exclusive seconds per category (sums to the engine loop)."""
     sim = t.seconds("sim_physics")
@@ -183,10 +143,10 @@ def breakdown(t: Timers) -> list[tuple[str, float]]:
     parts = [
         ("simulator advance (physics, BMS, instruments)", sim),
         ("CAN broadcast emit (DBC encode + bus send)", emit),
-        ("CAN listener settle (wait for decode)", settle),
-        ("SCPI round trips (pyvisa TCP)", t.seconds("scpi")),
+        ("CAN receive + decode (settle)", settle),
+        ("SCPI round trips (pyvisa)", t.seconds("scpi")),
         ("BMS snapshot (broadcast -> typed)", t.seconds("bms_snapshot")),
-        ("sample log (CSV row, fsync every 5 s)", t.seconds("sample_log")),
+        ("sample log (CSV row)", t.seconds("sample_log")),
         ("checkpoints + records store", t.seconds("checkpoint_store")),
         ("lockstep clock rest", lockstep_rest),
     ]
@@ -195,17 +155,33 @@ def breakdown(t: Timers) -> list[tuple[str, float]]:
     return parts
 
 
-def run_calibration(scenario: str, folder: Path, procedure: Path = PROCEDURE) -> dict[str, Any]:
+def station_file(folder: Path, transport: str) -> str | None:
+    """The embedded station with ``simulator.transport`` set (None: the embedded file as is)."""
+    if transport == "direct":
+        return None
+    from bench.config import SIM_STATION
+
+    text = Path(SIM_STATION).read_text(encoding="utf-8")
+    path = folder / "station.yaml"
+    path.write_text(text.replace("  transport: direct", f"  transport: {transport}"), encoding="utf-8")
+    return str(path)
+
+
+def run_calibration(scenario: str, folder: Path, procedure: Path = PROCEDURE,
+                    transport: str = "direct") -> dict[str, Any]:
+    station = station_file(folder, transport)
     with instrumented() as timers:
-        started, cpu_started = time.perf_counter(), time.process_time()
-        record = execute_run(RunRequest(procedure=procedure, scenario=scenario, yes=True,
+        started, cpu_started, thread_started = time.perf_counter(), time.process_time(), time.thread_time()
+        record = execute_run(RunRequest(procedure=procedure, scenario=scenario, yes=True, station=station,
                                         out_dir=folder / "run", db=f"sqlite:///{folder / 'runs.db'}",
                                         watchdog=False), None)
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
+        thread_cpu = time.thread_time() - thread_started
     truth = record.sim_truth.capacity_ah if record.sim_truth else float("nan")
     return {"scenario": scenario, "verdict": record.verdict, "abort_reason": record.abort_reason,
-            "wall_s": wall, "cpu_s": cpu, "bench_h": record.bench_hours, "samples": record.sample_count,
+            "wall_s": wall, "cpu_s": cpu, "thread_cpu_s": thread_cpu, "bench_h": record.bench_hours,
+            "samples": record.sample_count,
             "learned_ah": record.bms_learned_capacity_ah, "reference_ah": record.reference_capacity_ah,
             "true_ah": truth, "timers": timers}
 
@@ -230,7 +206,8 @@ def report(result: dict[str, Any], baseline_s: float) -> None:
     print(f"wall {wall:.1f} s for {result['bench_h']:.2f} bench h, {n} samples "
           f"({wall / n * 1e3:.2f} ms/sample; {result['bench_h'] * 3600 / wall:,.0f}x real time)")
     print(f"CPU time, all threads: {result['cpu_s']:.1f} s ({result['cpu_s'] / n * 1e3:.2f} ms/sample; "
-          f"the rest of the wall time is waiting: I/O, thread hand-offs, other processes)")
+          f"the rest of the wall time is waiting: I/O, thread hand-offs, other processes); "
+          f"engine thread {result['thread_cpu_s']:.1f} s")
     print(f"set-up, report and teardown outside the engine loop: {wall - loop:.1f} s")
     if result["learned_ah"] is not None and result["reference_ah"] is not None:
         print(f"capacity: learned {result['learned_ah']:.2f} Ah, bench reference {result['reference_ah']:.2f} Ah, "
@@ -243,8 +220,8 @@ def report(result: dict[str, Any], baseline_s: float) -> None:
     print(f"  {'(engine loop total)':<54}{loop / n * 1e6:>10.0f}")
     print(f"calls per sample: SCPI {t.calls('scpi') / n:.2f}, snapshot {t.calls('bms_snapshot') / n:.2f}, "
           f"sim substeps {t.calls('sim_physics') / n:.2f}")
-    verdict = "met" if wall < AIM_S else ("within issue limit" if wall < ISSUE_LIMIT_S else "NOT met")
-    print(f"goal < {AIM_S:g} s (issue limit {ISSUE_LIMIT_S:g} s): {verdict}")
+    verdict = "met" if wall <= AIM_S else ("within the hard limit" if wall <= ISSUE_LIMIT_S else "NOT met")
+    print(f"goal <= {AIM_S:g} s (hard limit {ISSUE_LIMIT_S:g} s): {verdict}")
 
 
 PROFILE_PROCEDURE = """\
@@ -288,13 +265,9 @@ def main() -> int:
     parser.add_argument("--charge-h", type=float, default=None,
                         help="breakdown of an H-hour CC-CV charge instead of the calibration (quick look)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders under this folder")
-    parser.add_argument("--what-if", action="store_true",
-                        help="apply the proposed engine changes (checkpoint every 10 min, fsync every 60 s of "
-                             "bench time, one snapshot per sample) for this measurement only")
+    parser.add_argument("--transport", choices=["direct", "sockets"], default="direct",
+                        help="how the drivers reach the simulator (station simulator.transport)")
     options = parser.parse_args()
-    if options.what_if:
-        with engine_what_if(checkpoint_every_s=600.0, sample_sync_every_s=60.0):
-            return run(options)
     return run(options)
 
 
@@ -306,7 +279,7 @@ def run(options: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-charge-") as tmp:
             procedure = Path(tmp) / "charge.yaml"
             procedure.write_text(PROFILE_PROCEDURE.format(seconds=int(options.charge_h * 3600)), encoding="utf-8")
-            result = run_calibration("deep_discharge", Path(tmp), procedure)
+            result = run_calibration("deep_discharge", Path(tmp), procedure, options.transport)
         report(result, bare_simulator_s("deep_discharge", result["bench_h"] * 3600))
         return 0
     worst = 0.0
@@ -315,7 +288,7 @@ def run(options: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-cal-") as tmp:
             folder = options.keep / scenario if options.keep else Path(tmp)
             folder.mkdir(parents=True, exist_ok=True)
-            result = run_calibration(scenario, folder)
+            result = run_calibration(scenario, folder, transport=options.transport)
         baseline = bare_simulator_s(scenario, result["bench_h"] * 3600)
         report(result, baseline)
         worst = max(worst, result["wall_s"])

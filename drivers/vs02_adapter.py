@@ -167,8 +167,10 @@ class _Capture(can.Listener):
         self._lock = threading.Lock()
 
     def record(self, msg: can.Message, *, transmitted: bool = False) -> None:
-        recorded = copy.copy(msg)
-        recorded.channel = None
+        recorded = msg
+        if transmitted or msg.channel is not None:  # the writer gets a frame it may keep as is
+            recorded = copy.copy(msg)
+            recorded.channel = None
         if transmitted:
             recorded.is_rx = False
             recorded.timestamp = recorded.timestamp or time.time()
@@ -199,6 +201,7 @@ class Vs02Adapter:
         p2_timeout_s: float = 1.0,
         p2_star_timeout_s: float = 5.0,  # battery.md §6.2: P2* 5000 ms
         polled: bool = False,
+        bus: can.BusABC | None = None,
     ) -> None:
         if log_path is not None and Path(log_path).suffix.lower() not in (".blf", ".asc"):
             raise ConfigError(f"bus capture {log_path}: use a .blf or .asc file", field="log_path")
@@ -221,13 +224,15 @@ class Vs02Adapter:
         self._error_state: str | None = None
         self._uds_lock = threading.Lock()
         self.polled = polled
+        #: an open bus to use instead of opening ``config``'s (shut down by close() all the same)
+        self._given_bus = bus
         self._poll_lock = threading.Lock()
 
     # --- life cycle --------------------------------------------------------------------------
     def open(self) -> None:
         cfg = self.config
         try:
-            self._bus = can.Bus(
+            self._bus = self._given_bus or can.Bus(
                 interface=cfg.interface, channel=cfg.channel, bitrate=cfg.bitrate, **cfg.extra
             )
         except (can.CanError, OSError, ValueError) as exc:

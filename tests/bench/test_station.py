@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from bench.config import load_station
@@ -34,3 +36,40 @@ def test_discharge_programs_cut_off_and_timer_then_the_timer_ends_it(bk_bench):
     truth = bench.sim.truth()
     assert not truth["load_input_on"]
     assert truth["soc_pct"] > 20.0
+
+
+def _notifier_threads() -> int:
+    return sum(t.name.startswith("Notifier for bus") for t in threading.enumerate())
+
+
+def test_embedded_bench_reaches_its_instruments_without_sockets_or_listener_threads():
+    from drivers.visa_inprocess import InProcessVisaLibrary
+
+    before = _notifier_threads()
+    with connect_bench(load_station(None)) as bench:
+        for driver in (bench.supply, bench.load):
+            assert isinstance(driver.scpi.transport.visalib, InProcessVisaLibrary)
+        assert bench.adapter.polled
+        # only the simulated BMS's UDS server reads its bus on a thread; the controller polls
+        assert _notifier_threads() - before == 1
+        bench.charge(28.4, 50.0)
+        bench.clock.sleep(5.0)
+        # the lockstep step has been decoded by the time sleep returns: the BMS sees the charge
+        assert bench.adapter.frames_received == bench.sim.adapter.frames_sent
+        assert bench.adapter.snapshot().current_a == pytest.approx(50.0, abs=0.5)
+        volts, amps = bench.supply.measure()
+        assert amps == pytest.approx(50.0, abs=0.5) and volts == pytest.approx(bench.sim.terminal_v, abs=0.05)
+        assert bench.adapter.read_identity()["serial"] == bench.sim.bms.serial
+
+
+def test_embedded_bench_over_sockets_when_the_station_asks():
+    station = load_station(None)
+    station = station.model_copy(update={"simulator": station.simulator.model_copy(update={"transport": "sockets"})})
+    before = _notifier_threads()
+    with connect_bench(station) as bench:
+        assert type(bench.supply.scpi.transport.visalib).__module__.startswith("pyvisa_py")
+        assert not bench.adapter.polled and _notifier_threads() - before == 2
+        bench.charge(28.4, 50.0)
+        bench.clock.sleep(5.0)
+        assert bench.adapter.snapshot().current_a == pytest.approx(50.0, abs=0.5)
+        assert bench.supply.measure()[1] == pytest.approx(50.0, abs=0.5)

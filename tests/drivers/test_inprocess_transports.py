@@ -1,0 +1,174 @@
+"""The in-process transports of the embedded bench: the real drivers through pyvisa with the
+``@inprocess`` backend (drivers.visa_inprocess) and through python-can on an in-process channel
+(drivers.can_inprocess), against the simulated instruments and adapter. No socket, no mocks:
+the same SCPI server code and the same DBC/UDS map as over TCP and the virtual bus."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import can
+import pytest
+import pyvisa
+
+from bench.errors import ConnectionLost
+from bench.sim.can_adapter import SimAdapter
+from drivers.can_inprocess import InProcessCanChannel
+from drivers.power import PowerSupply, ProtectionSettings, program_and_verify
+from drivers.registry import open_instrument
+from drivers.scpi import ReconnectPolicy, ScpiInstrument
+from drivers.security import HmacSha256First4
+from drivers.visa import open_resource, resource_manager
+from drivers.visa_inprocess import BACKEND, InProcessVisaLibrary
+from drivers.vs02_adapter import CanConfig, Vs02Adapter
+from tests.bench.sim.bms_standin import StandinBms
+from tests.drivers.test_integration import PACK_OCV, PACK_R, Served
+
+
+@pytest.fixture
+def psu_served():
+    served = Served("keysight_n8700")
+    yield served
+    served.server.close()
+
+
+def test_driver_through_the_inprocess_backend_charges_and_trips_like_over_tcp(psu_served: Served) -> None:
+    psu = open_instrument("keysight_n8700", psu_served.resource, name="psu", timeout_s=1.0, backend=BACKEND)
+    assert isinstance(psu, PowerSupply)
+    assert isinstance(psu.scpi.transport.visalib, InProcessVisaLibrary)  # not pyvisa-py: no socket
+    assert psu.identify().serial == psu_served.instrument.serial
+    psu.set_voltage(29.2)
+    psu.set_current(40.0)
+    program_and_verify(psu, ProtectionSettings(ovp=30.0))
+    psu.output(True)
+    v = psu_served.settle()
+    volts, amps = psu.measure()  # one compound query, answered in one reply
+    assert v == pytest.approx(PACK_OCV + 40.0 * PACK_R, abs=1e-3)
+    assert volts == pytest.approx(v, abs=0.05) and amps == pytest.approx(40.0, abs=0.5)
+    psu_served.settle(ocv=31.0)
+    assert psu.protection_tripped() == ["ovp"]
+    assert psu.safe_state() == []
+    assert psu_served.instrument.output_on is False
+    psu.close()
+
+
+def test_inprocess_and_tcp_sessions_share_one_instrument(psu_served: Served) -> None:
+    local = ScpiInstrument(open_resource(psu_served.resource, 1.0, BACKEND), "bench")
+    remote = ScpiInstrument(open_resource(psu_served.resource, 1.0), "watchdog")  # pyvisa-py, TCP
+    local.configure("VOLT 12.5")
+    assert remote.query_float("VOLT?") == 12.5
+    remote.configure("OUTP OFF")
+    assert local.query_bool("OUTP?") is False
+    local.close()
+    remote.close()
+
+
+def test_read_with_nothing_queued_is_a_visa_timeout_at_once(psu_served: Served) -> None:
+    session = ScpiInstrument(open_resource(psu_served.resource, 5.0, BACKEND), "psu")
+    session.write("VOLT 3")  # a command: no reply queued
+    started = time.monotonic()
+    with pytest.raises(pyvisa.errors.VisaIOError) as caught:
+        session.transport.read()
+    assert caught.value.error_code == pyvisa.constants.StatusCode.error_timeout  # the driver's InstrumentTimeout
+    assert time.monotonic() - started < 0.5  # nothing in the process can still answer: no 5 s wait
+    assert session.query_float("VOLT?") == 3.0  # the session goes on
+    session.close()
+
+
+def test_disconnect_drops_inprocess_sessions_and_refuses_until_it_ends(psu_served: Served) -> None:
+    plain = ScpiInstrument(open_resource(psu_served.resource, 0.5, BACKEND), "psu-plain")
+    resilient = ScpiInstrument(
+        open_resource(psu_served.resource, 0.5, BACKEND), "psu",
+        reopen=lambda: open_resource(psu_served.resource, 0.5, BACKEND),
+        reconnect=ReconnectPolicy(attempts=20, delay_s=0.1),
+    )
+    assert plain.identify().model == resilient.identify().model == "N8735A"
+    psu_served.server.disconnect(0.6)
+    with pytest.raises(ConnectionLost) as caught:
+        plain.query("*IDN?")
+    assert caught.value.instrument == "psu-plain" and caught.value.operation == "*IDN?"
+    with pytest.raises(ConnectionLost):  # refused while the link is down, as a TCP connect is
+        open_resource(psu_served.resource, 0.5, BACKEND)
+    assert resilient.query_float("VOLT?") == 0.0  # re-opened once the server accepts again
+    plain.close()
+    resilient.close()
+
+
+def test_closed_server_is_no_longer_reachable_in_process() -> None:
+    served = Served("bk_8600")
+    resource = served.resource
+    assert resource.replace("TCPIP::", "TCPIP0::") in resource_manager(BACKEND).list_resources("?*")
+    served.server.close()
+    with pytest.raises(ConnectionLost):
+        open_resource(resource, 0.5, BACKEND)
+
+
+def test_inprocess_can_channel_delivers_to_every_other_bus_and_wakes_a_blocked_reader() -> None:
+    channel = InProcessCanChannel(f"t-{uuid.uuid4().hex[:6]}")
+    a, b, c = channel.bus(), channel.bus(), channel.bus(receive_own_messages=True)
+    try:
+        a.send(can.Message(arbitration_id=0x351, data=b"\x01\x02", is_extended_id=False))
+        for bus in (b, c):
+            got = bus.recv(0)
+            assert got is not None and got.arbitration_id == 0x351 and bytes(got.data) == b"\x01\x02"
+            assert got.is_rx
+        assert a.recv(0) is None  # a bus does not hear itself
+        c.send(can.Message(arbitration_id=0x7E4, data=b"\x02\x3e\x00", is_extended_id=False))
+        assert c.recv(0) is not None  # unless it asked to
+        assert a.recv(0) is not None and b.recv(0) is not None
+        received: list[can.Message] = []
+        reader = threading.Thread(target=lambda: received.append(b.recv(5.0)))  # type: ignore[arg-type]
+        reader.start()
+        time.sleep(0.05)
+        a.send(can.Message(arbitration_id=0x355, data=b"\x05", is_extended_id=False))
+        reader.join(2.0)
+        assert received and received[0].arbitration_id == 0x355
+        started = time.monotonic()
+        assert b.recv(0.05) is None and time.monotonic() - started >= 0.04
+    finally:
+        for bus in (a, b, c):
+            bus.shutdown()
+    with pytest.raises(can.CanOperationError):
+        a.send(can.Message(arbitration_id=0x1))
+
+
+@pytest.fixture
+def polled_rig(tmp_path: Path):
+    """Simulated adapter and a polled driver on one in-process channel, with a bus capture."""
+    channel = InProcessCanChannel(f"vs02-{uuid.uuid4().hex[:6]}")
+    bms = StandinBms()
+    sim = SimAdapter(bms, channel.bus(), lock=threading.RLock())
+    sim.start_uds()
+    driver = Vs02Adapter(CanConfig(interface="virtual", channel=channel.name),
+                         seedkey=HmacSha256First4(b"VS02-SIM-SECRET"), log_path=tmp_path / "can.blf",
+                         polled=True, bus=channel.bus())
+    driver.open()
+    yield bms, sim, driver
+    driver.close()
+    sim.close()
+    sim.bus.shutdown()
+
+
+def test_polled_adapter_decodes_each_cycle_on_poll_without_a_listener_thread(polled_rig, tmp_path: Path) -> None:
+    bms, sim, driver = polled_rig
+    assert not [t for t in threading.enumerate() if t.name.startswith("can.notifier")]
+    sent = sim.emit_due(0.0)
+    assert sent > 0 and driver.frames_received == 0  # nothing happens behind the controller's back
+    assert driver.poll() == sent and driver.frames_received == sent
+    snap = driver.snapshot()
+    assert snap.soc_pct == pytest.approx(bms.soc_pct, abs=0.005)
+    assert snap.cell_voltages_v == pytest.approx(bms.cell_voltages_v, abs=0.0005)
+    sent += sim.emit_due(1.0)
+    assert driver.wait_frames(sent, timeout_s=0.0)  # polled: delivers, then answers at once
+    # UDS works in polled mode: the exchange pumps the bus while it waits for the answer
+    assert driver.read_identity()["serial"] == bms.serial
+    driver.session("extended")
+    driver.unlock(1)
+    driver.close()
+    # the capture holds the broadcast and both directions of the UDS exchanges
+    with can.BLFReader(tmp_path / "can.blf") as reader:
+        ids = {m.arbitration_id for m in reader}
+    assert {0x351, 0x7E4, 0x7EC} <= ids
