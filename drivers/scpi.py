@@ -37,6 +37,8 @@ T = TypeVar("T")
 
 _TIMEOUT_CODES = {int(StatusCode.error_timeout)} if StatusCode is not None else set()
 _ERROR_REPLY = re.compile(r'^\s*([+-]?\d+)\s*,\s*"?(.*?)"?\s*$')
+#: separators of a compound reply (``,`` within a query's list, ``;`` between queries)
+_REPLY_SEPARATORS = re.compile(r"[,;]")
 
 
 class Transport(Protocol):
@@ -103,7 +105,7 @@ class ScpiInstrument:
         """A query whose reply is numbers separated by ``,`` or ``;`` (compound queries)."""
         reply = self.query(command)
         try:
-            values = [float(part) for part in re.split(r"[,;]", reply)]
+            values = [float(part) for part in _REPLY_SEPARATORS.split(reply)]
         except ValueError as error:
             raise ProtocolError(self.name, command, f"not numbers: {reply!r}") from error
         if count is not None and len(values) != count:
