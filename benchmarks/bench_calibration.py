@@ -126,7 +126,8 @@ WRAPPED: list[tuple[Any, str, str]] = [
 @contextmanager
 def instrumented() -> Iterator[Timers]:
     timers = Timers()
-    undo = [timers.wrap(owner, attribute, name) for owner, attribute, name in WRAPPED]
+    # hasattr: the script also times older trees (no Vs02Adapter.poll) for before/after figures
+    undo = [timers.wrap(owner, attribute, name) for owner, attribute, name in WRAPPED if hasattr(owner, attribute)]
     try:
         yield timers
     finally:
@@ -186,17 +187,19 @@ def run_calibration(scenario: str, folder: Path, procedure: Path = PROCEDURE,
             "true_ah": truth, "timers": timers}
 
 
-def bare_simulator_s(scenario: str, bench_s: float) -> float:
-    """Baseline: the same scenario's simulator alone (no servers, no engine), 1 s steps."""
+def bare_simulator_s(scenario: str, bench_s: float) -> tuple[float, float]:
+    """Baseline: the same scenario's simulator alone (no servers, no engine), 1 s steps.
+    Returns (wall, CPU) seconds: on a loaded machine the CPU ratio is the steadier one."""
     sim = SimulatedBench(load_scenario(scenario))
     steps = int(bench_s)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     for _ in range(steps):
         sim.advance(1.0)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.thread_time() - cpu_started
 
 
-def report(result: dict[str, Any], baseline_s: float) -> None:
+def report(result: dict[str, Any], baseline: tuple[float, float]) -> None:
+    baseline_s, baseline_cpu_s = baseline
     t: Timers = result["timers"]
     n = max(result["samples"], 1)
     wall = result["wall_s"]
@@ -213,7 +216,8 @@ def report(result: dict[str, Any], baseline_s: float) -> None:
         print(f"capacity: learned {result['learned_ah']:.2f} Ah, bench reference {result['reference_ah']:.2f} Ah, "
               f"true {result['true_ah']:.2f} Ah")
     print(f"baseline (bare simulator, same bench time): {baseline_s:.1f} s -> whole run is "
-          f"{wall / baseline_s:.1f}x the physics alone")
+          f"{wall / baseline_s:.1f}x the physics alone; CPU: bare {baseline_cpu_s:.1f} s, engine thread "
+          f"{result['thread_cpu_s'] / baseline_cpu_s:.1f}x, all threads {result['cpu_s'] / baseline_cpu_s:.1f}x")
     print(f"{'per-sample cost':<56}{'us/sample':>10}{'share':>8}")
     for label, seconds in breakdown(t):
         print(f"  {label:<54}{seconds / n * 1e6:>10.0f}{seconds / loop:>8.1%}")

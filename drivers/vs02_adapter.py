@@ -399,7 +399,7 @@ class Vs02Adapter:
                 state = None
             if state is not None:
                 return _BUS_STATES[state]
-        if bus is not None and self.broadcast.stale(None, self.stale_after_s) != self.broadcast.message_names:
+        if bus is not None and self.broadcast.newest_age_s() <= self.stale_after_s:  # some message is fresh
             return "active"
         return "unknown"
 

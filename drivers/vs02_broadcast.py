@@ -160,6 +160,12 @@ class BroadcastState:
             entry = self._latest.get(message)
         return math.inf if entry is None else self._clock() - entry[1]
 
+    def newest_age_s(self) -> float:
+        """Clock seconds since the most recent frame of any DBC message; inf if none yet."""
+        with self._lock:
+            newest = max((stamp for _, stamp in self._latest.values()), default=None)
+        return math.inf if newest is None else self._clock() - newest
+
     def stale(self, messages: Iterable[str] | None, stale_after_s: float) -> list[str]:
         return [m for m in (messages or self.message_names) if self.age_s(m) > stale_after_s]
 
