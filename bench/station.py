@@ -350,6 +350,23 @@ def _number(value: Any, fallback: float | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else fallback
 
 
+def _start_in_process(sim: Any) -> tuple[Any, Any, str]:
+    """Start ``sim`` for a controller in this process: the BMS on one end of an in-process CAN
+    channel (the adapter gets another), the instruments' servers registered with the
+    ``@inprocess`` VISA backend under their socket's resource name. Returns the endpoints, the
+    channel and the VISA backend to open the instruments with."""
+    import uuid
+
+    from drivers.can_inprocess import InProcessCanChannel
+    from drivers.visa_inprocess import BACKEND, register
+
+    channel = InProcessCanChannel(f"vs02-sim-{uuid.uuid4().hex[:8]}")
+    endpoints = sim.start(can_channel=channel.name, can_bus=channel.bus())
+    for server in (sim.supply_server, sim.load_server):
+        register(server.resource, server)
+    return endpoints, channel, BACKEND
+
+
 def connect_bench(station: StationConfig, *, scenario: str | None = None,
                   sim_state: bytes | None = None, can_log: Path | None = None) -> Bench:
     """Open every instrument of ``station``; on a simulated station start the simulator first."""
@@ -371,16 +388,16 @@ def connect_bench(station: StationConfig, *, scenario: str | None = None,
                              load_family=station.simulator.load_family or None)
         if sim_state is not None:
             sim.restore(sim_state)
-        endpoints = sim.start(in_process_can=direct)
+        if direct:
+            endpoints, can_channel, visa_backend = _start_in_process(sim)
+        else:
+            endpoints, can_channel = sim.start(), None
         clock: Clock = LockstepClock(sim.advance, start=sim.time_s)
         resources = {"sim:supply": endpoints.supply_resource, "sim:load": endpoints.load_resource,
                      "sim:can": endpoints.can_channel}
         families = {"supply": endpoints.supply_family, "load": endpoints.load_family}
-        if direct:
-            from drivers.visa_inprocess import BACKEND
-
-            visa_backend = BACKEND
     else:
+        can_channel = None
         if scenario is not None:
             raise BenchError("--scenario only applies to a simulated station")
         speed = station.simulator.speed if station.simulator is not None else 1.0
@@ -394,7 +411,7 @@ def connect_bench(station: StationConfig, *, scenario: str | None = None,
         load = open_load(station.load, resources, families.get("load"), visa_backend)
         opened.append(load)
         adapter = open_adapter(station.adapter, resources, clock, can_log,
-                               bus=sim.can_bus() if sim is not None and direct else None)
+                               bus=can_channel.bus() if can_channel is not None else None)
         opened.append(adapter)
     except BaseException:
         for drv in reversed(opened):

@@ -14,14 +14,16 @@ same VISA errors as with a LAN instrument:
   ``VI_ERROR_RSRC_NFOUND``, as pyvisa-py does for a refused TCP connect.
 
 Endpoints register under a VISA resource name (normally the name of the instrument's TCP
-socket, so the resource string is the same whichever backend reaches it) and stay registered
-until they unregister. The simulator's SCPI servers register themselves (bench.sim.scpi_server).
+socket, so the resource string is the same whichever backend reaches it). The registry holds
+them weakly: an endpoint nobody else keeps is gone from it. The embedded bench registers the
+simulator's SCPI servers (bench.station.connect_bench).
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -51,7 +53,7 @@ class InProcessEndpoint(Protocol):
         ...
 
 
-_ENDPOINTS: dict[str, InProcessEndpoint] = {}
+_ENDPOINTS: weakref.WeakValueDictionary[str, InProcessEndpoint] = weakref.WeakValueDictionary()
 _REGISTRY_LOCK = threading.Lock()
 
 

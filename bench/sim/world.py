@@ -31,7 +31,6 @@ from bench.sim.instruments import SimInstrument, make_instrument
 from bench.sim.pack import Pack
 from bench.sim.scenario import Scenario
 from bench.sim.scpi_server import ScpiServer
-from drivers.can_inprocess import InProcessCanChannel
 
 #: Largest internal integration step; the pack model is exact for constant current, so
 #: 1 s keeps CC/CV crossover and protection timing faithful without costing speed.
@@ -86,7 +85,6 @@ class SimulatedBench:
         self.applied_faults: list[dict[str, Any]] = []
         self._servers: list[ScpiServer] = []
         self._bus: can.BusABC | None = None
-        self._can_channel: InProcessCanChannel | None = None
         self.adapter: SimAdapter | None = None
         self.endpoints: SimEndpoints | None = None
         #: Faults that concern the controller rather than the simulated hardware (controller or
@@ -102,10 +100,10 @@ class SimulatedBench:
 
     # -- serving ---------------------------------------------------------------------------
     def start(self, *, can_channel: str | None = None, host: str = "127.0.0.1",
-              supply_port: int = 0, load_port: int = 0, in_process_can: bool = False) -> SimEndpoints:
-        """Serve the instruments on TCP (and to the ``@inprocess`` VISA backend) and the BMS on a
-        python-can virtual bus, or with ``in_process_can`` on an in-process channel whose other
-        buses come from :meth:`can_bus` (drivers.can_inprocess: for a controller in this process)."""
+              supply_port: int = 0, load_port: int = 0, can_bus: can.BusABC | None = None) -> SimEndpoints:
+        """Serve the instruments on TCP (their servers also take in-process sessions,
+        :meth:`ScpiServer.connect`) and the BMS on a new python-can virtual bus, or on ``can_bus``
+        (the embedded bench passes one end of an in-process channel; closed with the simulator)."""
         if self.endpoints is not None:
             return self.endpoints
         # a link drop (scenario fault instrument_disconnect) lasts its duration in world time
@@ -115,28 +113,18 @@ class SimulatedBench:
         lport = load_server.start()
         self._servers = [supply_server, load_server]
         channel = can_channel or f"vs02-sim-{uuid.uuid4().hex[:8]}"
-        if in_process_can:
-            self._can_channel = InProcessCanChannel(channel)
-            self._bus = self._can_channel.bus()
-        else:
-            self._bus = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
+        self._bus = can_bus or can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
         self.adapter = SimAdapter(self.bms, self._bus, lock=self.lock)
         self.adapter.start_uds()
         self.endpoints = SimEndpoints(
             supply_resource=f"TCPIP::{host}::{sport}::SOCKET",
             load_resource=f"TCPIP::{host}::{lport}::SOCKET",
-            can_interface="in-process" if in_process_can else "virtual",
+            can_interface="virtual" if can_bus is None else "in-process",
             can_channel=channel,
             supply_family=self.supply_family,
             load_family=self.load_family,
         )
         return self.endpoints
-
-    def can_bus(self) -> can.BusABC:
-        """A new bus on the simulator's in-process CAN channel (``start(in_process_can=True)``)."""
-        if self._can_channel is None:
-            raise RuntimeError("the simulator's CAN is not in-process (start(in_process_can=True))")
-        return self._can_channel.bus()
 
     def close(self) -> None:
         for server in self._servers:
@@ -148,7 +136,6 @@ class SimulatedBench:
         if self._bus is not None:
             self._bus.shutdown()
             self._bus = None
-        self._can_channel = None
         self.endpoints = None
 
     @property

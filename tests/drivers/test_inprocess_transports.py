@@ -22,15 +22,23 @@ from drivers.registry import open_instrument
 from drivers.scpi import ReconnectPolicy, ScpiInstrument
 from drivers.security import HmacSha256First4
 from drivers.visa import open_resource, resource_manager
-from drivers.visa_inprocess import BACKEND, InProcessVisaLibrary
+from drivers.visa_inprocess import BACKEND, InProcessVisaLibrary, register
 from drivers.vs02_adapter import CanConfig, Vs02Adapter
 from tests.bench.sim.bms_standin import StandinBms
 from tests.drivers.test_integration import PACK_OCV, PACK_R, Served
 
 
+def _served(family: str) -> Served:
+    """A simulated instrument on ScpiServer, registered with the in-process backend (as the
+    embedded bench does in bench.station.connect_bench)."""
+    served = Served(family)
+    register(served.resource, served.server)
+    return served
+
+
 @pytest.fixture
 def psu_served():
-    served = Served("keysight_n8700")
+    served = _served("keysight_n8700")
     yield served
     served.server.close()
 
@@ -98,7 +106,7 @@ def test_disconnect_drops_inprocess_sessions_and_refuses_until_it_ends(psu_serve
 
 
 def test_closed_server_is_no_longer_reachable_in_process() -> None:
-    served = Served("bk_8600")
+    served = _served("bk_8600")
     resource = served.resource
     assert resource.replace("TCPIP::", "TCPIP0::") in resource_manager(BACKEND).list_resources("?*")
     served.server.close()
