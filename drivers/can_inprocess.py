@@ -31,6 +31,8 @@ class InProcessCanChannel:
     def __init__(self, name: str) -> None:
         self.name = name
         self._buses: tuple[InProcessCanBus, ...] = ()
+        #: per sender, who receives its frames (rebuilt when a bus joins or leaves, not per frame)
+        self._routes: dict[InProcessCanBus, tuple[InProcessCanBus, ...]] = {}
         self._lock = threading.Lock()
 
     def bus(self, *, receive_own_messages: bool = False, **kwargs: Any) -> InProcessCanBus:
@@ -39,14 +41,19 @@ class InProcessCanChannel:
 
     def _join(self, bus: InProcessCanBus) -> None:
         with self._lock:
-            self._buses = (*self._buses, bus)
+            self._reroute((*self._buses, bus))
 
     def _leave(self, bus: InProcessCanBus) -> None:
         with self._lock:
-            self._buses = tuple(b for b in self._buses if b is not bus)
+            self._reroute(tuple(b for b in self._buses if b is not bus))
+
+    def _reroute(self, buses: tuple[InProcessCanBus, ...]) -> None:
+        self._buses = buses
+        self._routes = {sender: tuple(b for b in buses if b is not sender or sender.receive_own_messages)
+                        for sender in buses}
 
     def _deliver(self, sender: InProcessCanBus, msg: can.Message) -> None:
-        receivers = [b for b in self._buses if b is not sender or sender.receive_own_messages]
+        receivers = self._routes.get(sender, ())
         timestamp = time.time()
         for index, receiver in enumerate(receivers):
             frame = msg if index == len(receivers) - 1 else copy.copy(msg)

@@ -338,12 +338,16 @@ class Vs02Adapter:
         if bus is None or notifier is None:
             return 0
         delivered = 0
+        # the listeners' handlers, looked up once per poll rather than per frame; the error watch
+        # only wants on_error, which this method calls itself
+        handlers = [listener.on_message_received if isinstance(listener, can.Listener) else listener
+                    for listener in notifier.listeners if listener is not self._errors]
         with self._poll_lock:
             try:
                 msg = bus.recv(timeout_s)
                 while msg is not None:
-                    for listener in notifier.listeners:
-                        listener(msg)
+                    for handle in handlers:
+                        handle(msg)
                     delivered += 1
                     msg = bus.recv(0.0)
             except (can.CanError, OSError, ValueError) as exc:

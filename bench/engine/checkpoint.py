@@ -9,7 +9,7 @@ previous checkpoint intact.
 Cadence (:func:`checkpoint_policy`). On real hardware every 30 s of bench time, each file
 fsynced: a power cut of the bench PC must not lose more. On a simulated (lockstep) run the
 only event to survive is the controller's death (SIGKILL, crash): the OS keeps what was
-written, so files are flushed and renamed but not fsynced, and a checkpoint every 300 s of
+written, so files are flushed and renamed but not fsynced, and a checkpoint every 600 s of
 bench time bounds what a resume recomputes (deterministically) to a fraction of a second.
 Step ends always checkpoint.
 """
@@ -66,9 +66,9 @@ class EngineState:
 #: real hardware: bench seconds between checkpoints, and samples.csv fsynced every 5 s
 REAL_CHECKPOINT_EVERY_S = 30.0
 REAL_SAMPLE_SYNC_EVERY_S = 5.0
-#: simulated (lockstep) runs: at ~0.3 ms per 1 s interval, 300 s of bench time is ~0.1 s of wall
+#: simulated (lockstep) runs: at ~0.5 ms per 1 s interval, 600 s of bench time is ~0.3 s of wall
 #: time to redo after a kill; samples reach the file at each checkpoint (what a resume keeps)
-SIM_CHECKPOINT_EVERY_S = 300.0
+SIM_CHECKPOINT_EVERY_S = 600.0
 
 
 @dataclass(frozen=True)
