@@ -28,8 +28,12 @@ def alias_bomb(levels: int = 9, width: int = 9) -> str:
 
 
 # `bench ARGS...` with the address space capped at 1 GiB, so that a loader without bounds fails
-# fast instead of taking the machine's memory
-_CAPPED_BENCH = ("import resource, runpy; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+# fast instead of taking the machine's memory. At exit the child writes its own peak resident size
+# (VmHWM of its address space after exec): wait4's ru_maxrss would also count the pages of the
+# forked test process, hundreds of MB late in a suite.
+_CAPPED_BENCH = ("import atexit, os, resource, runpy; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+                 "atexit.register(lambda: open(os.environ['BENCH_HWM_FILE'], 'w').write("
+                 "next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')))); "
                  "runpy.run_module('bench.cli', run_name='__main__')")
 
 
@@ -37,7 +41,8 @@ def _bench_measured(args: list[str], cwd: Path, limit_s: float = 30.0) -> tuple[
     """Run ``bench ARGS``; (exit code, stderr, wall s, CPU s, peak RSS bytes) of that child alone
     (``wait4``: not the maximum over every child this test process ever had). A timer kills a
     child that hangs."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    hwm_file = cwd / "vmhwm.txt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BENCH_HWM_FILE": str(hwm_file)}
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-c", _CAPPED_BENCH, *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -53,7 +58,8 @@ def _bench_measured(args: list[str], cwd: Path, limit_s: float = 30.0) -> tuple[
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
-    return proc.returncode, stderr, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+    peak_kb = int(hwm_file.read_text(encoding="utf-8").split()[1]) if hwm_file.exists() else usage.ru_maxrss
+    return proc.returncode, stderr, wall, usage.ru_utime + usage.ru_stime, peak_kb * 1024
 
 
 def test_bench_validate_answers_an_alias_bomb_fast_with_its_location(tmp_path: Path) -> None:
