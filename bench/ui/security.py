@@ -128,8 +128,14 @@ class User:
         return self.role == "engineer" or role == "operator"
 
     @property
+    def recorded_name(self) -> str:
+        """The name as records carry it: a name nobody proved says so (a loopback station without
+        an accounts file takes whatever name is typed)."""
+        return self.name if self.authenticated else f"{self.name} (self-declared)"
+
+    @property
     def label(self) -> str:
-        return f"{self.name} ({self.role})"
+        return f"{self.recorded_name} ({self.role})"
 
 
 class AccessPolicy:
@@ -212,7 +218,9 @@ class AccessPolicy:
             secret = self.secrets.get(role)
             if secret is not None and hmac.compare_digest(token.encode(), secret.encode()):
                 claimed = (name or "").strip()[:40]
-                return User(name=f"{role} token" + (f" ({claimed})" if claimed else ""), role=role)
+                # the secret is proved; the name beside it is shown as the script's claim
+                return User(name=f"{role} token" + (f" (claims {claimed})" if claimed else ""), role=role,
+                            authenticated=True)
         return None
 
     # -- throttling ----------------------------------------------------------------------------

@@ -241,7 +241,7 @@ class BenchSlot:
         """Under the lock: the new run's view, and its worker thread."""
         from bench.run import RunRequest
 
-        self.view = RunView(serial=serial, procedure=procedure.procedure, operator=request.user.name,
+        self.view = RunView(serial=serial, procedure=procedure.procedure, operator=request.user.recorded_name,
                             retest_count=retests, expected_total_s=expected,
                             step_count=len(procedure.steps))
         self.state, self.error = "running", None
@@ -257,7 +257,7 @@ class BenchSlot:
                                     on_answered=self._on_answered)
         run_request = RunRequest(
             procedure=request.procedure, station=self.station_path, scenario=request.scenario,
-            serial=serial, operator=request.user.name, params=dict(request.params), yes=False,
+            serial=serial, operator=request.user.recorded_name, params=dict(request.params), yes=False,
             db=self.db, interactive=False, events=bus, prompter=self.prompter,  # type: ignore[arg-type]
             stop_requested=self._stop_now, on_engine=self._attach)
         self._thread = threading.Thread(target=self._work, args=(run_request,),

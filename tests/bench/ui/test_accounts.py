@@ -121,3 +121,18 @@ def test_record_names_the_authenticated_people(accounts: Accounts, station_file:
     answered = [e for e in record["events"] if "answered" in e["message"]]
     assert [e["actor"] for e in answered] == ["bob (operator)"]
     assert record["abort_reason"].startswith("stopped by bob (operator)")
+
+
+def test_a_name_nobody_proved_is_recorded_as_self_declared() -> None:
+    """Issue 18 point 6: without an accounts file a loopback station takes any typed name; the
+    record must not pass it off as a person."""
+    from bench.ui.security import AccessPolicy
+
+    policy = AccessPolicy("127.0.0.1", 8477)
+    user = policy.login("carol", "operator", "")
+    assert not user.authenticated
+    assert user.recorded_name == "carol (self-declared)"
+    assert user.label == "carol (self-declared) (operator)"
+    token_policy = AccessPolicy("127.0.0.1", 8477, operator_secret="s3cret")
+    script = token_policy.bearer("s3cret", "bob")
+    assert script is not None and script.recorded_name == "operator token (claims bob)"

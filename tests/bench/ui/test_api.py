@@ -48,9 +48,10 @@ def test_eol_run_answer_prompt_and_record_who(station_file: Callable[..., str]) 
     run_id = done["run"]["run_id"]
     record = json.loads((Path(done["run"]["report"] and station_dir(client)) / run_id / "record.json")
                         .read_text(encoding="utf-8"))
-    assert record["operator"] == "alice"
+    assert record["operator"] == "alice (self-declared)"  # a loopback station without accounts
     answered = [e for e in record["events"] if "answered" in e["message"]]
-    assert [(e["actor"], e["message"].endswith("answered: OK")) for e in answered] == [("alice (operator)", True)]
+    assert [(e["actor"], e["message"].endswith("answered: OK")) for e in answered] == [
+        ("alice (self-declared) (operator)", True)]
     assert {c["id"] for c in record["checks"]} >= {"bms_current_charge", "pack_resistance_mohm",
                                                    "shipping_soc", "sw_version", "no_dtcs"}
     assert client.get(done["run"]["report"]).status_code == 200
@@ -84,7 +85,7 @@ def test_stop_aborts_with_outputs_off_in_ground_truth(station_file: Callable[...
     done = wait_for(lambda: (s := client.get("/api/benches/bay1").json())["state"] == "finished" and s,
                     60, "abort")
     assert done["run"]["verdict"] == "aborted"
-    assert "stopped by eve (engineer)" in done["run"]["abort_reason"]
+    assert "stopped by eve (self-declared) (engineer)" in done["run"]["abort_reason"]
     truth = client.get("/api/benches/bay1/truth").json()
     assert truth["supply_output_on"] is False and truth["load_input_on"] is False
     record = json.loads((station_dir(client) / done["run"]["run_id"] / "record.json").read_text())
@@ -110,7 +111,7 @@ def test_fault_injection_is_logged_and_trips(station_file: Callable[..., str]) -
     truth = client.get("/api/benches/bay1/truth").json()
     assert [f["kind"] for f in truth["faults_applied"]] == ["over_temperature"]
     record = json.loads((station_dir(client) / done["run"]["run_id"] / "record.json").read_text())
-    assert any(e["kind"] == "operator" and e["actor"] == "eve (engineer)"
+    assert any(e["kind"] == "operator" and e["actor"] == "eve (self-declared) (engineer)"
                and "over_temperature" in e["message"] for e in record["events"])
 
 

@@ -71,8 +71,8 @@ def test_scan_start_answer_prompt_see_pass(live_server: Callable[..., Any], stat
     report.wait_for_load_state()
     assert "VS02P-25-004711" in report.content()
     record = record_of(server, "bay1")
-    assert record["verdict"] == "pass" and record["operator"] == "alice"
-    assert any(e["kind"] == "operator" and e["actor"] == "alice (operator)" for e in record["events"])
+    assert record["verdict"] == "pass" and record["operator"] == "alice (self-declared)"
+    assert any(e["kind"] == "operator" and e["actor"] == "alice (self-declared) (operator)" for e in record["events"])
 
 
 def test_bms_that_cannot_learn_fails_with_the_checks_words(

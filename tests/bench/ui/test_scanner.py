@@ -57,7 +57,7 @@ def test_a_scan_never_answers_a_prompt(live_server: Callable[..., Any], station_
     page.locator("#prompt-choices button", has_text="OK").click()  # the deliberate answer
     page.wait_for_selector("#verdict.pass", state="visible", timeout=120_000)
     answered = [e for e in record_of(server, "bay1")["events"] if "answered" in e["message"]]
-    assert len(answered) == 1 and answered[0]["actor"] == "alice (operator)", answered  # logged once
+    assert len(answered) == 1 and answered[0]["actor"] == "alice (self-declared) (operator)", answered  # logged once
 
 
 def test_scan_while_verdict_shown_starts_next_pack_and_crlf_is_not_a_refusal(
