@@ -26,6 +26,7 @@ from bench.engine.limits import Breach, LimitMonitor
 from bench.engine.links import LinkSupervisor, confirm_outputs_off
 from bench.engine.sampler import RawReading, quantities, read_bench
 from bench.engine.steps import StepExecutor
+from bench.engine.store_writer import StoreWriter
 from bench.engine.supervision import Supervisor
 from bench.engine.throughput import ReferenceSoc, Throughput
 from bench.errors import BenchError, ConnectionLost, InstrumentError, RunAborted, SafetyTrip
@@ -42,6 +43,9 @@ from bench.record import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Wall seconds the end of a run waits for the records store to take the last of its copy.
+STORE_DRAIN_TIMEOUT_S = 30.0
 
 #: Files of a run folder not listed with a digest in ``record.files``: the record itself, the
 #: checkpoint and simulator state (rewritten until the end), and the reports rendered from the
@@ -132,6 +136,8 @@ class Engine:
         self.checkpoints = CheckpointWriter(self.run_dir, every_s=self.durability.every_s,
                                             fsync=self.durability.fsync)
         self._last: RawReading | None = None
+        self._store_writer: StoreWriter | None = None
+        self._store_failed = False
         self._unstored: list[Any] = []
         self._executor = StepExecutor(self)
 
@@ -194,7 +200,8 @@ class Engine:
                                  sync_every_s=self.durability.sample_sync_every_s)
         self._write_record()
         if self.opts.store is not None:
-            self.opts.store.start_run(self.record)
+            self._store_writer = StoreWriter(self.opts.store)
+            self._store_call("start_run", self.record.model_copy(deep=True))
 
     def _note_watchdog_trips(self) -> None:
         """What the watchdog did while no engine ran (bench.watchdog), into the record once."""
@@ -225,7 +232,7 @@ class Engine:
         if self.samples is not None:
             self._unstored.extend(self.samples.sync())
             self.samples.close()
-        if self.opts.store is not None and self._unstored:
+        if self._unstored:
             self._store_call("add_samples", rec.run_id, self._unstored)
         self._unstored = []
         self.bench.finish_record(rec)
@@ -278,8 +285,16 @@ class Engine:
                      for p in sorted(self.run_dir.iterdir())
                      if p.is_file() and p.name not in UNHASHED_FILES and not p.name.endswith(".tmp")]
         self._write_record()
-        if self.opts.store is not None:
-            self._store_call("finish_run", rec)
+        self._store_call("finish_run", rec.model_copy(deep=True))
+        writer = self._store_writer
+        if writer is not None:
+            drained = writer.close(STORE_DRAIN_TIMEOUT_S)
+            self._note_store_failures()
+            if not drained:
+                self.event("warning", f"records store did not answer within {STORE_DRAIN_TIMEOUT_S:.0f} s: "
+                                      "the run folder holds the complete record; the store's copy is incomplete")
+            if not drained or self._store_failed:
+                self._write_record()
 
     def _wait_alive(self, until_s: float) -> None:
         """Sleep to bench time ``until_s`` one control interval at a time, heart-beating, so the
@@ -562,21 +577,27 @@ class Engine:
             self._write_record()
             if self.samples is not None:
                 self._unstored.extend(self.samples.sync())
-            if self.opts.store is not None and self._unstored:
+            if self._unstored:
                 self._store_call("add_samples", self.record.run_id, self._unstored)
             self._unstored = []
             self.checkpoints.write(self.state, self.clock.now(), self.bench.simulator_checkpoint())
-            if self.opts.store is not None:
-                self._store_call("update_run", self.record)
+            self._store_call("update_run", self.record.model_copy(deep=True))
+            self._note_store_failures()
 
     def _store_call(self, method: str, *args: Any) -> None:
-        """The records store is a copy of the run folder: a store failure is recorded, not fatal."""
-        try:
-            getattr(self.opts.store, method)(*args)
-        except Exception as exc:
-            log.warning("records store %s failed: %s", method, exc)
+        """Queue a copy for the records store (bench.engine.store_writer): the engine never waits on
+        a database. The arguments are handed over: the caller must not change them afterwards."""
+        if self._store_writer is not None:
+            self._store_writer.submit(method, *args)
+
+    def _note_store_failures(self) -> None:
+        """The store is a copy of the run folder: a failure is recorded (once in a row), not fatal."""
+        if self._store_writer is None:
+            return
+        for failure in self._store_writer.failures():
+            self._store_failed = True
             if not any(e.message.startswith("records store") for e in self.record.events[-3:]):
-                self.event("warning", f"records store {method} failed: {exc}")
+                self.event("warning", f"records store {failure}")
 
     def _resolve_parameters(self) -> dict[str, Any]:
         env: dict[str, Any] = {"capacity_nominal": self.bench.nominal_capacity_ah}
