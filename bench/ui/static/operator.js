@@ -179,7 +179,9 @@ let burst = null, lastScanAt = -Infinity;
 function scanKeydown(e) {
   const now = performance.now();
   if (e.key === "Enter") {
-    if (now - lastScanAt < SCAN_TRAILER_MS) { e.preventDefault(); e.stopImmediatePropagation(); return; }  // CR+LF
+    // CR+LF / double Enter right after a scan, with nothing typed in between (a next scan's own
+    // Enter, however soon, is not a trailer)
+    if (now - lastScanAt < SCAN_TRAILER_MS && !burst) { e.preventDefault(); e.stopImmediatePropagation(); return; }
     const b = burst;
     burst = null;
     const scan = b && b.chars.length >= SCAN_MIN_CHARS && now - b.last < PAUSE_MS
