@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from bench.config import StationConfig
     from bench.record import CheckRecord, RunRecord
     from bench.station import Bench
+    from drivers.power import PowerInstrument
 
 #: The engine's abort reason for Ctrl-C (bench/engine/runner.py): a procedure item re-raises it.
 _INTERRUPTED_PREFIX = "interrupted by the operator"
@@ -144,8 +145,8 @@ class BenchGuard:
             on.add("supply")
         if bench.outputs.load_on:
             on.add("load")
-        for role, driver, operation in (("supply", bench.supply, "output"), ("load", bench.load, "input")):
-            if instrument_output_state(driver, operation):
+        for role, driver in (("supply", bench.supply), ("load", bench.load)):
+            if instrument_output_state(driver):
                 on.add(role)
         if bench.sim is not None:
             truth = bench.sim.truth()
@@ -215,22 +216,14 @@ _GUARD_KEY = pytest.StashKey[BenchGuard]()
 _CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
 
 
-def instrument_output_state(driver: Any, operation: str) -> bool | None:
-    """Ask a SCPI supply/load whether its output (input, for a load) is on.
-
-    The query is the query form of the family's own switching command (``OUTP {state}`` ->
-    ``OUTP?``, ``INP {state}`` -> ``INP?``; SCPI-1999 vol. 2 OUTPut[:STATe]). ``None`` when the
-    driver has no such command or the query fails.
-    """
+def instrument_output_state(driver: PowerInstrument) -> bool | None:
+    """Ask a supply/load whether its output (input, for a load) is on: the driver's own
+    ``output_is_on()`` (the family table knows the query). ``None`` when the driver cannot read
+    it back or the query fails."""
     from bench.errors import BenchError
 
-    commands = getattr(getattr(driver, "family", None), "commands", None) or {}
-    template = commands.get(operation)
-    scpi = getattr(driver, "scpi", None)
-    if not template or scpi is None:
-        return None
     try:
-        return bool(scpi.query_bool(template.split(" ", 1)[0] + "?"))
+        return bool(driver.output_is_on())
     except BenchError:
         return None
 

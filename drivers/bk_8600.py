@@ -23,6 +23,7 @@ LOAD_COMMANDS = {
     "set_resistance": "RES {value}",
     "set_power": "POW {value}",
     "input": "INP {state}",
+    "output_state": "INP?",  # INPut[:STATe]? -> 0/1
     "measure": "MEAS:VOLT?;CURR?",
 }
 LOAD_LIMITS = {

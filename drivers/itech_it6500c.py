@@ -36,6 +36,7 @@ IT6500C_FAMILY = PowerFamily(
         "set_voltage": "VOLT {value}",
         "set_current": "CURR {value}",
         "output": "OUTP {state}",
+        "output_state": "OUTP?",  # OUTPut[:STATe]? -> 0/1
         "measure": "MEAS:VOLT?;CURR?",
     },
     limits={"ovp": _protection("VOLT"), "ocp": _protection("CURR"), "opp": _protection("POW")},

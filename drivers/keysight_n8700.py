@@ -7,7 +7,7 @@ Measure commands (``MEASure[:SCALar]:VOLTage[:DC]?``), Status commands
 (``STATus:QUEStionable:CONDition?``: bit 0 OV, bit 1 OC, bit 4 OT).
 
 OCP on this family is a state, not a level: with ``CURR:PROT:STAT ON`` the output trips when it
-enters constant-current, so the OCP level IS the current setpoint (``set_ocp`` programs both).
+enters constant-current, so the OCP level IS the current setpoint (``set_limit("ocp", …)`` programs both).
 OVP is always active (no state command). Ranges: programmable maxima are 105 % of rating.
 """
 
@@ -35,6 +35,7 @@ N8700_FAMILY = PowerFamily(
         "set_voltage": "VOLT {value}",
         "set_current": "CURR {value}",
         "output": "OUTP {state}",
+        "output_state": "OUTP?",  # OUTPut[:STATe]? -> 0/1
         "measure": "MEAS:VOLT?;CURR?",
     },
     limits={

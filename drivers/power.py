@@ -6,7 +6,9 @@ Every setpoint is checked against the model's range before anything is sent
 setpoints to zero) and returns the problems it met, so an emergency stop always runs to the end.
 
 Instrument-side limits ("defence in depth", the instrument's own protection should the bench
-software die) use one vocabulary across families:
+software die) use one vocabulary across families and one road: :func:`program_and_verify`
+(which ``bench.station.Bench`` calls before any output turns on) programs each through
+:meth:`PowerInstrument.set_limit` and reads them all back; there are no per-limit setters.
 
 ======== =================================================================
 ``ovp``  supply over-voltage protection: output off above the level (latched)
@@ -168,15 +170,6 @@ class PowerSupply(PowerInstrument):
     @abstractmethod
     def output(self, on: bool) -> None: ...
 
-    def set_ovp(self, volts: float) -> None:
-        self.set_limit("ovp", volts)
-
-    def set_ocp(self, amps: float) -> None:
-        self.set_limit("ocp", amps)
-
-    def set_opp(self, watts: float) -> None:
-        self.set_limit("opp", watts)
-
 
 class ElectronicLoad(PowerInstrument):
     @abstractmethod
@@ -196,19 +189,6 @@ class ElectronicLoad(PowerInstrument):
 
     @abstractmethod
     def input(self, on: bool) -> None: ...
-
-    def set_uvp(self, volts: float) -> None:
-        """Under-voltage cut-off: the load stops sinking below ``volts``."""
-        self.set_limit("uvp", volts)
-
-    def set_current_limit(self, amps: float) -> None:
-        self.set_limit("ocp", amps)
-
-    def set_power_limit(self, watts: float) -> None:
-        self.set_limit("opp", watts)
-
-    def set_timer(self, seconds: float) -> None:
-        self.set_limit("timer", seconds)
 
 
 def program_and_verify(instrument: PowerInstrument, requested: ProtectionSettings) -> ProtectionSettings:

@@ -209,9 +209,9 @@ class ScpiPowerBase(PowerInstrument):
         self.scpi.reconnect()
 
     def output_is_on(self) -> bool:
-        """Read back the output/input state with the family's own query (``OUTP?`` / ``INP?``)."""
-        key = "output" if "output" in self.family.commands else "input"
-        return self.scpi.query_bool(self._template(key).split()[0] + "?")
+        """Read back the output (supply) / input (load) state with the family's own query, the
+        table's ``output_state`` entry (``OUTP?`` / ``INP?``, SCPI-1999 vol. 2 OUTPut[:STATe])."""
+        return self.scpi.query_bool(self._template("output_state"))
 
     def _attempt(self, problems: list[str], what: str, action: Callable[[], Any]) -> None:
         try:

@@ -14,6 +14,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import IntFlag
 from typing import Any, cast
 
 import cantools
@@ -51,6 +52,20 @@ _MULTI_MESSAGE_FIELDS = {
     "cell_voltages_v": ("BMS_CellVoltages1", "BMS_CellVoltages2"),
     "temperatures_c": ("BMS_CellTemperatures", "BMS_Status"),
 }
+
+
+class GaugeStatus(IntFlag):
+    """The gauge status word: UDS DID 0x011A ``gauge_status.flags`` (drivers/data/vs02_uds.yaml),
+    broadcast as ``GaugeFlags`` in BMS_Status (drivers/data/vs02.dbc). Bit names follow the TI
+    CEDV gauge flags (battery.md §4.3, §4.4); tests/drivers check them against the UDS map."""
+
+    FULL_CHARGE = 0x01  # FC: set at full sync, cleared below 95 % SOC
+    FULLY_DISCHARGED = 0x02  # FD: set at empty sync, cleared above 10 % SOC
+    LEARNING_ARMED = 0x04  # capacity learning armed (routine 0x0202) and not finished
+    DISCHARGE_QUALIFIED = 0x08  # VDQ: the armed discharge is still qualified
+    EDV2_REACHED = 0x10  # empty-sync threshold reached
+    LEARN_OK = 0x20  # last learning accepted
+    LEARN_FAILED = 0x40  # last learning disqualified or rejected
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,31 @@ class BmsSnapshot:
     message_counter: int | None = None
     uptime_s: int | None = None
     timestamps: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def gauge_status(self) -> GaugeStatus:
+        """The gauge flags, typed; empty while BMS_Status was never received."""
+        return GaugeStatus(self.flags or 0)
+
+    @property
+    def full_charge(self) -> bool:
+        return GaugeStatus.FULL_CHARGE in self.gauge_status
+
+    @property
+    def fully_discharged(self) -> bool:
+        return GaugeStatus.FULLY_DISCHARGED in self.gauge_status
+
+    @property
+    def learning_armed(self) -> bool:
+        return GaugeStatus.LEARNING_ARMED in self.gauge_status
+
+    @property
+    def learn_ok(self) -> bool:
+        return GaugeStatus.LEARN_OK in self.gauge_status
+
+    @property
+    def learn_failed(self) -> bool:
+        return GaugeStatus.LEARN_FAILED in self.gauge_status
 
     def timestamp(self, field_name: str) -> float | None:
         """When the value of ``field_name`` was received (the oldest of its messages)."""

@@ -10,14 +10,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-# Gauge status bits, as the UDS map gives them (drivers/data/vs02_uds.yaml, DID 0x011A) and the
-# BMS_Status frame of the DBC carries them.
-GAUGE_FULL_CHARGE = 0x01
-GAUGE_FULLY_DISCHARGED = 0x02
-GAUGE_LEARNING_ARMED = 0x04
-GAUGE_LEARN_OK = 0x20
-GAUGE_LEARN_FAILED = 0x40
-
 
 @dataclass
 class RawReading:
@@ -78,7 +70,6 @@ def quantities(reading: RawReading, can_age_s: float) -> dict[str, Any]:
     cells = list(bms.cell_voltages_v) if bms.cell_voltages_v else []
     temps = list(bms.temperatures_c) if bms.temperatures_c else []
     current = reading.current
-    flags = bms.flags or 0
     limits = bms.limits
     q: dict[str, Any] = {
         "pack_v": reading.pack_v,
@@ -95,10 +86,10 @@ def quantities(reading: RawReading, can_age_s: float) -> dict[str, Any]:
         "bms_soh": bms.soh_pct,
         "bms_current": bms.current_a,
         "bms_pack_v": bms.pack_voltage_v,
-        "bms_full": bool(flags & GAUGE_FULL_CHARGE),
-        "bms_empty": bool(flags & GAUGE_FULLY_DISCHARGED),
-        "bms_learning": bool(flags & GAUGE_LEARNING_ARMED),
-        "bms_learn_ok": bool(flags & GAUGE_LEARN_OK),
+        "bms_full": bms.full_charge,
+        "bms_empty": bms.fully_discharged,
+        "bms_learning": bms.learning_armed,
+        "bms_learn_ok": bms.learn_ok,
         "contactor_closed": bms.contactor_closed is not False,
         "can_age": can_age_s,
         "cell_sum_v": sum(cells) if cells else None,

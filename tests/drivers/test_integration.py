@@ -118,7 +118,7 @@ def test_instrument_error_text_is_reported(served: Served) -> None:
     psu = open_instrument("keysight_n8700", served.resource, name="psu", timeout_s=1.0)
     assert isinstance(psu, PowerSupply)
     with pytest.raises(InstrumentError, match=r"-222,Data out of range"):
-        psu.set_ovp(37.0)  # inside the driver's generic bound, above the N8735A's 36 V
+        psu.set_limit("ovp", 37.0)  # inside the driver's generic bound, above the N8735A's 36 V
 
 
 @pytest.mark.parametrize("served", ["keysight_n8700"], indirect=True)
@@ -154,3 +154,24 @@ def test_second_session_sees_the_same_instrument(served: Served) -> None:
     assert bench.query_bool("OUTP?") is False
     bench.close()
     watchdog.close()
+
+
+@pytest.mark.parametrize("served", SIM_SUPPLY_FAMILIES + SIM_LOAD_FAMILIES, indirect=True)
+def test_output_is_on_reads_the_instrument_state_back(served: Served) -> None:
+    """``output_is_on()`` asks the instrument (the family table's query), so it follows a switch
+    made by this driver, and one made behind its back (front panel, another session)."""
+    driver = open_instrument(served.instrument.family, served.resource, name="dut", timeout_s=1.0)
+    switch = driver.output if isinstance(driver, PowerSupply) else driver.input  # type: ignore[attr-defined]
+    assert driver.output_is_on() is False
+    switch(True)
+    assert served.instrument.output_on is True
+    assert driver.output_is_on() is True
+    switch(False)
+    assert driver.output_is_on() is False
+    with served.lock:  # the front panel switches it on: no driver bookkeeping can know
+        served.instrument.settings[served.instrument._enable_key] = True
+    assert driver.output_is_on() is True
+    with served.lock:
+        served.instrument.settings[served.instrument._enable_key] = False
+    assert driver.output_is_on() is False
+    driver.close()
