@@ -13,12 +13,17 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-
 # pytester's in-process runs drop modules first imported inside them; SQLAlchemy (the records
 # store) breaks when imported twice into one interpreter, so load the run machinery up front.
+# bench.store and reports load SQLAlchemy/Alembic lazily, so name those modules here.
+import alembic.command
+import alembic.context  # noqa: F401
+import pytest
+import sqlalchemy  # noqa: F401
+
 import bench.run
-import bench.store  # noqa: F401
+import bench.store
+import bench.store.store  # noqa: F401
 import reports.html  # noqa: F401
 
 pytest_plugins = ["pytester"]
