@@ -154,7 +154,8 @@ class Bench:
 
     def adjust_charge(self, voltage_v: float, current_a: float) -> None:
         """New setpoints for a charge already running (the charge control law, every interval):
-        only the values that changed are written; protections stay as programmed at the start."""
+        only the values that changed are written; protections stay as programmed at the start.
+        With no charge running (after a pause) it is a full :meth:`charge`."""
         old = self.commanded
         if old.kind != "charge" or not self.outputs.supply_on:
             self.charge(voltage_v, current_a)

@@ -78,20 +78,14 @@ def depot_scenario(index: int, rng: random.Random) -> dict[str, Any]:
         cells["soc_pct"] = [round(min(100.0, max(0.0, pack_soc + rng.uniform(-spread, spread))), 3)
                             for _ in range(CELLS)]
         kind = f"per-cell SOC ±{spread:.2f} %"
-    estimate = min(100.0, max(0.0, pack_soc + rng.uniform(-SOC_ERROR_MAX_PCT, SOC_ERROR_MAX_PCT)))
+    estimate = _soc_estimate(rng, pack_soc)
     return {
         "name": f"depot_{index:02d}",
         "description": f"repair-depot sweep pack: {kind} (benchmarks/sweep_calibration.py)",
         "seed": rng.randrange(1, 1_000_000),
         "ambient_c": round(rng.uniform(10.0, 35.0), 1),
         "cells": cells,
-        "bms": {
-            "soc_estimate_pct": round(estimate, 2),
-            "learned_capacity_ah": round(rng.uniform(150.0, 215.0), 1),
-            "current_offset_a": round(rng.uniform(-CURRENT_OFFSET_MAX_A, CURRENT_OFFSET_MAX_A), 4),
-            "current_gain_error": round(rng.uniform(-GAIN_ERROR_MAX, GAIN_ERROR_MAX), 5),
-            "serial": f"VS02P-26-{index:06d}",
-        },
+        "bms": _stale_bms(rng, estimate, (150.0, 215.0), f"VS02P-26-{index:06d}"),
     }
 
 
@@ -100,19 +94,31 @@ def random_scenario(index: int, rng: random.Random) -> dict[str, Any]:
     mean = rng.uniform(*CAPACITY_RANGE_AH)
     capacities = [round(rng.gauss(mean, CELL_CAPACITY_SD_AH), 2) for _ in range(CELLS)]
     true_soc = rng.uniform(5.0, 95.0)
-    estimate = min(100.0, max(0.0, true_soc + rng.uniform(-SOC_ERROR_MAX_PCT, SOC_ERROR_MAX_PCT)))
+    estimate = _soc_estimate(rng, true_soc)
     return {
         "name": f"sweep_{index:02d}",
         "description": "random calibration sweep scenario (benchmarks/sweep_calibration.py)",
         "seed": rng.randrange(1, 1_000_000),
         "cells": {"capacity_ah": capacities, "soc_pct": round(true_soc, 2)},
-        "bms": {
-            "soc_estimate_pct": round(estimate, 2),
-            "learned_capacity_ah": round(rng.uniform(150.0, 210.0), 1),
-            "current_offset_a": round(rng.uniform(-CURRENT_OFFSET_MAX_A, CURRENT_OFFSET_MAX_A), 4),
-            "current_gain_error": round(rng.uniform(-GAIN_ERROR_MAX, GAIN_ERROR_MAX), 5),
-            "serial": f"VS02P-SWEEP-{index:04d}",
-        },
+        "bms": _stale_bms(rng, estimate, (150.0, 210.0), f"VS02P-SWEEP-{index:04d}"),
+    }
+
+
+def _soc_estimate(rng: random.Random, true_soc: float) -> float:
+    """The BMS's SOC estimate: off the true SOC by up to ±80 points, clamped to 0-100 %."""
+    return min(100.0, max(0.0, true_soc + rng.uniform(-SOC_ERROR_MAX_PCT, SOC_ERROR_MAX_PCT)))
+
+
+def _stale_bms(rng: random.Random, estimate: float, learned_range_ah: tuple[float, float],
+               serial: str) -> dict[str, Any]:
+    """A BMS with a stale learned capacity and a current-sense offset and gain error (the draws in
+    the order the published sweeps made them, so their seeds give the same packs)."""
+    return {
+        "soc_estimate_pct": round(estimate, 2),
+        "learned_capacity_ah": round(rng.uniform(*learned_range_ah), 1),
+        "current_offset_a": round(rng.uniform(-CURRENT_OFFSET_MAX_A, CURRENT_OFFSET_MAX_A), 4),
+        "current_gain_error": round(rng.uniform(-GAIN_ERROR_MAX, GAIN_ERROR_MAX), 5),
+        "serial": serial,
     }
 
 

@@ -141,10 +141,8 @@ def bring_to_end_of_cv(bench: Any, *, progress: Callable[[str], None] | None = N
             ccl_a=limits.charge_current_a if limits else None, cvl_v=limits.charge_voltage_v if limits else None))
         if not setpoint.output_on:
             bench.outputs_off()
-        elif not bench.outputs.supply_on:
-            bench.charge(setpoint.voltage_v, setpoint.current_a)
         else:
-            bench.adjust_charge(setpoint.voltage_v, setpoint.current_a)
+            bench.adjust_charge(setpoint.voltage_v, setpoint.current_a)  # switches back on after a pause
         if amps < taper_a and setpoint.cv_phase:
             tapered_since = clock.now() if tapered_since is None else tapered_since
             if clock.now() - tapered_since >= TAPER_HOLD_S:

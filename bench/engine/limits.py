@@ -95,6 +95,6 @@ class LimitMonitor:
 def _holds(condition: Any, env: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]) -> bool:
     """A limit's ``when``: false while a quantity it reads has no value yet (the limit is not
     judged then); any other failure is an error of the procedure and propagates."""
-    if any(env.get(name, 0) is None for name in condition.names()):
+    if condition.lacks_value(env):
         return False
     return bool(condition.evaluate(env, functions))

@@ -74,13 +74,13 @@ class _ChargeRegulator:
                 self.engine.event("pause", f"{self.step.id}: charge paused with the output off: the BMS "
                                   f"allows no charge current (CCL {_fmt(ccl, 'A')}, highest cell "
                                   f"{_fmt(vmax, 'V', 3)})", data={"limit": "bms_ccl"})
-        elif previous is None or not previous.output_on:
-            if previous is not None:
+        elif previous is None:
+            bench.charge(setpoint.voltage_v, setpoint.current_a)  # the step programs its own protections
+        else:
+            if not previous.output_on:
                 self.engine.event("resume", f"{self.step.id}: charge resumed: the BMS allows "
                                   f"{_fmt(ccl, 'A')} again")
-            bench.charge(setpoint.voltage_v, setpoint.current_a)
-        else:
-            bench.adjust_charge(setpoint.voltage_v, setpoint.current_a)
+            bench.adjust_charge(setpoint.voltage_v, setpoint.current_a)  # a full charge() after a pause
         self.applied = setpoint
 
 
@@ -166,9 +166,10 @@ class StepExecutor:
                    else DEFAULT_BLEED_CURRENT_A)
         regulator = _ChargeRegulator(self.engine, step, request)
 
-        next_estimate = [BALANCE_ESTIMATE_AFTER_S]
+        next_estimate = BALANCE_ESTIMATE_AFTER_S
 
         def builtin(env: dict[str, Any]) -> str | None:
+            nonlocal next_estimate
             div = env.get("divergence")
             elapsed = env["step_time"]
             # judged at the CV hold: divergence only shows near full (battery.md §1.6)
@@ -176,22 +177,28 @@ class StepExecutor:
                 return "balanced"
             if elapsed >= timeout:
                 return "timeout"
-            if elapsed >= next_estimate[0]:
+            if elapsed >= next_estimate:
                 # a hold that cannot reach the target in time is ended early: the verdict is the
                 # same, the bench hours are not wasted (battery.md §3.3 balancing-time math)
-                next_estimate[0] = elapsed + BALANCE_ESTIMATE_EVERY_S
-                hours = self._balance_estimate(step, bleed_a, quiet=True)
+                next_estimate = elapsed + BALANCE_ESTIMATE_EVERY_S
+                hours = self._balance_estimate(step, bleed_a)
                 if hours is not None and hours * 3600.0 > 1.25 * (timeout - elapsed):
                     return (f"cannot balance in time: about {hours:.0f} h needed at the BMS's bleed, "
                             f"{(timeout - elapsed) / 3600.0:.1f} h left")
             return None
 
         target_step = self._timed(step, regulator.start, builtin, regulator.regulate)
-        self._balance_estimate(step, bleed_a)
+        if self._balance_estimate(step, bleed_a) is not None:
+            vars_ = self.engine.state.vars
+            self.engine.event("info", f"{step.id}: about {vars_[f'{step.id}.imbalance_ah']:.2f} Ah between the "
+                                      f"highest and lowest cell at the end of the hold: "
+                                      f"{vars_[f'{step.id}.hours_needed']:.0f} h at the BMS's "
+                                      f"{bleed_a * 1000:.0f} mA bleed")
         return target_step
 
-    def _balance_estimate(self, step: Any, bleed_a: float, quiet: bool = False) -> float | None:
-        """Charge still to move between cells and the hours the BMS's bleed needs for it
+    def _balance_estimate(self, step: Any, bleed_a: float) -> float | None:
+        """Charge still to move between cells and the hours the BMS's bleed needs for it (into the
+        step results ``<step>.imbalance_ah`` and ``<step>.hours_needed``; returns the hours)
         (battery.md §3.3: ΔQ_i = (SOC_max - SOC_i) x C; t = ΔQ / (I_bal x duty)), from the cell
         voltages at the end of the hold mapped through the top of the OCV curve: only there does
         a voltage difference say how much charge separates the cells (battery.md §1.6)."""
@@ -206,11 +213,6 @@ class StepExecutor:
         eng.state.vars[f"{step.id}.imbalance_ah"] = imbalance_ah
         hours = imbalance_ah / bleed_a  # Ah / A = h
         eng.state.vars[f"{step.id}.hours_needed"] = hours
-        if quiet:
-            return hours
-        eng.event("info", f"{step.id}: about {imbalance_ah:.2f} Ah between the highest and lowest cell "
-                          f"at the end of the hold: {imbalance_ah / bleed_a:.0f} h at the BMS's "
-                          f"{bleed_a * 1000:.0f} mA bleed")
         return hours
 
     def _cell_limit(self, action: Any, env: dict[str, Any]) -> float:
@@ -422,7 +424,7 @@ class StepExecutor:
         try:
             return expr.evaluate(env, self.engine.functions)
         except Exception as exc:
-            if any(name in env and env[name] is None for name in expr.names()):
+            if expr.lacks_value(env):
                 return None
             detail = str(exc) if isinstance(exc, ProcedureError) else \
                 f"{expr.where()}: {expr.text!r}: {type(exc).__name__}: {exc}"

@@ -627,6 +627,11 @@ class Expr:
     def names(self) -> set[str]:
         return {n.name for n in _walk(self._node) if isinstance(n, Name)}
 
+    def lacks_value(self, env: Mapping[str, Any]) -> bool:
+        """True when a quantity this expression reads is in ``env`` without a value yet (None: a
+        BMS value not received): the expression cannot be judged now, which is not an error."""
+        return any(env.get(name, 0) is None for name in self.names())
+
     def nodes(self) -> list[Node]:
         """Every node of the expression tree, root first."""
         return _walk(self._node)

@@ -157,6 +157,8 @@ class _Checker:
         self.errors: list[InputError] = []
         self.notes: list[str] = []
         self.step_ids = {step.id for step in procedure.steps}
+        #: position of each step (the first of a duplicated id), for jumps backwards and forwards
+        self.step_pos = {step_id: index for index, step_id in reversed(list(enumerate(procedure.step_ids())))}
         self.name_dims: dict[str, str | None] = dict(RUNTIME_QUANTITIES)
         for step in procedure.steps:
             for suffix, dim in STEP_RESULTS.items():
@@ -246,9 +248,8 @@ class _Checker:
             while current is not None and current not in seen and current in only_exit:
                 seen.append(current)
                 current = only_exit.get(current)
-            if current == step.id and step.id == min(seen, key=ids.index):
-                jump = seen[-1]
-                jump_index = ids.index(jump)
+            if current == step.id and step.id == min(seen, key=self.step_pos.__getitem__):
+                jump_index = self.step_pos[seen[-1]]
                 key = "goto" if steps[jump_index].kind == "goto" else "next"
                 self.error_at(("steps", jump_index, key), "steps " + " -> ".join([*seen, step.id])
                               + " loop for ever: nothing on the way can end or leave the loop")
@@ -445,18 +446,18 @@ class _Checker:
     def _check_failure_policy(self, step: Step, path: PathKey) -> None:
         """``on_fail`` and ``retry`` name steps, and cannot loop for ever (a backward ``goto`` on
         failure repeats as long as the check keeps failing: that is what ``retry`` bounds)."""
-        index = self.procedure.step_ids().index(step.id)
+        index = self.step_pos[step.id]
         target = step.on_fail_goto
         if target is not None:
             self._target(target, (*path, "on_fail"))
-            if target in self.step_ids and self.procedure.step_ids().index(target) <= index:
+            if target in self.step_pos and self.step_pos[target] <= index:
                 self.error_at((*path, "on_fail"), f"on_fail: goto {target} jumps back: it would repeat for "
                               "ever while the check keeps failing; use 'retry: {times: N, from: "
                               f"{target}}}' to repeat a bounded number of times")
         if step.retry is not None:
             first = step.retry.from_
             self._target(first, (*path, "retry", "from"))
-            if first in self.step_ids and self.procedure.step_ids().index(first) > index:
+            if first in self.step_pos and self.step_pos[first] > index:
                 self.error_at((*path, "retry", "from"), f"retry from {first!r}: the step comes after "
                               f"{step.id!r}; a retry runs an earlier group of steps again")
 

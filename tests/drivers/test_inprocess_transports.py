@@ -17,7 +17,7 @@ import pyvisa
 from bench.errors import ConnectionLost
 from bench.sim.can_adapter import SimAdapter
 from drivers.can_inprocess import InProcessCanChannel
-from drivers.power import PowerSupply, ProtectionSettings, program_and_verify
+from drivers.power import PowerSupply
 from drivers.registry import open_instrument
 from drivers.scpi import ReconnectPolicy, ScpiInstrument
 from drivers.security import HmacSha256First4
@@ -25,7 +25,7 @@ from drivers.visa import open_resource, resource_manager
 from drivers.visa_inprocess import BACKEND, InProcessVisaLibrary, register
 from drivers.vs02_adapter import CanConfig, Vs02Adapter
 from tests.bench.sim.bms_standin import StandinBms
-from tests.drivers.test_integration import PACK_OCV, PACK_R, Served
+from tests.drivers.test_integration import Served, charge_in_cc_then_trip_ovp
 
 
 def _served(family: str) -> Served:
@@ -48,16 +48,7 @@ def test_driver_through_the_inprocess_backend_charges_and_trips_like_over_tcp(ps
     assert isinstance(psu, PowerSupply)
     assert isinstance(psu.scpi.transport.visalib, InProcessVisaLibrary)  # not pyvisa-py: no socket
     assert psu.identify().serial == psu_served.instrument.serial
-    psu.set_voltage(29.2)
-    psu.set_current(40.0)
-    program_and_verify(psu, ProtectionSettings(ovp=30.0))
-    psu.output(True)
-    v = psu_served.settle()
-    volts, amps = psu.measure()  # one compound query, answered in one reply
-    assert v == pytest.approx(PACK_OCV + 40.0 * PACK_R, abs=1e-3)
-    assert volts == pytest.approx(v, abs=0.05) and amps == pytest.approx(40.0, abs=0.5)
-    psu_served.settle(ocv=31.0)
-    assert psu.protection_tripped() == ["ovp"]
+    charge_in_cc_then_trip_ovp(psu, psu_served)
     assert psu.safe_state() == []
     assert psu_served.instrument.output_on is False
     psu.close()

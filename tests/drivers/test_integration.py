@@ -52,23 +52,29 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
     s.server.close()
 
 
-@pytest.mark.parametrize("served", SIM_SUPPLY_FAMILIES, indirect=True)
-def test_supply_charges_in_cc_and_ovp_trips_and_latches(served: Served) -> None:
-    psu = open_instrument(served.instrument.family, served.resource, name="psu", timeout_s=1.0)
-    assert isinstance(psu, PowerSupply)
-    assert psu.identify().model == served.instrument.model
+def charge_in_cc_then_trip_ovp(psu: PowerSupply, served: Served) -> None:
+    """40 A CC into the simulated pack through the driver, then the pack side driven above the
+    30 V OVP: the driver reads the trip back. Shared by every transport's test."""
     psu.set_voltage(29.2)
     psu.set_current(40.0)
     program_and_verify(psu, ProtectionSettings(ovp=30.0))
     psu.output(True)
     v = served.settle()
-    volts, amps = psu.measure()
+    volts, amps = psu.measure()  # one compound query, answered in one reply
     # CC into the pack: 40 A raises the terminal by 40 A * 20 mOhm = 0.8 V.
     assert v == pytest.approx(PACK_OCV + 40.0 * PACK_R, abs=1e-3)
     assert volts == pytest.approx(v, abs=0.05) and amps == pytest.approx(40.0, abs=0.5)
     assert psu.protection_tripped() == []
     served.settle(ocv=31.0)  # the pack side is driven above the OVP level
     assert psu.protection_tripped() == ["ovp"]
+
+
+@pytest.mark.parametrize("served", SIM_SUPPLY_FAMILIES, indirect=True)
+def test_supply_charges_in_cc_and_ovp_trips_and_latches(served: Served) -> None:
+    psu = open_instrument(served.instrument.family, served.resource, name="psu", timeout_s=1.0)
+    assert isinstance(psu, PowerSupply)
+    assert psu.identify().model == served.instrument.model
+    charge_in_cc_then_trip_ovp(psu, served)
     assert served.instrument.output_on is False
     served.settle(ocv=PACK_OCV)  # the cause has gone, but the trip is latched
     assert served.instrument.output_on is False and psu.protection_tripped() == ["ovp"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import InputErrors
-from bench.procedure.validate import check_file
+from bench.procedure.validate import ValidationReport, check_file
 from tests.bench.engine.conftest import PROCEDURES
 
 
@@ -62,6 +62,12 @@ def test_retry_exhausted_applies_on_fail(run_procedure, tmp_path):
     assert sum(1 for c in record.checks if c.id == "steady") == 2
 
 
+def _validated(tmp_path: Path, steps: str) -> ValidationReport:
+    path = tmp_path / "procedure.yaml"
+    path.write_text("procedure: p\nversion: 1\nsteps:" + steps, encoding="utf-8")
+    return check_file(path)
+
+
 @pytest.mark.parametrize("steps, message", [
     ("""
   - id: a
@@ -85,36 +91,26 @@ def test_retry_exhausted_applies_on_fail(run_procedure, tmp_path):
 """, "a retry runs an earlier group"),
 ])
 def test_validate_refuses_endless_loops(tmp_path: Path, steps: str, message: str) -> None:
-    path = tmp_path / "loop.yaml"
-    path.write_text("procedure: loop\nversion: 1\nsteps:" + steps, encoding="utf-8")
-    report = check_file(path)
+    report = _validated(tmp_path, steps)
     assert any(message in e.message for e in report.errors), [str(e) for e in report.errors]
     assert all(e.line is not None for e in report.errors if message in e.message)
 
 
 def test_validate_accepts_a_bounded_loop(tmp_path: Path) -> None:
-    path = tmp_path / "bounded.yaml"
-    path.write_text("""procedure: bounded
-version: 1
-steps:
+    assert _validated(tmp_path, """
   - id: a
     rest: {duration: 1s}
   - id: again
     repeat: {goto: a, times: 3}
-""", encoding="utf-8")
-    assert check_file(path).errors == []
+""").errors == []
 
 
 def test_on_fail_form_is_checked(tmp_path: Path) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text("""procedure: bad
-version: 1
-steps:
+    report = _validated(tmp_path, """
   - id: a
     check: [{id: c, value: pack_v, low: 1V}]
     on_fail: stop
-""", encoding="utf-8")
-    report = check_file(path)
+""")
     assert report.errors and "on_fail is 'abort', 'continue' or 'goto <step id>'" in report.errors[0].message
     assert report.errors[0].line == 6
     with pytest.raises(InputErrors):
