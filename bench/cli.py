@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bench.errors import BenchError, InputError
+from bench.procedure.loader import parse_param_pairs
 from bench.record import unconfirmed_outputs_warning
 
 app = typer.Typer(
@@ -46,16 +47,6 @@ ScenarioOpt = Annotated[str | None, typer.Option("--scenario", help="Simulator s
 def _fail_input(exc: InputError) -> None:
     err.print(f"error: {exc.format()}", markup=False)
     raise typer.Exit(EXIT_INPUT)
-
-
-def _parse_params(items: list[str]) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for item in items:
-        if "=" not in item:
-            raise InputError(f"--param expects NAME=VALUE, got {item!r}", field="--param")
-        name, value = item.split("=", 1)
-        params[name.strip()] = value.strip()
-    return params
 
 
 class _Terminate(KeyboardInterrupt):
@@ -89,7 +80,7 @@ def run(
     try:
         request = RunRequest(
             procedure=procedure, station=station, scenario=scenario, serial=serial, operator=operator,
-            params=_parse_params(param or []), out_dir=out_dir, yes=yes, db=db,
+            params=parse_param_pairs(param or []), out_dir=out_dir, yes=yes, db=db,
             watchdog=not no_watchdog, interactive=not as_json and sys.stdin.isatty(),
         )
     except InputError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -34,7 +34,8 @@ class ReconnectConfig(_Model):
 
 
 class InstrumentRanges(_Model):
-    """An instrument's output/input range; overrides what the driver registry knows."""
+    """An instrument's output/input range. In a station file: a derating of the model's ranges
+    (each maximum the smaller of the two, :func:`derated_ranges`)."""
 
     voltage_max_v: float = Field(gt=0)
     current_max_a: float = Field(gt=0)
@@ -198,27 +199,53 @@ def load_station(path: str | Path | None) -> StationConfig:
     return load_model(StationConfig, SIM_STATION if path is None else path)
 
 
-def instrument_ranges(instrument: ScpiInstrumentConfig) -> InstrumentRanges | None:
-    """Max voltage/current/power of a station instrument, or None when unknown.
+class RatedRanges(Protocol):
+    """A driver model's maxima (``drivers.power.Ranges``), as far as ranges go here."""
 
-    The station's ``ranges`` win; otherwise the driver registry's family table gives the
-    model's ranges (``drivers.registry.driver_class(family).family.models[model]``; a family
-    with a single model needs no ``model:``). Kept in this one function so the lookup can change
-    in one place.
+    @property
+    def v_max(self) -> float: ...
+    @property
+    def i_max(self) -> float: ...
+    @property
+    def p_max(self) -> float: ...
+
+
+def derated_ranges(instrument: ScpiInstrumentConfig, rated: RatedRanges) -> InstrumentRanges:
+    """THE range rule: the model's ``rated`` maxima, derated by the station's ``ranges:``.
+
+    Each maximum is the smaller of the two, so a station file can only narrow what the model
+    can do (derated cabling, a fuse), never widen it. Validation (:func:`instrument_ranges`) and
+    the connected bench (``bench.station.Bench.ranges``, with the identified model's ranges)
+    both go through here, so a procedure runs against the figures it was validated against.
     """
-    if instrument.ranges is not None:
-        return instrument.ranges
+    model = InstrumentRanges(voltage_max_v=float(rated.v_max), current_max_a=float(rated.i_max),
+                             power_max_w=float(rated.p_max))
+    station = instrument.ranges
+    if station is None:
+        return model
+    return InstrumentRanges(voltage_max_v=min(model.voltage_max_v, station.voltage_max_v),
+                            current_max_a=min(model.current_max_a, station.current_max_a),
+                            power_max_w=min(model.power_max_w, station.power_max_w))
+
+
+def instrument_ranges(instrument: ScpiInstrumentConfig) -> InstrumentRanges | None:
+    """Max voltage/current/power of a station instrument before it is connected, or None when unknown.
+
+    The driver registry's family table gives the model's ranges
+    (``drivers.registry.driver_class(family).family.models[model]``; a family with a single model
+    needs no ``model:``), derated by the station's ``ranges`` (:func:`derated_ranges`). With the
+    model unknown the station's ``ranges`` alone stand; with neither, None.
+    """
     try:
         from drivers.registry import driver_class
 
         models: dict[str, Any] = driver_class(instrument.family).family.models
     except (ImportError, AttributeError, BenchError):
-        return None
+        models = {}
     if instrument.model is not None:
         found = models.get(instrument.model)
     else:
         found = next(iter(models.values())) if len(models) == 1 else None
     if found is None:
-        return None
-    return InstrumentRanges(voltage_max_v=float(found.v_max), current_max_a=float(found.i_max),
-                            power_max_w=float(found.p_max))
+        return instrument.ranges
+    return derated_ranges(instrument, found)

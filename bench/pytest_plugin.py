@@ -466,7 +466,13 @@ class ProcedureItem(pytest.Item):
     """One YAML procedure run on the session's station, judged by its own checks."""
 
     def runtest(self) -> None:
-        params = dict(_split_param(p) for p in self.config.getoption("bench_param"))
+        from bench.errors import InputError
+        from bench.procedure.loader import parse_param_pairs
+
+        try:
+            params = parse_param_pairs(self.config.getoption("bench_param"), option="--bench-param")
+        except InputError as exc:
+            raise pytest.UsageError(exc.format()) from None
         record = run_procedure(self, self.path, params=params, scenario=None)
         if record.verdict == "aborted":
             raise ProcedureAborted(f"run aborted: {record.abort_reason}")
@@ -489,9 +495,3 @@ class ProcedureItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"procedure {self.name}"
 
-
-def _split_param(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name.strip():
-        raise pytest.UsageError(f"--bench-param {text!r}: expected NAME=VALUE")
-    return name.strip(), value.strip()

@@ -19,7 +19,9 @@ from bench.config import StationConfig, load_station
 from bench.engine.checkpoint import load_checkpoint
 from bench.engine.events import EventBus
 from bench.engine.runner import AutoPrompter, Engine, Prompter, RunOptions, _new_run_id
-from bench.errors import InputError, InputErrors
+from bench.errors import InputError
+from bench.procedure.loader import load
+from bench.procedure.model import Procedure, procedure_sha256
 from bench.progress import ProgressPrinter, TerminalPrompter
 from bench.record import RunRecord
 from bench.station import Bench, connect_bench
@@ -47,11 +49,9 @@ class RunRequest:
     on_engine: Any = None
 
 
-def prepare(request: RunRequest) -> tuple[StationConfig, Any, dict[str, Any], str]:
-    """Load and validate every input; touch no instrument."""
-    from bench.procedure.model import load_procedure, procedure_sha256
-    from bench.procedure.validate import validate_procedure
-
+def prepare(request: RunRequest) -> tuple[StationConfig, Procedure, str]:
+    """Load and validate every input; touch no instrument. The procedure comes from the one
+    :func:`bench.procedure.loader.load`: checked against this station, overrides applied."""
     station = load_station(request.station)
     if request.scenario is not None:
         if station.simulator is None:
@@ -59,29 +59,12 @@ def prepare(request: RunRequest) -> tuple[StationConfig, Any, dict[str, Any], st
         from bench.sim.serve import load_scenario_option
 
         load_scenario_option(request.scenario)  # fail early on a bad scenario
-    procedure = load_procedure(request.procedure, request.params)
-    problems = validate_procedure(procedure, station=station, params=request.params,
-                                  path=str(request.procedure))
-    if problems:
-        raise InputErrors(problems)
-    params = resolved_overrides(procedure, request.params)
-    return station, procedure, params, procedure_sha256(request.procedure)
-
-
-def resolved_overrides(procedure: Any, overrides: dict[str, str]) -> dict[str, Any]:
-    from bench.procedure.expr import Expr
-
-    out: dict[str, Any] = {}
-    for name, text in overrides.items():
-        if name not in procedure.parameters:
-            known = ", ".join(sorted(procedure.parameters)) or "none"
-            raise InputError(f"unknown parameter {name!r} (known: {known})", field="--param")
-        out[name] = Expr.parse(text, file="--param", line=1, column=len(name) + 2)
-    return out
+    procedure = load(request.procedure, station, request.params)
+    return station, procedure, procedure_sha256(request.procedure)
 
 
 def execute_run(request: RunRequest, console: Console | None) -> RunRecord:
-    station, procedure, overrides, sha = prepare(request)
+    station, procedure, sha = prepare(request)
     run_id = _new_run_id()
     runs_dir = Path(station.runs_dir)
     run_dir = request.out_dir or runs_dir / run_id
@@ -95,7 +78,7 @@ def execute_run(request: RunRequest, console: Console | None) -> RunRecord:
         "params": request.params, "db": request.db, "watchdog": request.watchdog,
     }, indent=2), encoding="utf-8")
     bench = connect_bench(station, scenario=request.scenario, can_log=run_dir / "can.blf")
-    return _run(bench, station, procedure, overrides, sha, run_dir, run_id, request, console)
+    return _run(bench, station, procedure, sha, run_dir, run_id, request, console)
 
 
 def resume_run(run_dir: Path, *, yes: bool, db: str | None, console: Console | None,
@@ -109,18 +92,18 @@ def resume_run(run_dir: Path, *, yes: bool, db: str | None, console: Console | N
                          scenario=meta["scenario"], serial=meta["serial"], operator=meta["operator"],
                          params=meta["params"], yes=yes, db=db or meta.get("db"),
                          watchdog=meta.get("watchdog", True), events=events)
-    station, procedure, overrides, sha = prepare(request)
+    station, procedure, sha = prepare(request)
     n = 1
     while (can_log := run_dir / f"can.resume-{n}.blf").exists():
         n += 1
     bench = connect_bench(station, scenario=request.scenario, sim_state=sim_state, can_log=can_log)
     if isinstance(bench.clock, WallClock):
         bench.clock.resume_at(state.t_s)  # the run's bench time goes on from its checkpoint
-    return _run(bench, station, procedure, overrides, sha, run_dir, state.run_id, request, console,
+    return _run(bench, station, procedure, sha, run_dir, state.run_id, request, console,
                 resume=state)
 
 
-def _run(bench: Bench, station: StationConfig, procedure: Any, overrides: dict[str, Any], sha: str,
+def _run(bench: Bench, station: StationConfig, procedure: Procedure, sha: str,
          run_dir: Path, run_id: str, request: RunRequest, console: Console | None,
          resume: Any = None) -> RunRecord:
     from bench.store.liveness import RunLock
@@ -132,11 +115,11 @@ def _run(bench: Bench, station: StationConfig, procedure: Any, overrides: dict[s
         bench.close()
         raise InputError("the run folder is in use by another process", file=str(run_dir)) from None
     with lock:  # held for the whole run: a 'running' record with no holder is an orphan (bench db runs)
-        return _run_locked(bench, station, procedure, overrides, sha, run_dir, run_id, request, console,
+        return _run_locked(bench, station, procedure, sha, run_dir, run_id, request, console,
                            resume)
 
 
-def _run_locked(bench: Bench, station: StationConfig, procedure: Any, overrides: dict[str, Any], sha: str,
+def _run_locked(bench: Bench, station: StationConfig, procedure: Procedure, sha: str,
                 run_dir: Path, run_id: str, request: RunRequest, console: Console | None,
                 resume: Any) -> RunRecord:
     events = request.events or EventBus()
@@ -156,7 +139,7 @@ def _run_locked(bench: Bench, station: StationConfig, procedure: Any, overrides:
                                       interval_s=float(procedure.control_interval_s))
         injector = _fault_injector(bench, station, watchdog, run_dir)
         options = RunOptions(
-            run_dir=run_dir, operator=request.operator, serial=request.serial, parameters=overrides,
+            run_dir=run_dir, operator=request.operator, serial=request.serial,
             prompter=prompter, store=store, events=events, run_id=run_id,
             procedure_path=str(request.procedure), procedure_sha256=sha,
             heartbeat=watchdog.heartbeat if watchdog is not None else None,

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.clock import Clock, LockstepClock, WallClock
-from bench.config import StationConfig
-from bench.errors import BenchError
+from bench.config import InstrumentRanges, StationConfig, derated_ranges
+from bench.errors import BenchError, SetpointOutOfRange
 from bench.record import (
     AsReceived,
     InstrumentIdentity,
@@ -77,6 +77,11 @@ class Bench:
         #: engine's supervision: an instrument that ignores a setpoint is a fault)
         self.commanded: Commanded = Commanded("off")
         self._soc_checkpoints: list[SocCheckpoint] = []
+        #: each instrument's ranges: the connected model's, derated by the station file; the same
+        #: rule validation checked the procedure with (bench.config.derated_ranges)
+        self.ranges: dict[str, InstrumentRanges] = {
+            "supply": derated_ranges(station.supply, supply.ranges),
+            "load": derated_ranges(station.load, load.ranges)}
 
     # ------------------------------------------------------------------ facts
     @property
@@ -97,12 +102,18 @@ class Bench:
 
     def range_variables(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        for role, drv in (("supply", self.supply), ("load", self.load)):
-            ranges = drv.ranges
-            out[f"{role}.voltage_max"] = float(ranges.v_max)
-            out[f"{role}.current_max"] = float(ranges.i_max)
-            out[f"{role}.power_max"] = float(ranges.p_max)
+        for role, ranges in self.ranges.items():
+            out[f"{role}.voltage_max"] = ranges.voltage_max_v
+            out[f"{role}.current_max"] = ranges.current_max_a
+            out[f"{role}.power_max"] = ranges.power_max_w
         return out
+
+    def _in_range(self, role: str, what: str, value: float, high: float, unit: str) -> None:
+        """Refuse a setpoint beyond the station's (derated) range before anything is sent; the
+        driver itself only knows the model's range."""
+        if not value <= high:
+            raise SetpointOutOfRange(role, f"set {what} {value:g} {unit}",
+                                     f"outside the station's {role} range 0..{high:g} {unit}")
 
     def expression_functions(self) -> dict[str, Callable[..., Any]]:
         from bench.domain.ocv import soc_from_ocv
@@ -135,13 +146,16 @@ class Bench:
 
     def charge(self, voltage_v: float, current_a: float) -> None:
         """Supply on at ``voltage_v`` / ``current_a`` (CC until the voltage is reached, then CV)."""
+        ranges = self.ranges["supply"]
+        self._in_range("supply", "voltage", voltage_v, ranges.voltage_max_v, "V")
+        self._in_range("supply", "current", current_a, ranges.current_max_a, "A")
         if self.outputs.load_on:
             self.load.input(False)
             self.outputs.load_on = False
         caps = self.supply.capabilities
         # OCP only where the family has a separate trip level; on families whose OCP trips on
         # entering CC (Keysight N8700) it would end every CC charge.
-        ocp = (min(current_a * 1.1 + 1.0, self.supply.ranges.i_max)
+        ocp = (min(current_a * 1.1 + 1.0, ranges.current_max_a)
                if caps.can("ocp") and not caps.ocp_is_cc_trip else None)
         self.protections["supply"] = program_and_verify(
             self.supply, ProtectionSettings(ovp=self.supply_ovp_v(voltage_v), ocp=ocp))
@@ -176,6 +190,7 @@ class Bench:
         return max(voltage_v + 0.2, pack.cell_v_max_abs * pack.cells_in_series + 0.2)
 
     def discharge_cc(self, current_a: float, cutoff_v: float) -> None:
+        self._in_range("load", "current", current_a, self.ranges["load"].current_max_a, "A")
         self._prepare_load(cutoff_v, current_a, current_a * cutoff_v * 2.0,
                            self.discharge_timer_s(current_a))
         self.load.set_mode("CC")
@@ -184,6 +199,7 @@ class Bench:
         self.commanded = Commanded("discharge_cc", current_a=current_a, cutoff_v=cutoff_v)
 
     def discharge_cp(self, power_w: float, cutoff_v: float) -> None:
+        self._in_range("load", "power", power_w, self.ranges["load"].power_max_w, "W")
         self._prepare_load(cutoff_v, power_w / max(cutoff_v, 1.0) * 1.2, power_w * 1.1,
                            self.discharge_timer_s(power_w / self.station.pack.cells_in_series / 3.2))
         self.load.set_mode("CP")
@@ -203,12 +219,12 @@ class Bench:
         if self.outputs.supply_on:
             self.supply.output(False)
             self.outputs.supply_on = False
-        ranges = self.load.ranges
+        ranges = self.ranges["load"]
         caps = self.load.capabilities
         wanted = ProtectionSettings(
             uvp=cutoff_v if caps.can("uvp") else None,
-            ocp=min(current_limit_a * 1.1 + 1.0, ranges.i_max) if caps.can("ocp") else None,
-            opp=min(power_limit_w, ranges.p_max) if caps.can("opp") else None,
+            ocp=min(current_limit_a * 1.1 + 1.0, ranges.current_max_a) if caps.can("ocp") else None,
+            opp=min(power_limit_w, ranges.power_max_w) if caps.can("opp") else None,
             timer=round(timer_s) if timer_s is not None and caps.can("timer") else None,
         )
         self.protections["load"] = program_and_verify(self.load, wanted)

@@ -104,7 +104,7 @@ def bring_to_end_of_cv(bench: Any, *, progress: Callable[[str], None] | None = N
     raises :class:`SafetyTrip`, as does a timeout. The caller turns the outputs off afterwards.
     """
     c = bench.nominal_capacity_ah
-    current = min(CHARGE_C_RATE * c, float(bench.supply.ranges.i_max))
+    current = min(CHARGE_C_RATE * c, bench.ranges["supply"].current_max_a)  # the station's (derated) range
     taper_a = TAPER_C_RATE * c
     clock = bench.clock
     start = clock.now()

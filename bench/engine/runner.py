@@ -86,7 +86,6 @@ class RunOptions:
     run_dir: Path
     operator: str = ""
     serial: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
     prompter: Prompter = field(default_factory=AutoPrompter)
     store: Any | None = None  # bench.store.RunStore
     events: EventBus = field(default_factory=EventBus)
@@ -604,12 +603,8 @@ class Engine:
         env.update(self.bench.range_variables())
         values: dict[str, Any] = {}
         for name, param in self.procedure.parameters.items():
-            if name in self.opts.parameters:
-                override = self.opts.parameters[name]  # an Expr from --param: evaluate like a default
-                values[name] = (override.evaluate({**env, **values}, self.functions)
-                                if hasattr(override, "evaluate") else override)
-            else:
-                values[name] = param.default.evaluate({**env, **values}, self.functions)
+            # an override from --param is already the default (bench.procedure.loader.load)
+            values[name] = param.default.evaluate({**env, **values}, self.functions)
         return values
 
     def end_run(self, verdict: str, message: str) -> None:

@@ -1,13 +1,17 @@
-"""Procedures: the YAML model, safe expressions, validation and the JSON Schema."""
+"""Procedures: the YAML model, safe expressions, validation and the JSON Schema.
+
+:func:`load` is the one way to a procedure ready to run (schema, overrides, semantic checks
+against the station, once).
+"""
 
 from bench.procedure.expr import Expr
+from bench.procedure.loader import ValidationReport, check_procedure, load, parse_param_pairs
 from bench.procedure.model import (
     QUANTITIES,
     RUNTIME_QUANTITIES,
     STEP_RESULTS,
     Procedure,
     Step,
-    load_procedure,
     parse_procedure,
     procedure_sha256,
 )
@@ -19,7 +23,10 @@ __all__ = [
     "Expr",
     "Procedure",
     "Step",
-    "load_procedure",
+    "ValidationReport",
+    "check_procedure",
+    "load",
+    "parse_param_pairs",
     "parse_procedure",
     "procedure_sha256",
 ]

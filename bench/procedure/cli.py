@@ -14,26 +14,13 @@ import typer
 
 from bench.config import StationConfig, load_station
 from bench.errors import InputError, InputErrors
+from bench.procedure.loader import check_procedure, parse_param_pairs
 from bench.procedure.schema import schema_text
-from bench.procedure.validate import check_file
 
 EXIT_INPUT_ERROR = 2
 
 app = typer.Typer(help="Procedure files: validate them, publish their JSON Schema.", no_args_is_help=True,
                   add_completion=False)
-
-
-def parse_params(pairs: list[str]) -> tuple[dict[str, str], list[InputError]]:
-    """``["k=v", ...]`` -> {k: v}; malformed pairs become errors."""
-    params: dict[str, str] = {}
-    errors: list[InputError] = []
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            errors.append(InputError(f"expected NAME=VALUE, got {pair!r}", file="--param"))
-            continue
-        params[name.strip()] = value.strip()
-    return params, errors
 
 
 def _error_dict(error: InputError) -> dict[str, object]:
@@ -55,13 +42,18 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """Check a procedure (schema, names, jump targets, setpoints, end conditions) without running it."""
-    params, errors = parse_params(param or [])
+    errors: list[InputError] = []
+    params: dict[str, str] = {}
+    try:
+        params = parse_param_pairs(param or [])
+    except InputError as exc:
+        errors += _flatten(exc)
     station_config: StationConfig | None = None
     try:
         station_config = load_station(station)
     except InputError as exc:
         errors += _flatten(exc)
-    report = check_file(procedure, station=station_config, params=params)
+    report = check_procedure(procedure, station_config, params)
     errors += report.errors
     if as_json:
         typer.echo(json.dumps({"ok": not errors, "errors": [_error_dict(e) for e in errors],

@@ -5,14 +5,14 @@ validators), so a path in the model is a path in the file and every error and ev
 expression can be located as ``file:line:column``. The vocabulary follows battery.md §9
 (cycler-style steps: action + end conditions + limits, global safety limits, checks).
 
-``parse_procedure`` only checks the schema; :func:`load_procedure` also runs the semantic
-checks of :mod:`bench.procedure.validate` (names, targets, setpoints against the pack).
+``parse_procedure`` only checks the schema; :func:`bench.procedure.loader.load` applies parameter
+overrides and runs the semantic checks of :mod:`bench.procedure.validate` (names, targets,
+setpoints against the pack and the station's ranges). This module imports neither.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -613,16 +613,6 @@ def parse_procedure(path: str | Path, *, text: str | None = None) -> Procedure:
     procedure._source = located
     _attach_origins(procedure, (), located, lines)
     return procedure
-
-
-def load_procedure(path: str | Path, params: Mapping[str, str] | None = None) -> Procedure:
-    """Load, check (schema + semantics, without a station) and apply ``--param`` overrides.
-
-    Raises :class:`InputErrors` listing every problem, each located as ``file:line:column``.
-    """
-    from bench.procedure.validate import raise_if_invalid
-
-    return raise_if_invalid(path, station=None, params=params)
 
 
 def procedure_sha256(path: str | Path) -> str:

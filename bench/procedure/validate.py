@@ -14,20 +14,20 @@ Checks (every problem is reported, each located as ``file:line:column``):
 * values of a known type are used as such: text (prompt answers, ASCII and enumerated DIDs,
   routine status, DTC codes) and lists (multi-value DIDs) are not computed with, ordered or
   compared with a number; nothing is divided by a constant zero. At run time these would raise
-  and abort the run (issue 15, point 4);
-* ``--param`` overrides name existing parameters and parse.
+  and abort the run (issue 15, point 4).
+
+Callers go through :func:`bench.procedure.loader.load` (schema, ``--param`` overrides, then these
+checks, once); this module imports the model and is imported by nothing in it.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bench.config import InstrumentRanges, PackConfig, StationConfig, instrument_ranges
-from bench.errors import ConfigError, InputError, InputErrors
+from bench.errors import InputError
 from bench.procedure.expr import Binary, Boolean, Call, Expr, Name, Node, Number, Unary, fold_node
 from bench.procedure.model import (
     PROMPT_RESULT,
@@ -44,104 +44,24 @@ from bench.procedure.model import (
     Limit,
     Procedure,
     Step,
-    parse_procedure,
 )
 from bench.procedure.units import describe, parse_unit_name
 from bench.yamlio import PathKey
 
 
-@dataclass
-class ValidationReport:
-    """Result of checking a procedure file: the model (None if the schema failed), problems, notes."""
-
-    procedure: Procedure | None
-    errors: list[InputError] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-
-# ---------------------------------------------------------------------------------------------
-# Entry points.
-
-
-def check_file(path: str | Path, *, station: StationConfig | None = None,
-               params: Mapping[str, str] | None = None) -> ValidationReport:
-    """Schema + semantic checks of a procedure file; collects every error (never raises InputError)."""
-    try:
-        procedure = parse_procedure(path)
-    except InputErrors as exc:
-        return ValidationReport(None, list(exc.errors))
-    except InputError as exc:
-        return ValidationReport(None, [exc])
-    report = ValidationReport(procedure)
-    report.errors += apply_parameters(procedure, params or {})
+def check_semantics(procedure: Procedure, station: StationConfig | None) -> tuple[list[InputError], list[str]]:
+    """Every semantic problem of a parsed procedure (parameter overrides already applied), checked
+    against ``station``'s pack and instrument ranges (None: the default pack, no range checks),
+    and the notes (checks that could not be made). Entry point: :func:`bench.procedure.loader.load`."""
     checker = _Checker(procedure, station)
-    report.errors += checker.run()
-    report.notes += list(dict.fromkeys(checker.notes))
-    return report
-
-
-def validate_procedure(procedure: Procedure, *, station: StationConfig | None = None,
-                       params: Mapping[str, str] | None = None, path: str | None = None) -> list[InputError]:
-    """Semantic problems of an already parsed procedure (empty list = fine).
-
-    ``params`` are only checked to name existing parameters (:func:`load_procedure` applies
-    them); ``path`` is accepted for callers that have it (errors carry the procedure's file).
-    """
-    errors: list[InputError] = [e for e in _unknown_parameters(procedure, params or {})]
-    return errors + _Checker(procedure, station).run()
-
-
-def raise_if_invalid(path: str | Path, *, station: StationConfig | None = None,
-                     params: Mapping[str, str] | None = None) -> Procedure:
-    """:func:`check_file` that raises :class:`InputErrors` listing every problem."""
-    report = check_file(path, station=station, params=params)
-    if report.errors or report.procedure is None:
-        raise InputErrors(report.errors)
-    return report.procedure
-
-
-# ---------------------------------------------------------------------------------------------
-# Parameters from the command line.
-
-
-def _param_where(name: str, text: str) -> str:
-    return f"--param {name}={text}"
-
-
-def _unknown_parameters(procedure: Procedure, params: Mapping[str, str]) -> Iterator[InputError]:
-    for name, text in params.items():
-        if name not in procedure.parameters:
-            known = ", ".join(procedure.parameters) or "none"
-            hint = _did_you_mean(name, procedure.parameters)
-            yield InputError(f"unknown parameter {name!r}{hint} (parameters: {known})",
-                             file=_param_where(name, text))
-
-
-def apply_parameters(procedure: Procedure, params: Mapping[str, str]) -> list[InputError]:
-    """Replace parameter defaults by ``--param`` values (expressions); return the problems."""
-    errors = list(_unknown_parameters(procedure, params))
-    for name, text in params.items():
-        if name not in procedure.parameters:
-            continue
-        try:
-            value = Expr.parse(text, file=_param_where(name, text), line=None, column=1)
-        except ConfigError as exc:
-            errors.append(exc)
-            continue
-        parameter = procedure.parameters[name]
-        parameter.default = value
-        parameter._overridden = True
-    return errors
+    errors = checker.run()
+    return errors, list(dict.fromkeys(checker.notes))
 
 
 # ---------------------------------------------------------------------------------------------
 
 
-def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(candidates), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -274,7 +194,7 @@ class _Checker:
     def _target(self, target: str | None, path: PathKey, *, extra: tuple[str, ...] = ()) -> None:
         if target is None or target in extra or target in self.step_ids:
             return
-        self.error_at(path, f"unknown step {target!r}{_did_you_mean(target, self.step_ids)}")
+        self.error_at(path, f"unknown step {target!r}{did_you_mean(target, self.step_ids)}")
 
     def _check_expr(self, expr: Expr | None, scope: _Scope, *, expected: str | None = None,
                     condition: bool = False, what: str = "") -> None:
@@ -282,7 +202,7 @@ class _Checker:
             return
         for name, offset in expr.name_offsets():
             if not scope.knows(name):
-                hint = _did_you_mean(name, scope.all_names())
+                hint = did_you_mean(name, scope.all_names())
                 self.errors.append(expr.error(f"unknown name {name!r}{hint} in {expr.text!r}", offset))
         dim, problems = expr.dimension(scope.dims)
         for offset, problem in problems:
@@ -335,7 +255,7 @@ class _Checker:
         scope = _Scope(dims, defined, set())
         if not scope.knows(limit.quantity):
             self.error_at((*path, "quantity"), f"unknown quantity {limit.quantity!r}"
-                          f"{_did_you_mean(limit.quantity, scope.all_names())}")
+                          f"{did_you_mean(limit.quantity, scope.all_names())}")
         unit = dims.get(limit.quantity)
         for key in ("trip_above", "trip_below", "warn_above", "warn_below"):
             self._check_expr(getattr(limit, key), scope, expected=unit, what=key)
@@ -565,7 +485,7 @@ class _Checker:
                 if self.uds is not None and call.name not in self.uds[1]:
                     known = ", ".join(self.uds[1])
                     self.error_at((*here, "routine", "name"), f"unknown routine {call.name!r}"
-                                  f"{_did_you_mean(call.name, self.uds[1])} (UDS map: {known})")
+                                  f"{did_you_mean(call.name, self.uds[1])} (UDS map: {known})")
                 if call.into:
                     scope.define_prefix(call.into)
                 self.kinds[f"{call.into or call.name}.status"] = "text"
@@ -573,7 +493,7 @@ class _Checker:
                 for k, did in enumerate(action.read):
                     if self.uds is not None and did not in self.uds[0]:
                         self.error_at((*here, "read", k),
-                                      f"unknown DID {did!r}{_did_you_mean(did, self.uds[0])}")
+                                      f"unknown DID {did!r}{did_you_mean(did, self.uds[0])}")
                     name = f"{action.into}.{did}" if action.into else did
                     scope.define(name)
                     scope.define_prefix(name)  # multi-field DIDs: <name>.<field>

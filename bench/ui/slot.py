@@ -21,6 +21,7 @@ from typing import Any
 from bench.config import StationConfig, load_station
 from bench.engine.events import EventBus, ProgressEvent
 from bench.errors import BenchError, InputError
+from bench.procedure.loader import load
 from bench.record import CheckRecord, unconfirmed_outputs_warning
 from bench.ui import preflight
 from bench.ui.chart import ChartHistory, Point
@@ -200,8 +201,6 @@ class BenchSlot:
         (records store, instruments) runs with the lock released: the live streams read this
         bench's state under the same lock and must never wait for a database (issue 18 item 2).
         """
-        from bench.procedure.model import load_procedure
-
         serial = request.serial.strip()
         if not serial:
             raise PermissionError("scan or type the pack's serial number first")
@@ -220,7 +219,7 @@ class BenchSlot:
                       or preflight.instrument_problem(self.station))
             if reason:
                 raise PermissionError(reason)
-            procedure = load_procedure(request.procedure, request.params)
+            procedure = load(request.procedure, self.station, request.params)  # as the run will
             retests, expected = self._history(serial, procedure.procedure)
             with self._lock:
                 if self._closing:

@@ -10,6 +10,7 @@ from bench.config import (
     SIM_STATION,
     InstrumentRanges,
     ScpiInstrumentConfig,
+    derated_ranges,
     instrument_ranges,
     load_station,
 )
@@ -43,6 +44,24 @@ def test_station_ranges_override_wins() -> None:
     cfg = ScpiInstrumentConfig(family="keysight_n8700", model="N8735A", resource="sim:supply",
                                ranges=InstrumentRanges(voltage_max_v=30, current_max_a=10, power_max_w=300))
     assert instrument_ranges(cfg) == InstrumentRanges(voltage_max_v=30, current_max_a=10, power_max_w=300)
+
+
+def test_station_ranges_derate_the_model_and_never_widen_it() -> None:
+    """Issue 16 point 2: one rule for validation and the bench; each maximum is the smaller one."""
+    pytest.importorskip("drivers.registry")
+    from drivers.power import Ranges
+
+    # N8735A: 31.5 V / 115.5 A / 3.3 kW
+    cfg = ScpiInstrumentConfig(family="keysight_n8700", model="N8735A", resource="sim:supply",
+                               ranges=InstrumentRanges(voltage_max_v=40, current_max_a=60, power_max_w=5000))
+    expected = InstrumentRanges(voltage_max_v=31.5, current_max_a=60, power_max_w=3300)
+    assert instrument_ranges(cfg) == expected
+    assert derated_ranges(cfg, Ranges(31.5, 115.5, 3300.0)) == expected  # what the connected bench uses
+    plain = cfg.model_copy(update={"ranges": None})
+    assert instrument_ranges(plain) == InstrumentRanges(voltage_max_v=31.5, current_max_a=115.5, power_max_w=3300)
+    # an unknown model: the station's ranges alone
+    unknown = cfg.model_copy(update={"family": "no_such_family"})
+    assert instrument_ranges(unknown) == cfg.ranges
 
 
 def test_ranges_from_the_driver_registry() -> None:

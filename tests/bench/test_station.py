@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
-from bench.config import load_station
+from bench.config import InstrumentRanges, load_station
+from bench.errors import InputErrors, SetpointOutOfRange
+from bench.procedure import load
 from bench.station import connect_bench
 
 
@@ -73,3 +76,50 @@ def test_embedded_bench_over_sockets_when_the_station_asks():
         bench.clock.sleep(5.0)
         assert bench.adapter.snapshot().current_a == pytest.approx(50.0, abs=0.5)
         assert bench.supply.measure()[1] == pytest.approx(50.0, abs=0.5)
+
+
+# -- one range source (issue 16 point 2) -------------------------------------------------------
+SOC_CALIBRATION = Path(__file__).parents[2] / "procedures" / "soc_calibration.yaml"
+
+
+def _derated_load_station(current_max_a: float):
+    """The embedded station with its 240 A / 1.2 kW load derated (say, by its cabling)."""
+    station = load_station(None)
+    ranges = InstrumentRanges(voltage_max_v=120.0, current_max_a=current_max_a, power_max_w=1200.0)
+    return station.model_copy(update={"load": station.load.model_copy(update={"ranges": ranges})})
+
+
+def test_a_derated_load_limits_validation_and_the_bench_alike():
+    station = _derated_load_station(30.0)
+    # validation: 40 A is fine for the IT8514C+ (240 A; 40 A x 29.2 V < 1.2 kW), not for the derated load
+    assert load(SOC_CALIBRATION, load_station(None), {"discharge_current_a": "40A"})
+    with pytest.raises(InputErrors) as info:
+        load(SOC_CALIBRATION, station, {"discharge_current_a": "40A"})
+    assert [e.message for e in info.value.errors] == [
+        "discharge current 40 A exceeds the load's current range: at most 30 A"]
+    procedure = load(SOC_CALIBRATION, station)  # the default min(0.2C, load.current_max, ...) fits
+    with connect_bench(station) as bench:
+        # the run: the same 30 A for the procedure's expressions...
+        assert bench.range_variables()["load.current_max"] == 30.0
+        default = procedure.parameters["discharge_current_a"].default
+        assert default.evaluate({"capacity_nominal": 200.0, **bench.range_variables()}) == 30.0
+        # ...for the over-current trip it programs (28 A x 1.1 + 1 A = 31.8 A, above the derating)...
+        bench.discharge_cc(28.0, bench.default_cutoff_v())
+        assert bench.protections["load"].ocp == pytest.approx(30.0, abs=0.01)
+        bench.outputs_off()
+        # ...and for the setpoints it accepts: 40 A is refused before anything is sent
+        with pytest.raises(SetpointOutOfRange, match=r"outside the station's load range 0\.\.30 A"):
+            bench.discharge_cc(40.0, bench.default_cutoff_v())
+        assert not bench.sim.truth()["load_input_on"] and bench.commanded.kind == "off"
+
+
+def test_a_derated_supply_refuses_a_charge_beyond_it():
+    station = load_station(None)
+    ranges = InstrumentRanges(voltage_max_v=31.5, current_max_a=50.0, power_max_w=3300.0)
+    station = station.model_copy(update={"supply": station.supply.model_copy(update={"ranges": ranges})})
+    with connect_bench(station) as bench:
+        with pytest.raises(SetpointOutOfRange, match=r"outside the station's supply range 0\.\.50 A"):
+            bench.charge(28.4, 60.0)
+        assert not bench.sim.truth()["supply_output_on"]
+        bench.charge(28.4, 50.0)
+        assert bench.sim.truth()["supply_output_on"]

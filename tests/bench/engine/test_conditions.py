@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.procedure.validate import check_file
+from bench.procedure.loader import check_procedure
 
 # `flag` is set by a step that the `if` always skips: bench validate (which reads the steps in
 # file order) cannot know, the run finds no value for it.
@@ -58,7 +58,7 @@ def test_a_condition_that_raises_aborts_the_run_with_the_expression_and_its_loca
     step, text, error = CASES[case]
     path = tmp_path / f"{case}.yaml"
     path.write_text(_HEAD + step, encoding="utf-8")
-    assert check_file(path).ok  # what validation cannot see
+    assert check_procedure(path).ok  # what validation cannot see
     record = run_procedure(path)
     assert record.verdict == "aborted"
     reason = record.abort_reason or ""

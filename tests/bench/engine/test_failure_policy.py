@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import InputErrors
-from bench.procedure.validate import ValidationReport, check_file
+from bench.procedure.loader import ValidationReport, check_procedure
 from tests.bench.engine.conftest import PROCEDURES
 
 
@@ -65,7 +65,7 @@ def test_retry_exhausted_applies_on_fail(run_procedure, tmp_path):
 def _validated(tmp_path: Path, steps: str) -> ValidationReport:
     path = tmp_path / "procedure.yaml"
     path.write_text("procedure: p\nversion: 1\nsteps:" + steps, encoding="utf-8")
-    return check_file(path)
+    return check_procedure(path)
 
 
 @pytest.mark.parametrize("steps, message", [

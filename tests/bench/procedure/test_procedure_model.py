@@ -9,16 +9,14 @@ import pytest
 
 from bench.config import load_station
 from bench.errors import InputErrors
+from bench.procedure.loader import check_procedure, load, parse_param_pairs
 from bench.procedure.model import (
     BmsRead,
     BmsRoutine,
     BmsSession,
     ChargeAction,
-    load_procedure,
-    parse_procedure,
     procedure_sha256,
 )
-from bench.procedure.validate import check_file, validate_procedure
 
 REPO = Path(__file__).parents[3]
 GOOD = REPO / "procedures" / "soc_calibration.yaml"
@@ -31,7 +29,7 @@ def write(tmp_path: Path, body: str) -> Path:
 
 
 def test_soc_calibration_loads_with_kinds_and_actions() -> None:
-    proc = load_procedure(GOOD)
+    proc = load(GOOD)
     kinds = {step.id: step.kind for step in proc.steps}
     assert kinds["charge"] == "charge" and kinds["balance"] == "balance" and kinds["finish"] == "end"
     charge = proc.step("charge")
@@ -43,7 +41,7 @@ def test_soc_calibration_loads_with_kinds_and_actions() -> None:
 
 
 def test_expressions_know_their_exact_file_position() -> None:
-    proc = load_procedure(GOOD)
+    proc = load(GOOD)
     lines = GOOD.read_text(encoding="utf-8").splitlines()
     for step in proc.steps:
         for condition in step.until:
@@ -55,24 +53,24 @@ def test_expressions_know_their_exact_file_position() -> None:
 
 
 def test_parameter_defaults_evaluate_with_c_rate_and_ranges() -> None:
-    proc = load_procedure(GOOD)
+    proc = load(GOOD)
     env = {"capacity_nominal": 200.0, "supply.current_max": 60.0}
     assert proc.parameters["charge_current_a"].default.evaluate(env) == pytest.approx(60.0)
     assert proc.parameters["taper_current_a"].default.evaluate(env) == pytest.approx(4.0)
 
 
 def test_param_overrides_replace_defaults() -> None:
-    proc = load_procedure(GOOD, {"charge_current_a": "0.25C"})
+    proc = load(GOOD, None, {"charge_current_a": "0.25C"})
     parameter = proc.parameters["charge_current_a"]
     assert parameter.overridden and parameter.default.text == "0.25C"
     assert parameter.default.evaluate({"capacity_nominal": 200.0}) == pytest.approx(50.0)
     assert not proc.parameters["taper_current_a"].overridden
 
 
-def test_load_procedure_raises_every_error(tmp_path: Path) -> None:
+def test_load_raises_every_error(tmp_path: Path) -> None:
     path = write(tmp_path, "steps:\n  - id: a\n    goto: b\n  - id: a\n    rest: {duration: x}\n")
     with pytest.raises(InputErrors) as info:
-        load_procedure(path)
+        load(path)
     messages = [e.format() for e in info.value.errors]
     assert any(m.startswith(f"{path}:6:9: ") and "duplicate step id 'a'" in m for m in messages), messages
     assert any(m.startswith(f"{path}:7:22: ") and "unknown name 'x'" in m for m in messages), messages
@@ -110,17 +108,26 @@ steps:
   - id: ko
     end: {verdict: fail}
 """)
-    report = check_file(path)
+    report = check_procedure(path)
     assert report.errors == []
 
 
-def test_validate_procedure_api_for_the_engine(tmp_path: Path) -> None:
+def test_load_checks_against_the_station_and_names_unknown_parameters(tmp_path: Path) -> None:
     path = write(tmp_path, "steps:\n  - id: c\n    charge: {mode: cc, current: 0.4C, voltage: 28.4V}\n"
                            "    until: [{when: step_time > 1h}]\n")
-    proc = parse_procedure(path)
-    assert validate_procedure(proc, station=load_station(None), params={}) == []
-    problems = validate_procedure(proc, station=load_station(None), params={"nope": "1"})
-    assert [p.message for p in problems] == ["unknown parameter 'nope' (parameters: none)"]
+    assert load(path, load_station(None), {}).step("c").kind == "charge"
+    with pytest.raises(InputErrors) as info:
+        load(path, load_station(None), {"nope": "1"})
+    assert [p.format() for p in info.value.errors] == ["--param nope=1: unknown parameter 'nope' (parameters: none)"]
+
+
+def test_param_pairs_have_one_parser() -> None:
+    assert parse_param_pairs([" a = 1 ", "b=2V", "a=3"]) == {"a": "3", "b": "2V"}
+    with pytest.raises(InputErrors) as info:
+        parse_param_pairs(["ok=1", "no_equals", "=3", "x="], option="--bench-param")
+    assert [e.format() for e in info.value.errors] == [
+        "--bench-param: expected NAME=VALUE, got 'no_equals'", "--bench-param: expected NAME=VALUE, got '=3'",
+        "--bench-param: expected NAME=VALUE, got 'x='"]
 
 
 @pytest.mark.parametrize(("step", "reachable"), [
@@ -137,7 +144,7 @@ def test_validate_procedure_api_for_the_engine(tmp_path: Path) -> None:
 ])
 def test_end_condition_reachability(tmp_path: Path, step: str, reachable: bool) -> None:
     path = write(tmp_path, f"steps:\n  - id: s\n    {step}\n")
-    errors = check_file(path).errors
+    errors = check_procedure(path).errors
     never = [e for e in errors if "can never be true" in e.message]
     assert (not never) == reachable, [e.format() for e in errors]
     if not reachable:
@@ -151,6 +158,6 @@ def test_procedure_sha256_is_of_the_file_bytes() -> None:
 def test_rest_and_end_without_mapping_mean_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, "steps:\n  - id: r\n    rest:\n    until: [{when: step_time > 1s}]\n"
                            "  - id: e\n    end:\n")
-    proc = load_procedure(path)
+    proc = load(path)
     assert proc.steps[0].kind == "rest" and proc.steps[0].action.duration is None
     assert proc.steps[1].action.verdict == "auto"
