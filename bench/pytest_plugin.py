@@ -69,7 +69,8 @@ def pytest_configure(config: pytest.Config) -> None:
     guard = BenchGuard(config)
     config.stash[_GUARD_KEY] = guard
     # Bad bench options are a usage error before any test runs (exit code 4, one message).
-    if config.getoption("station") is not None or config.getoption("scenario") is not None:
+    if (config.getoption("station") is not None or config.getoption("scenario") is not None
+            or config.getoption("bench_param")):
         guard.validate_options()
 
 
@@ -85,6 +86,7 @@ class BenchGuard:
     config: pytest.Config
     active: Bench | None = None
     _station: StationConfig | None = None
+    _params: dict[str, str] | None = None
     _out_root: Path | None = None
     _runs: int = 0
 
@@ -100,11 +102,21 @@ class BenchGuard:
     def simulated(self) -> bool:
         return self.station.simulator is not None
 
+    @property
+    def bench_params(self) -> dict[str, str]:
+        """``--bench-param`` pairs, split as ``bench run`` splits ``--param``."""
+        if self._params is None:
+            from bench.procedure.loader import parse_param_pairs
+
+            self._params = parse_param_pairs(self.config.getoption("bench_param"), option="--bench-param")
+        return self._params
+
     def validate_options(self) -> None:
         from bench.errors import InputError
 
         try:
             station = self.station
+            _ = self.bench_params  # split now: a malformed pair is a usage error too
             scenario = self.config.getoption("scenario")
             if scenario is not None:
                 if station.simulator is None:
@@ -466,14 +478,7 @@ class ProcedureItem(pytest.Item):
     """One YAML procedure run on the session's station, judged by its own checks."""
 
     def runtest(self) -> None:
-        from bench.errors import InputError
-        from bench.procedure.loader import parse_param_pairs
-
-        try:
-            params = parse_param_pairs(self.config.getoption("bench_param"), option="--bench-param")
-        except InputError as exc:
-            raise pytest.UsageError(exc.format()) from None
-        record = run_procedure(self, self.path, params=params, scenario=None)
+        record = run_procedure(self, self.path, params=_guard(self.config).bench_params, scenario=None)
         if record.verdict == "aborted":
             raise ProcedureAborted(f"run aborted: {record.abort_reason}")
         if record.verdict != "pass":

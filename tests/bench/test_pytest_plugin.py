@@ -207,6 +207,7 @@ def test_bench_run_procedure_marker_and_scenario(pytester: pytest.Pytester) -> N
 @pytest.mark.parametrize(("args", "message"), [
     (["--station", "missing.yaml"], "*missing.yaml*"),
     (["--scenario", "no_such_scenario"], "*no_such_scenario*"),
+    (["--bench-param", "no_equals_sign"], "*--bench-param: expected NAME=VALUE, got 'no_equals_sign'*"),
 ])
 def test_bad_bench_options_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")

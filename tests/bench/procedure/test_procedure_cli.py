@@ -118,6 +118,24 @@ def test_station_ranges_are_used(tmp_path: Path) -> None:
     assert runner.invoke(app, ["validate", str(proc)]).exit_code == 0
 
 
+def test_a_derated_station_refuses_what_its_model_could_take(tmp_path: Path) -> None:
+    """Issue 16 point 2: the station's ranges derate the model's (IT8514C+: 240 A) for validation
+    as for the run (tests/bench/test_station.py: the bench uses the same 30 A)."""
+    text = (REPO / "stations" / "sim.yaml").read_text(encoding="utf-8")
+    derated = tmp_path / "derated.yaml"
+    derated.write_text(text.replace("  model: IT8514C+", "  model: IT8514C+\n  ranges: "
+                                    "{voltage_max_v: 120, current_max_a: 30, power_max_w: 1200}"), encoding="utf-8")
+    line = GOOD.read_text(encoding="utf-8").splitlines().index(
+        "    discharge: {mode: cc, current: discharge_current_a}") + 1
+    args = ["validate", str(GOOD), "-p", "discharge_current_a=40A"]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, [*args, "--station", str(derated)])
+    assert result.exit_code == 2
+    assert f"{GOOD}:{line}:36: discharge current 40 A exceeds the load's current range: at most 30 A" \
+        in result.output
+    assert runner.invoke(app, ["validate", str(GOOD), "--station", str(derated)]).exit_code == 0
+
+
 @pytest.mark.parametrize(("current", "ok"), [("100A", False), ("52A", False), ("51A", True)])
 def test_a_cc_discharge_beyond_the_load_power_rating_is_refused(tmp_path: Path, current: str, ok: bool) -> None:
     """Issue 15 point 6: 100 A on the BK 8614 (1500 W) passed, then the run aborted on a load that
