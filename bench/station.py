@@ -108,13 +108,6 @@ class Bench:
             out[f"{role}.power_max"] = ranges.power_max_w
         return out
 
-    def _in_range(self, role: str, what: str, value: float, high: float, unit: str) -> None:
-        """Refuse a setpoint beyond the station's (derated) range before anything is sent; the
-        driver itself only knows the model's range."""
-        if not value <= high:
-            raise SetpointOutOfRange(role, f"set {what} {value:g} {unit}",
-                                     f"outside the station's {role} range 0..{high:g} {unit}")
-
     def expression_functions(self) -> dict[str, Callable[..., Any]]:
         from bench.domain.ocv import soc_from_ocv
 
@@ -233,6 +226,13 @@ class Bench:
         if not self.outputs.load_on:
             self.load.input(True)
             self.outputs.load_on = True
+
+    def _in_range(self, role: str, what: str, value: float, high: float, unit: str) -> None:
+        """Refuse a setpoint beyond the station's (derated) range before anything is sent; the
+        driver itself only knows the model's range."""
+        if not value <= high:
+            raise SetpointOutOfRange(role, f"set {what} {value:g} {unit}",
+                                     f"outside the station's {role} range 0..{high:g} {unit}")
 
     def safe_state(self, skip: Collection[str] = ()) -> list[str]:
         """Load off, then supply off (reverse of activation); never raises.
