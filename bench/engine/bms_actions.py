@@ -2,13 +2,15 @@
 
 Variables produced: ``<into>.<did>`` (or ``<did>``) for reads, ``<into>.<field>`` and
 ``<into>.status`` for routine results, ``<into>.count`` / ``<into>.codes`` for DTC reads.
-Results that feed verdicts also land under fixed names the record picks up
-(``bms_learned_capacity_ah``).
+Results that feed verdicts also land under the names the quantity table declares for them
+(``ROUTINE_RESULTS`` of bench.procedure.quantities), which the record picks up.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from bench.procedure.quantities import ROUTINE_RESULTS
 
 
 def _numeric(value: Any) -> Any:
@@ -35,9 +37,11 @@ def run_bms_action(adapter: Any, item: Any) -> dict[str, Any]:
         produced[f"{prefix}.status"] = result.status or ""
         for key, value in result.values.items():
             produced[f"{prefix}.{key}"] = _numeric(value)
-        learned = result.values.get("learned_capacity")
-        if call.action == "results" and isinstance(learned, int | float):
-            produced["bms_learned_capacity_ah"] = float(learned)
+        if call.action == "results":
+            for name, result_field in ROUTINE_RESULTS:  # declared in bench.procedure.quantities
+                value = result.values.get(result_field)
+                if isinstance(value, int | float):
+                    produced[name] = float(value)
     elif hasattr(item, "read"):
         values = adapter.read_dids(item.read)
         for key, value in values.items():

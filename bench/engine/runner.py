@@ -24,12 +24,13 @@ from bench.engine.datalog import SampleLog, sha256_file
 from bench.engine.events import EventBus, ProgressEvent
 from bench.engine.limits import Breach, LimitMonitor
 from bench.engine.links import LinkSupervisor, confirm_outputs_off
-from bench.engine.sampler import RawReading, quantities, read_bench
+from bench.engine.sampler import RawReading, Sampler, read_bench
 from bench.engine.steps import StepExecutor
 from bench.engine.store_writer import StoreWriter
 from bench.engine.supervision import Supervisor
 from bench.engine.throughput import ReferenceSoc, Throughput
 from bench.errors import BenchError, ConnectionLost, InstrumentError, RunAborted, SafetyTrip
+from bench.procedure.quantities import RECORDED
 from bench.record import (
     CheckRecord,
     EventRecord,
@@ -118,6 +119,7 @@ class Engine:
         self.global_limits = LimitMonitor(procedure.safety)
         self.supervisor = Supervisor.for_station(bench.station)
         self.links = LinkSupervisor(bench, self.supervisor.cfg.reconnect_window_s)
+        self.sampler = Sampler(bench)
         self.state = resume or EngineState.new(run_id=options.run_id or _new_run_id())
         self.run_dir = options.run_dir
         # replaced by the full record once the bench has been read; exists from the start so
@@ -476,20 +478,8 @@ class Engine:
     def environment(self, reading: RawReading, can_age: float, step: Any) -> dict[str, Any]:
         st = self.state
         env = dict(st.vars)
-        env.update(quantities(reading, can_age))
-        tp, stp = st.throughput, st.step_throughput
-        env.update({
-            "t": reading.t_s,
-            "step_time": reading.t_s - (reading.t_s if st.step_started_at is None else st.step_started_at),
-            "ah": tp.ah, "ah_charged": tp.ah_charged, "ah_discharged": tp.ah_discharged,
-            "wh": tp.wh,
-            "step_ah": stp.ah, "step_ah_charged": stp.ah_charged,
-            "step_ah_discharged": stp.ah_discharged, "step_wh": stp.wh,
-            "ref_soc": st.reference.value(tp.ah),
-            "ref_capacity_ah": st.reference.capacity_ah,
-            "capacity_nominal": self.bench.nominal_capacity_ah,
-        })
-        env.update(self.bench.range_variables())
+        env.update(self.sampler.values(reading, can_age, st.step_started_at, st.throughput,
+                                       st.step_throughput, st.reference))
         return env
 
     def _log_sample(self, env: Mapping[str, Any], step: Any) -> None:
@@ -561,10 +551,9 @@ class Engine:
         rec.ah_charged, rec.ah_discharged = tp.ah_charged, tp.ah_discharged
         rec.wh_charged, rec.wh_discharged = tp.wh_charged, tp.wh_discharged
         rec.bench_hours = self.clock.now() / 3600.0
-        ref_cap = st.vars.get("ref_capacity_ah")
-        rec.reference_capacity_ah = float(ref_cap) if isinstance(ref_cap, (int, float)) else None
-        learned = st.vars.get("bms_learned_capacity_ah")
-        rec.bms_learned_capacity_ah = float(learned) if isinstance(learned, (int, float)) else None
+        for name, record_field in RECORDED:  # the one table's recorded quantities (bench.procedure.quantities)
+            value = st.vars.get(name)
+            setattr(rec, record_field, float(value) if isinstance(value, (int, float)) else None)
 
     def _write_record(self) -> None:
         self._totals_into_record()

@@ -1,7 +1,9 @@
 """One sample of the bench: every instrument read once, as the quantities procedures use.
 
-The engine never speaks SCPI or CAN: it calls the drivers' typed methods. Quantity names
-are the ones procedures may use in expressions (``bench.procedure.model.QUANTITIES``).
+The engine never speaks SCPI or CAN: it calls the drivers' typed methods. A sample holds
+exactly the sample quantities of the one table, by its names (``bench.procedure.quantities``,
+checked against the simulated bench in tests/bench/procedure/test_quantities.py), grouped here
+by their source.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from bench.engine.throughput import ReferenceSoc, Throughput
 
 
 @dataclass
@@ -65,7 +69,7 @@ def read_bench(bench: Any, t_s: float, links: Any | None = None) -> RawReading:
 
 
 def quantities(reading: RawReading, can_age_s: float) -> dict[str, Any]:
-    """The BMS- and instrument-derived quantities of one sample (integrals added by the engine)."""
+    """The quantities of one reading: sources supply/load, bms, and control (its defaults)."""
     bms = reading.bms
     cells = list(bms.cell_voltages_v) if bms.cell_voltages_v else []
     temps = list(bms.temperatures_c) if bms.temperatures_c else []
@@ -103,3 +107,33 @@ def quantities(reading: RawReading, can_age_s: float) -> dict[str, Any]:
         "charge_paused": False,
     }
     return q
+
+
+class Sampler:
+    """Every sample quantity of one sample: the reading's (:func:`quantities`), the clock's, the
+    bench's counts and reference, and the station's. The station's are constant during a run:
+    read from the bench once, at the first sample."""
+
+    def __init__(self, bench: Any) -> None:
+        self._bench = bench
+        self._station: dict[str, float] | None = None
+
+    def values(self, reading: RawReading, can_age_s: float, step_started_at: float | None,
+               total: Throughput, step: Throughput, reference: ReferenceSoc) -> dict[str, Any]:
+        q = quantities(reading, can_age_s)
+        t = reading.t_s
+        q.update({
+            "t": t,
+            "step_time": t - (t if step_started_at is None else step_started_at),
+            "ah": total.ah, "ah_charged": total.ah_charged, "ah_discharged": total.ah_discharged,
+            "wh": total.wh,
+            "step_ah": step.ah, "step_ah_charged": step.ah_charged,
+            "step_ah_discharged": step.ah_discharged, "step_wh": step.wh,
+            "ref_soc": reference.value(total.ah),
+            "ref_capacity_ah": reference.capacity_ah,
+        })
+        if self._station is None:
+            self._station = {"capacity_nominal": self._bench.nominal_capacity_ah,
+                             **self._bench.range_variables()}
+        q.update(self._station)
+        return q

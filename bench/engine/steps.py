@@ -23,6 +23,7 @@ from bench.engine.charge_control import (
 from bench.engine.limits import LimitMonitor
 from bench.engine.sampler import read_bench
 from bench.errors import ProcedureError, RunAborted, SafetyTrip
+from bench.procedure.quantities import QUANTITY
 from bench.record import CheckRecord
 
 if TYPE_CHECKING:
@@ -362,11 +363,13 @@ class StepExecutor:
         env = self._instant_env()
         for name, expr in assignments.items():
             value = self._eval(expr, env)
-            if name == "ref_soc":
-                eng.state.reference.anchor(float(value), eng.state.throughput.ah)
-            elif name == "ref_capacity_ah":
-                eng.state.reference.rescale(float(value), eng.state.throughput.ah)
-                eng.state.vars[name] = float(value)
+            quantity = QUANTITY.get(name)
+            if quantity is not None and quantity.settable:
+                # the bench's reference moves; the value stays a run variable only where the record
+                # reads it (ref_capacity_ah), not where it moves with every sample (ref_soc)
+                eng.state.reference.assign(name, float(value), eng.state.throughput.ah)
+                if quantity.record_field is not None:
+                    eng.state.vars[name] = float(value)
             else:
                 eng.state.vars[name] = value
             env[name] = value

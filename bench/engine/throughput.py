@@ -62,6 +62,15 @@ class ReferenceSoc:
         if current is not None:
             self.anchor(current, net_ah)
 
+    def assign(self, name: str, value: float, net_ah: float) -> None:
+        """A ``set`` step assigning one of the reference's quantities (the settable ones of
+        bench.procedure.quantities): ``ref_soc`` anchors the count at ``value``,
+        ``ref_capacity_ah`` rescales it keeping the SOC continuous."""
+        setters = {"ref_soc": self.anchor, "ref_capacity_ah": self.rescale}
+        if name not in setters:
+            raise KeyError(f"{name!r} is not a quantity of the reference SOC")
+        setters[name](value, net_ah)
+
     def value(self, net_ah: float) -> float | None:
         if self.anchor_soc_pct is None:
             return None

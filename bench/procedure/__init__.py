@@ -2,13 +2,14 @@
 
 :func:`load` is the one way to a procedure ready to run (schema, overrides, semantic checks
 against the station, once).
+
+The runtime quantities are declared in :mod:`bench.procedure.quantities` (not imported here, so
+that ``python -m bench.procedure.quantities`` runs it once).
 """
 
 from bench.procedure.expr import Expr
 from bench.procedure.loader import ValidationReport, check_procedure, load, parse_param_pairs
 from bench.procedure.model import (
-    QUANTITIES,
-    RUNTIME_QUANTITIES,
     STEP_RESULTS,
     Procedure,
     Step,
@@ -17,8 +18,6 @@ from bench.procedure.model import (
 )
 
 __all__ = [
-    "QUANTITIES",
-    "RUNTIME_QUANTITIES",
     "STEP_RESULTS",
     "Expr",
     "Procedure",

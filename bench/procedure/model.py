@@ -35,59 +35,8 @@ from bench.procedure.expr import Expr
 from bench.yamlio import LocatedData, PathKey, load_yaml, read_input, validation_errors
 
 # ---------------------------------------------------------------------------------------------
-# Names the engine provides on every sample, with their dimension (None: boolean/dimensionless).
-# The ONE list shared by the engine and the validator.
-
-RUNTIME_QUANTITIES: dict[str, str | None] = {
-    "t": "s",                     # bench seconds since the run started
-    "step_time": "s",             # seconds since the current step started
-    "pack_v": "V",                # bench (instrument) pack voltage
-    "current": "A",               # bench current, + = charge
-    "abs_current": "A",
-    "power": "W",
-    "cell_v_max": "V",            # BMS cell voltages
-    "cell_v_min": "V",
-    "cell_v_mean": "V",
-    "divergence": "V",            # cell_v_max - cell_v_min
-    "temp_max": "degC",
-    "temp_min": "degC",
-    "bms_soc": "%",
-    "bms_soh": "%",
-    "bms_current": "A",
-    "bms_pack_v": "V",
-    "ref_soc": "%",               # the bench's reference SOC
-    "ah": "Ah",                   # cumulative net Ah, + = into the pack
-    "ah_charged": "Ah",
-    "ah_discharged": "Ah",
-    "step_ah": "Ah",
-    "step_ah_charged": "Ah",
-    "step_ah_discharged": "Ah",
-    "step_wh": "Wh",
-    "bms_ccl": "A",               # BMS charge-current limit (0x351 CCL)
-    "bms_cvl": "V",               # BMS charge-voltage limit (0x351 CVL)
-    "bms_dcl": "A",               # BMS discharge-current limit (0x351 DCL)
-    "cell_sum_v": "V",            # sum of the BMS cell voltages
-    "cell_v_max_cell": None,      # 1-based number of the highest / lowest cell
-    "cell_v_min_cell": None,
-    "bms_full": None,             # booleans
-    "bms_empty": None,
-    "bms_learning": None,
-    "bms_learn_ok": None,
-    "contactor_closed": None,
-    "charge_cv": None,            # a charge/balance step is in its constant-voltage part (pack or cell)
-    "charge_paused": None,        # a charge/balance step is paused because the BMS allows no current
-    "can_age": "s",               # seconds since the last BMS broadcast frame
-    "capacity_nominal": "Ah",     # pack nominal capacity (what 1C means)
-    "supply.voltage_max": "V",    # instrument ranges (from the station / driver registry)
-    "supply.current_max": "A",
-    "supply.power_max": "W",
-    "load.voltage_max": "V",
-    "load.current_max": "A",
-    "load.power_max": "W",
-}
-
-#: Same list under the name the engine uses.
-QUANTITIES = RUNTIME_QUANTITIES
+# Runtime quantities (names the engine provides on every sample) are declared in the one table,
+# bench.procedure.quantities.
 
 #: ``<step_id>.<suffix>``: results of a step that has run (dimension or None).
 STEP_RESULTS: dict[str, str | None] = {

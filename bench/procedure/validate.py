@@ -31,7 +31,6 @@ from bench.errors import InputError
 from bench.procedure.expr import Binary, Boolean, Call, Expr, Name, Node, Number, Unary, fold_node
 from bench.procedure.model import (
     PROMPT_RESULT,
-    RUNTIME_QUANTITIES,
     SELF_ENDING_ACTIONS,
     STEP_RESULTS,
     BalanceAction,
@@ -45,6 +44,7 @@ from bench.procedure.model import (
     Procedure,
     Step,
 )
+from bench.procedure.quantities import SAMPLE_UNITS
 from bench.procedure.units import describe, parse_unit_name
 from bench.yamlio import PathKey
 
@@ -79,7 +79,7 @@ class _Checker:
         self.step_ids = {step.id for step in procedure.steps}
         #: position of each step (the first of a duplicated id), for jumps backwards and forwards
         self.step_pos = {step_id: index for index, step_id in reversed(list(enumerate(procedure.step_ids())))}
-        self.name_dims: dict[str, str | None] = dict(RUNTIME_QUANTITIES)
+        self.name_dims: dict[str, str | None] = dict(SAMPLE_UNITS)  # the one table's runtime names
         for step in procedure.steps:
             for suffix, dim in STEP_RESULTS.items():
                 self.name_dims[f"{step.id}.{suffix}"] = dim
@@ -182,7 +182,7 @@ class _Checker:
             seen.add(item.id)
 
     def _check_parameters(self) -> None:
-        earlier: dict[str, str | None] = {k: v for k, v in RUNTIME_QUANTITIES.items()}
+        earlier: dict[str, str | None] = dict(SAMPLE_UNITS)
         for name, parameter in self.procedure.parameters.items():
             path = ("parameters", name)
             if parameter.unit and parse_unit_name(parameter.unit) is None:
