@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bench.engine.throughput import ReferenceSoc, Throughput
 
@@ -109,17 +109,30 @@ def quantities(reading: RawReading, can_age_s: float) -> dict[str, Any]:
     return q
 
 
+#: A sample quantity's value: a number, a flag, a cell number, or None (no value yet).
+SampleValue = float | int | bool | None
+
+
+class StationFacts(Protocol):
+    """What the sampler asks the bench for the station's quantities."""
+
+    @property
+    def nominal_capacity_ah(self) -> float: ...
+
+    def range_variables(self) -> dict[str, float]: ...
+
+
 class Sampler:
     """Every sample quantity of one sample: the reading's (:func:`quantities`), the clock's, the
     bench's counts and reference, and the station's. The station's are constant during a run:
     read from the bench once, at the first sample."""
 
-    def __init__(self, bench: Any) -> None:
+    def __init__(self, bench: StationFacts) -> None:
         self._bench = bench
         self._station: dict[str, float] | None = None
 
     def values(self, reading: RawReading, can_age_s: float, step_started_at: float | None,
-               total: Throughput, step: Throughput, reference: ReferenceSoc) -> dict[str, Any]:
+               total: Throughput, step: Throughput, reference: ReferenceSoc) -> dict[str, SampleValue]:
         q = quantities(reading, can_age_s)
         t = reading.t_s
         q.update({
