@@ -3,8 +3,7 @@
 :func:`load` is the one way to a procedure ready to run (schema, overrides, semantic checks
 against the station, once).
 
-The runtime quantities are declared in :mod:`bench.procedure.quantities` (not imported here, so
-that ``python -m bench.procedure.quantities`` runs it once).
+The runtime quantities are declared in :mod:`bench.procedure.quantities`.
 """
 
 from bench.procedure.expr import Expr

@@ -12,18 +12,8 @@ import yaml
 from bench.config import load_station
 from bench.engine.sampler import Sampler, read_bench
 from bench.engine.throughput import ReferenceSoc, Throughput
-from bench.procedure.quantities import (
-    DOC_BEGIN,
-    DOC_END,
-    QUANTITY,
-    QUANTITY_TABLE,
-    RECORDED,
-    SAMPLE_QUANTITIES,
-    SETTABLE,
-    SOURCES,
-    render_doc,
-    update_doc,
-)
+from bench.procedure.quantities import QUANTITY, QUANTITY_TABLE, RECORDED, SAMPLE_QUANTITIES, SETTABLE, SOURCES
+from bench.procedure.quantity_doc import DOC_BEGIN, DOC_END, render_doc, update_doc
 from bench.procedure.schema import procedure_schema
 from bench.procedure.units import DIMENSION_NAMES
 from bench.procedure.validate import check_file
@@ -118,7 +108,7 @@ def test_the_json_schema_offers_the_sample_quantities(tmp_path: Path) -> None:
 
 
 def test_docs_quantity_table_is_generated_from_the_table() -> None:
-    assert update_doc(check=True), "docs/procedures.md is stale: run python -m bench.procedure.quantities"
+    assert update_doc(check=True), "docs/procedures.md is stale: run python -m bench.procedure.quantity_doc"
     text = Path(__file__).resolve().parents[3].joinpath("docs", "procedures.md").read_text(encoding="utf-8")
     section = text[text.index(DOC_BEGIN):text.index(DOC_END)]
     for name in SAMPLE_QUANTITIES:
