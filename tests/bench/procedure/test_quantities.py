@@ -12,11 +12,11 @@ import yaml
 from bench.config import load_station
 from bench.engine.sampler import Sampler, read_bench
 from bench.engine.throughput import ReferenceSoc, Throughput
+from bench.procedure.loader import check_procedure
 from bench.procedure.quantities import QUANTITY, QUANTITY_TABLE, RECORDED, SAMPLE_QUANTITIES, SETTABLE, SOURCES
 from bench.procedure.quantity_doc import DOC_BEGIN, DOC_END, render_doc, update_doc
 from bench.procedure.schema import procedure_schema
 from bench.procedure.units import DIMENSION_NAMES
-from bench.procedure.validate import check_file
 from bench.record import RunRecord
 from bench.station import connect_bench
 
@@ -87,10 +87,10 @@ def _procedure_naming(tmp_path: Path, names: list[str]) -> Path:
 
 
 def test_the_validator_accepts_the_sample_quantities_and_nothing_else_as_runtime_names(tmp_path: Path) -> None:
-    report = check_file(_procedure_naming(tmp_path, list(SAMPLE_QUANTITIES)))
+    report = check_procedure(_procedure_naming(tmp_path, list(SAMPLE_QUANTITIES)))
     assert report.errors == []
     # declared but not on every sample (a routine result): not a runtime name
-    stray = check_file(_procedure_naming(tmp_path, ["bms_learned_capacity_ah"]))
+    stray = check_procedure(_procedure_naming(tmp_path, ["bms_learned_capacity_ah"]))
     messages = [str(e) for e in stray.errors]
     assert any("unknown quantity 'bms_learned_capacity_ah'" in m for m in messages), messages
     assert any("unknown name 'bms_learned_capacity_ah'" in m for m in messages), messages
