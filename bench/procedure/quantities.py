@@ -138,6 +138,9 @@ SAMPLE_QUANTITIES: tuple[str, ...] = tuple(q.name for q in QUANTITY_TABLE if q.o
 #: Sample quantity -> dimension (None: boolean or cell number): the runtime names the validator knows.
 SAMPLE_UNITS: Mapping[str, str | None] = {q.name: q.unit for q in QUANTITY_TABLE if q.on_sample}
 #: Quantities a ``set`` step may assign.
+#: What a parameter default may name besides earlier parameters: the run has not sampled yet
+#: when the defaults are evaluated, only the station's constants exist.
+STATION_UNITS: Mapping[str, str | None] = {q.name: q.unit for q in QUANTITY_TABLE if q.source == "station"}
 SETTABLE: frozenset[str] = frozenset(q.name for q in QUANTITY_TABLE if q.settable)
 #: (quantity, result field) for the quantities taken from a ``bms`` routine's results.
 ROUTINE_RESULTS: tuple[tuple[str, str], ...] = tuple(

@@ -44,7 +44,7 @@ from bench.procedure.model import (
     Procedure,
     Step,
 )
-from bench.procedure.quantities import SAMPLE_UNITS
+from bench.procedure.quantities import SAMPLE_UNITS, SETTABLE, STATION_UNITS
 from bench.procedure.units import describe, parse_unit_name
 from bench.yamlio import PathKey
 
@@ -182,7 +182,7 @@ class _Checker:
             seen.add(item.id)
 
     def _check_parameters(self) -> None:
-        earlier: dict[str, str | None] = dict(SAMPLE_UNITS)
+        earlier: dict[str, str | None] = dict(STATION_UNITS)
         for name, parameter in self.procedure.parameters.items():
             path = ("parameters", name)
             if parameter.unit and parse_unit_name(parameter.unit) is None:
@@ -346,6 +346,10 @@ class _Checker:
         elif kind == "set":
             for name, expr in action.items():
                 self._check_expr(expr, scope)
+                if name in SAMPLE_UNITS and name not in SETTABLE:
+                    # the next sample would overwrite it: the set would silently do nothing
+                    self.error_at((*here, name), f"{name!r} is measured on every sample and cannot be set "
+                                  f"(settable: {', '.join(sorted(SETTABLE))})")
                 scope.define(name)
         elif kind == "if":
             self._check_expr(action.when, scope, condition=True, what="if")

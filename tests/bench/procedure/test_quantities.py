@@ -127,3 +127,32 @@ def test_a_set_step_assigns_exactly_the_settable_quantities_to_the_reference() -
     for name in set(QUANTITY) - SETTABLE:
         with pytest.raises(KeyError):
             ReferenceSoc(capacity_ah=200.0).assign(name, 1.0, 0.0)
+
+
+def _write(tmp_path: Path, procedure: dict[str, object]) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(procedure, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_a_parameter_default_may_name_only_the_station_constants(tmp_path: Path) -> None:
+    # defaults are evaluated before the first sample: only the station's quantities exist then
+    steps = [{"id": "w", "rest": {"duration": "1s"}}]
+    ok = check_procedure(_write(tmp_path, {
+        "procedure": "p", "version": "1", "steps": steps,
+        "parameters": {"i": {"default": "min(0.5C, supply.current_max)", "unit": "A"}}}))
+    assert ok.errors == []
+    bad = check_procedure(_write(tmp_path, {
+        "procedure": "p", "version": "1", "steps": steps,
+        "parameters": {"v": {"default": "pack_v", "unit": "V"}}}))
+    assert [e for e in bad.errors if "pack_v" in str(e)], [str(e) for e in bad.errors]
+
+
+def test_a_set_step_refuses_a_measured_quantity(tmp_path: Path) -> None:
+    report = check_procedure(_write(tmp_path, {
+        "procedure": "p", "version": "1",
+        "steps": [{"id": "s", "set": {"pack_v": "3V", "ref_soc": "50"}}]}))
+    messages = [str(e) for e in report.errors]
+    assert len(messages) == 1, messages
+    assert "'pack_v' is measured on every sample and cannot be set" in messages[0]
+    assert "p.yaml:" in messages[0] and "steps.0.set.pack_v" in messages[0]
