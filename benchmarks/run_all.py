@@ -92,6 +92,7 @@ def main() -> int:
                     last = line.strip()
             status = process.wait()
         summary.append((bench.name, status, time.perf_counter() - started, last))
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "")
     print(f"\n{'benchmark':<14}{'status':>8}{'seconds':>9}  last line")
     for name, status, seconds, last in summary:
         print(f"{name:<14}{'ok' if status == 0 else f'exit {status}':>8}{seconds:>9.1f}  {last[:90]}")

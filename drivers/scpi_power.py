@@ -100,6 +100,8 @@ class ScpiPowerBase(PowerInstrument):
         self.ranges = self.family.model_ranges(model)
         self.resolution = self.family.resolution
         self.capabilities = self.family.capabilities
+        # looked up once: measure() is the engine's per-interval call (None: the family has none)
+        self._measure_command = self.family.commands.get("measure")
         for command in self.family.init:
             self.scpi.write(command)
 
@@ -155,7 +157,7 @@ class ScpiPowerBase(PowerInstrument):
         return self.scpi.identify()
 
     def measure(self) -> tuple[float, float]:
-        command = self._template("measure")
+        command = self._measure_command or self._template("measure")
         volts, amps = self.scpi.query_floats(command, 2)
         return volts, amps
 
