@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+from bench.engine.links import LinkSupervisor
+from bench.engine.port import BenchPort
+from bench.engine.values import Env
+
+if TYPE_CHECKING:
+    from drivers.vs02_broadcast import BmsSnapshot
 
 
 @dataclass
@@ -20,7 +27,7 @@ class RawReading:
     load_i: float
     supply_on: bool
     load_on: bool
-    bms: Any  # drivers.vs02_adapter.BmsSnapshot
+    bms: BmsSnapshot
     #: instruments that did not answer (their readings are NaN; bench.engine.links)
     lost: tuple[str, ...] = ()
 
@@ -38,7 +45,7 @@ class RawReading:
         return (self.supply_i if self.supply_on else 0.0) - (self.load_i if self.load_on else 0.0)
 
 
-def read_bench(bench: Any, t_s: float, links: Any | None = None) -> RawReading:
+def read_bench(bench: BenchPort, t_s: float, links: LinkSupervisor | None = None) -> RawReading:
     """Read every instrument, one round trip each: an idle instrument is read too, so a lost
     connection is noticed in the interval it happens, not when the instrument is next needed.
 
@@ -64,14 +71,14 @@ def read_bench(bench: Any, t_s: float, links: Any | None = None) -> RawReading:
     )
 
 
-def quantities(reading: RawReading, can_age_s: float) -> dict[str, Any]:
+def quantities(reading: RawReading, can_age_s: float) -> Env:
     """The BMS- and instrument-derived quantities of one sample (integrals added by the engine)."""
     bms = reading.bms
     cells = list(bms.cell_voltages_v) if bms.cell_voltages_v else []
     temps = list(bms.temperatures_c) if bms.temperatures_c else []
     current = reading.current
     limits = bms.limits
-    q: dict[str, Any] = {
+    q: Env = {
         "pack_v": reading.pack_v,
         "current": current,
         "abs_current": abs(current),
