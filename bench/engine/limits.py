@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.engine.values import EnvView, Functions
+from bench.engine.values import EnvView, Functions, to_float
 from bench.procedure.expr import Expr
 from bench.procedure.model import Limit
 
@@ -48,13 +48,13 @@ class LimitMonitor:
         warnings: list[Breach] = []
         trips: list[Breach] = []
         for limit in self.limits:
-            value = env.get(limit.quantity)
-            when = getattr(limit, "when", None)
-            if value is None or (when is not None and not _holds(when, env, functions)):
+            raw = env.get(limit.quantity)
+            when = limit.when
+            if raw is None or (when is not None and not _holds(when, env, functions)):
                 self._held(limit, "trip", t_s, False)
                 self._held(limit, "warning", t_s, False)
                 continue
-            value = float(value)  # type: ignore[arg-type]  # a limit's quantity is a number (validate)
+            value = to_float(raw)
             trip = self._check(limit, "trip", value, env, functions)
             if trip is not None and self._held(limit, "trip", t_s, True):
                 trips.append(trip)
