@@ -5,20 +5,24 @@ split): the station file says *where* instruments are; :class:`Bench` opens the 
 knows the bench's output state (off, charging, discharging) and how to reach it, and puts
 everything in the safe state in reverse order of activation. The engine asks it to
 "charge at 28.4 V / 100 A"; only the drivers know SCPI.
+
+:class:`Bench` is the backend of the engine's port (:class:`bench.engine.port.BenchPort`): the
+engine drives that interface and never imports this module.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.clock import Clock, LockstepClock, WallClock
 from bench.config import InstrumentRanges, StationConfig, derated_ranges
+from bench.engine.port import BenchPort, Commanded, OutputState
 from bench.errors import BenchError, SetpointOutOfRange
+from bench.procedure.model import Procedure
 from bench.record import (
     AsReceived,
     InstrumentIdentity,
@@ -29,8 +33,9 @@ from bench.record import (
     SocCheckpoint,
     StationIdentity,
 )
-from drivers.power import ProtectionSettings, program_and_verify
+from drivers.power import ElectronicLoad, PowerSupply, ProtectionSettings, program_and_verify
 from drivers.scpi import Identity
+from drivers.vs02_adapter import Vs02Adapter
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +45,15 @@ OPERATIONAL_CELL_V_MIN = 2.8
 LOAD_TIMER_MAX_S = 99999.0
 
 
-@dataclass(frozen=True)
-class Commanded:
-    """The bench's last command: ``off``, ``charge`` (CC limit ``current_a`` up to ``voltage_v``),
-    ``discharge_cc`` (``current_a``) or ``discharge_cp`` (``power_w``), with the load cut-off."""
-
-    kind: str
-    current_a: float = 0.0
-    voltage_v: float = 0.0
-    power_w: float = 0.0
-    cutoff_v: float = 0.0
-
-
-@dataclass
-class OutputState:
-    supply_on: bool = False
-    load_on: bool = False
-
-
-class Bench:
+class Bench(BenchPort):
     """Connected instruments + clock. Build with :func:`connect_bench`."""
 
-    def __init__(self, station: StationConfig, clock: Clock, supply: Any, load: Any, adapter: Any,
-                 sim: Any | None = None, scenario_name: str | None = None) -> None:
+    supply: PowerSupply
+    load: ElectronicLoad
+    adapter: Vs02Adapter
+
+    def __init__(self, station: StationConfig, clock: Clock, supply: PowerSupply, load: ElectronicLoad,
+                 adapter: Vs02Adapter, sim: Any | None = None, scenario_name: str | None = None) -> None:
         self.station = station
         self.clock = clock
         self.supply = supply
@@ -88,10 +79,6 @@ class Bench:
     def simulated(self) -> bool:
         return self.sim is not None
 
-    @property
-    def nominal_capacity_ah(self) -> float:
-        return float(self.station.pack.nominal_capacity_ah)
-
     def default_cutoff_v(self) -> float:
         """Instrument-side discharge cut-off when a step names none: the operational end of
         discharge, 2.8 V/cell (battery.md §2.2: 22.4 V for 8S). The absolute 2.5 V/cell x 8 is
@@ -108,7 +95,7 @@ class Bench:
             out[f"{role}.power_max"] = ranges.power_max_w
         return out
 
-    def expression_functions(self) -> dict[str, Callable[..., Any]]:
+    def expression_functions(self) -> dict[str, Callable[[float], float]]:
         from bench.domain.ocv import soc_from_ocv
 
         def ocv_soc(cell_v: float) -> float:
@@ -118,14 +105,6 @@ class Bench:
             return 100.0 * soc_from_ocv(float(cell_v))
 
         return {"ocv_soc": ocv_soc}
-
-    def adapter_age_s(self, snapshot: Any | None = None) -> float:
-        """Bench seconds since the last broadcast frame of any kind from the BMS (of ``snapshot``,
-        the sample's own, when given)."""
-        snap = snapshot if snapshot is not None else self.adapter.snapshot()
-        if not snap.timestamps:
-            return 1e9
-        return max(0.0, snap.taken_at - max(snap.timestamps.values()))
 
     # ------------------------------------------------------------------ outputs
     def outputs_off(self) -> None:
@@ -253,13 +232,6 @@ class Bench:
         self.commanded = Commanded("off")
         return problems
 
-    # ------------------------------------------------------------------ BMS service actions
-    def bms_action(self, item: Any) -> dict[str, Any]:
-        """Run one ``bms`` step action through the adapter; return variables it produced."""
-        from bench.engine.bms_actions import run_bms_action
-
-        return run_bms_action(self.adapter, item)
-
     # ------------------------------------------------------------------ record
     def instrument_identities(self) -> list[InstrumentIdentity]:
         out = []
@@ -282,7 +254,7 @@ class Bench:
                                       make="Vethy", model="VS02-CAL-24"))
         return out
 
-    def new_record(self, *, run_id: str, procedure: Any, procedure_path: str, procedure_sha256: str,
+    def new_record(self, *, run_id: str, procedure: Procedure, procedure_path: str, procedure_sha256: str,
                    operator: str, serial: str | None, software_version: str) -> RunRecord:
         ident: dict[str, str] = {}
         as_received = AsReceived()

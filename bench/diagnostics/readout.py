@@ -6,11 +6,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
+from bench.clock import Clock
 from bench.diagnostics.model import BalancingEntry, DtcEntry, PackIdentity, PackReading
 from bench.engine.charge_control import ChargeController, ChargeFeedback, ChargeRequest
 from bench.errors import SafetyTrip
+
+if TYPE_CHECKING:
+    from bench.station import Bench
+    from drivers.vs02_adapter import Vs02Adapter
 
 # DIDs of drivers/data/vs02_uds.yaml, read in two requests (each response fits one ISO-TP message)
 STATE_DIDS = ["soc", "soh", "cycle_count", "pack_voltage", "pack_current", "cell_voltages", "temperatures",
@@ -42,7 +47,7 @@ def _bits(bitmap: int) -> list[int]:
     return [i + 1 for i in range(8) if bitmap >> i & 1]
 
 
-def read_identity(adapter: Any, install_date: date | None = None) -> PackIdentity:
+def read_identity(adapter: Vs02Adapter, install_date: date | None = None) -> PackIdentity:
     """Serial, software, manufacturing date and install date (option > DID > unknown)."""
     ident = adapter.read_identity()
     source = "--install-date" if install_date is not None else "unknown"
@@ -54,7 +59,7 @@ def read_identity(adapter: Any, install_date: date | None = None) -> PackIdentit
                         install_date_source=source)
 
 
-def read_pack(adapter: Any, now: datetime) -> PackReading:
+def read_pack(adapter: Vs02Adapter, now: datetime) -> PackReading:
     """One health read-out: state DIDs, balancing DIDs, and every stored DTC with its data."""
     state = adapter.read_dids(STATE_DIDS)
     balancing = adapter.read_dids(BALANCING_DIDS)
@@ -83,7 +88,7 @@ class BmsTime:
     """The BMS's wall-clock time as the bench sees it: wall time at connection plus bench time since
     (on the simulator, bench time is simulated time, which the BMS's clock follows)."""
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._wall0 = time.time()
         self._bench0 = float(clock.now())
@@ -92,7 +97,7 @@ class BmsTime:
         return datetime.fromtimestamp(self._wall0 + float(self._clock.now()) - self._bench0, UTC)
 
 
-def bring_to_end_of_cv(bench: Any, *, progress: Callable[[str], None] | None = None) -> float:
+def bring_to_end_of_cv(bench: Bench, *, progress: Callable[[str], None] | None = None) -> float:
     """CC-CV charge to 28.4 V until the current tapers to 0.05C (held 30 s); leaves the supply ON so
     the BMS reads the divergence at the end of CV. Returns the Ah charged.
 

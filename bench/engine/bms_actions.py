@@ -1,4 +1,7 @@
-"""``bms`` step actions: UDS service calls through the adapter driver, results as variables.
+"""``bms`` step actions: UDS service calls through the bench port's adapter, results as variables.
+
+Run by the engine's step executor (bench.engine.steps) on ``BenchPort.adapter``; the bench does
+not call back into the engine for them.
 
 Variables produced: ``<into>.<did>`` (or ``<did>``) for reads, ``<into>.<field>`` and
 ``<into>.status`` for routine results, ``<into>.count`` / ``<into>.codes`` for DTC reads.
@@ -8,12 +11,24 @@ Results that feed verdicts also land under the names the quantity table declares
 
 from __future__ import annotations
 
-from typing import Any
-
+from bench.engine.port import BmsAdapter
+from bench.engine.values import Env, Value
+from bench.procedure.model import (
+    BmsAction,
+    BmsClearDtcs,
+    BmsEcuReset,
+    BmsRead,
+    BmsReadDtcs,
+    BmsRoutine,
+    BmsSession,
+    BmsUnlock,
+)
 from bench.procedure.quantities import ROUTINE_RESULTS
 
 
-def _numeric(value: Any) -> Any:
+def _numeric(value: object) -> Value:
+    """A decoded DID or routine field as an expression value: numbers, texts and lists of numbers
+    as they are; anything else (a dict, bytes) as its text."""
     if isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, list | tuple) and value and all(isinstance(v, int | float) for v in value):
@@ -21,15 +36,16 @@ def _numeric(value: Any) -> Any:
     return str(value)
 
 
-def run_bms_action(adapter: Any, item: Any) -> dict[str, Any]:
-    produced: dict[str, Any] = {}
-    if hasattr(item, "session"):
+def run_bms_action(adapter: BmsAdapter, item: BmsAction) -> Env:
+    """Run one ``bms`` action; return the variables it produced."""
+    produced: Env = {}
+    if isinstance(item, BmsSession):
         adapter.session(item.session)
-    elif hasattr(item, "unlock"):
+    elif isinstance(item, BmsUnlock):
         adapter.unlock(item.unlock)
-    elif hasattr(item, "ecu_reset"):
+    elif isinstance(item, BmsEcuReset):
         adapter.ecu_reset(item.ecu_reset)
-    elif hasattr(item, "routine"):
+    elif isinstance(item, BmsRoutine):
         call = item.routine
         option = bytes.fromhex(call.option.removeprefix("0x")) if call.option else b""
         result = adapter.routine(call.name, call.action, option)
@@ -42,7 +58,7 @@ def run_bms_action(adapter: Any, item: Any) -> dict[str, Any]:
                 value = result.values.get(result_field)
                 if isinstance(value, int | float):
                     produced[name] = float(value)
-    elif hasattr(item, "read"):
+    elif isinstance(item, BmsRead):
         values = adapter.read_dids(item.read)
         for key, value in values.items():
             name = f"{item.into}.{key}" if item.into else key
@@ -50,7 +66,7 @@ def run_bms_action(adapter: Any, item: Any) -> dict[str, Any]:
             if isinstance(value, dict):  # multi-field DIDs: <name>.<field> (as bench validate expects)
                 for field_name, field_value in value.items():
                     produced[f"{name}.{field_name}"] = _numeric(field_value)
-    elif hasattr(item, "read_dtcs"):
+    elif isinstance(item, BmsReadDtcs):
         spec = item.read_dtcs
         dtcs = adapter.read_dtcs(spec.mask)
         prefix = spec.into or "dtcs"
@@ -60,7 +76,7 @@ def run_bms_action(adapter: Any, item: Any) -> dict[str, Any]:
         present = {d.code for d in dtcs}
         for known in adapter.uds_map.dtcs:
             produced[f"{prefix}.{known.name}"] = int(known.code in present)
-    elif hasattr(item, "clear_dtcs"):
+    elif isinstance(item, BmsClearDtcs):
         adapter.clear_dtcs(item.clear_dtcs.group)
     else:  # the model guarantees one of the above
         raise ValueError(f"unknown bms action {item!r}")

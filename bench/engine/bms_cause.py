@@ -7,7 +7,12 @@ the outputs are off, and names them with the measured value that goes with each 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+from bench.engine.port import BmsAdapter
+
+if TYPE_CHECKING:
+    from drivers.vs02_broadcast import BmsSnapshot
 
 #: 0x35A alarm bits (drivers.vs02_dbc.ALARM_SIGNALS, battery.md §6.1) in an operator's words
 ALARM_WORDS: dict[str, str] = {
@@ -36,7 +41,7 @@ def _extreme(values: list[float] | None, highest: bool) -> tuple[int, float] | N
     return index, float(values[index])
 
 
-def describe_alarm(name: str, snap: Any) -> str:
+def describe_alarm(name: str, snap: BmsSnapshot) -> str:
     """One alarm with the reading that goes with it, e.g. ``cell 3 over-voltage 3.80 V``."""
     words = ALARM_WORDS.get(name, name)
     if name in ("HighVoltage", "LowVoltage"):
@@ -48,12 +53,12 @@ def describe_alarm(name: str, snap: Any) -> str:
         found = _extreme(temps, "High" in name)
         if found is not None:
             return f"cell {found[0] + 1} {words} {found[1]:.1f} °C"
-    elif "OverCurrent" in name and getattr(snap, "current_a", None) is not None:
+    elif "OverCurrent" in name and snap.current_a is not None:
         return f"{words} {abs(float(snap.current_a)):.1f} A"
     return words
 
 
-def contactor_cause(adapter: Any) -> str:
+def contactor_cause(adapter: BmsAdapter) -> str:
     """The BMS's own account of why it opened: alarms with readings, then active DTCs.
     Never raises; says what it could not read."""
     parts: list[str] = []

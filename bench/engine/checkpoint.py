@@ -21,9 +21,9 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bench.engine.throughput import ReferenceSoc, Throughput
+from bench.engine.values import Env
 from bench.errors import InputError
 
 
@@ -37,7 +37,7 @@ class EngineState:
     throughput: Throughput = field(default_factory=Throughput)
     step_throughput: Throughput = field(default_factory=Throughput)
     reference: ReferenceSoc = field(default_factory=lambda: ReferenceSoc(capacity_ah=200.0))
-    vars: dict[str, Any] = field(default_factory=dict)
+    vars: Env = field(default_factory=dict)
     repeat_counts: dict[str, int] = field(default_factory=dict)
     compare_marks: dict[str, float] = field(default_factory=dict)
     hold_since: dict[str, float] = field(default_factory=dict)

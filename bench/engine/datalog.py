@@ -15,9 +15,11 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from bench.record import SAMPLE_COLUMNS
+
+#: one samples.csv row (bench.record.SAMPLE_COLUMNS): numbers, the step id, "" for no value
+Row = Sequence[float | str]
 
 
 class SampleLog:
@@ -33,9 +35,9 @@ class SampleLog:
             self._sync()
         self._last_sync_t = float("-inf")
         self.rows_written = 0
-        self._pending: list[Sequence[Any]] = []
+        self._pending: list[Row] = []
 
-    def append(self, row: Sequence[Any], t_s: float) -> list[Sequence[Any]] | None:
+    def append(self, row: Row, t_s: float) -> list[Row] | None:
         """Write one row; return the rows made durable when this call synced, else None."""
         self._writer.writerow(row)
         self._pending.append(row)
@@ -47,7 +49,7 @@ class SampleLog:
             return synced
         return None
 
-    def sync(self) -> list[Sequence[Any]]:
+    def sync(self) -> list[Row]:
         self._sync()
         synced, self._pending = self._pending, []
         return synced

@@ -25,6 +25,7 @@ class ProgressEvent:
     kind: EventKind
     run_id: str
     t_s: float
+    #: per-kind payload, JSON-ready; read by key by the displays (bench.progress, bench.ui)
     data: dict[str, Any] = field(default_factory=dict)
 
 

@@ -9,16 +9,20 @@ on the first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
+
+from bench.engine.values import EnvView, Functions, to_float
+from bench.procedure.expr import Expr
+from bench.procedure.model import Limit
 
 Level = Literal["warning", "trip"]
 
 
 @dataclass(frozen=True)
 class Breach:
-    limit: Any  # bench.procedure.model.Limit
+    limit: Limit
     level: Level
     value: float
     threshold: float
@@ -34,24 +38,23 @@ class Breach:
 
 
 class LimitMonitor:
-    def __init__(self, limits: Iterable[Any]) -> None:
+    def __init__(self, limits: Iterable[Limit]) -> None:
         self.limits = list(limits)
         self._since: dict[tuple[str, Level], float] = {}
         self._warned: set[str] = set()
 
-    def evaluate(self, env: Mapping[str, Any], t_s: float,
-                 functions: Mapping[str, Callable[..., Any]]) -> tuple[list[Breach], list[Breach]]:
+    def evaluate(self, env: EnvView, t_s: float, functions: Functions) -> tuple[list[Breach], list[Breach]]:
         """Return (new warnings, trips) for this sample."""
         warnings: list[Breach] = []
         trips: list[Breach] = []
         for limit in self.limits:
-            value = env.get(limit.quantity)
-            when = getattr(limit, "when", None)
-            if value is None or (when is not None and not _holds(when, env, functions)):
+            raw = env.get(limit.quantity)
+            when = limit.when
+            if raw is None or (when is not None and not _holds(when, env, functions)):
                 self._held(limit, "trip", t_s, False)
                 self._held(limit, "warning", t_s, False)
                 continue
-            value = float(value)
+            value = to_float(raw)
             trip = self._check(limit, "trip", value, env, functions)
             if trip is not None and self._held(limit, "trip", t_s, True):
                 trips.append(trip)
@@ -67,7 +70,7 @@ class LimitMonitor:
                 self._warned.discard(limit.id)
         return warnings, trips
 
-    def _held(self, limit: Any, level: Level, t_s: float, active: bool) -> bool:
+    def _held(self, limit: Limit, level: Level, t_s: float, active: bool) -> bool:
         key = (limit.id, level)
         if not active:
             self._since.pop(key, None)
@@ -76,8 +79,7 @@ class LimitMonitor:
         return t_s - start >= float(getattr(limit, "hold_s", 0.0) or 0.0) - 1e-9
 
     @staticmethod
-    def _check(limit: Any, level: Level, value: float, env: Mapping[str, Any],
-               functions: Mapping[str, Callable[..., Any]]) -> Breach | None:
+    def _check(limit: Limit, level: Level, value: float, env: EnvView, functions: Functions) -> Breach | None:
         prefix = "trip" if level == "trip" else "warn"
         above = getattr(limit, f"{prefix}_above", None)
         below = getattr(limit, f"{prefix}_below", None)
@@ -92,7 +94,7 @@ class LimitMonitor:
         return None
 
 
-def _holds(condition: Any, env: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]) -> bool:
+def _holds(condition: Expr, env: EnvView, functions: Functions) -> bool:
     """A limit's ``when``: false while a quantity it reads has no value yet (the limit is not
     judged then); any other failure is an error of the procedure and propagates."""
     if condition.lacks_value(env):

@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from bench.engine.journal import RunContext
+from bench.engine.port import BenchPort, PowerStage, Role
 from bench.engine.supervision import SupervisionLimit, SupervisionPause
 from bench.errors import BenchError, ConnectionLost, SafetyTrip
 from bench.record import UnconfirmedOutput
@@ -29,12 +30,12 @@ from bench.record import UnconfirmedOutput
 #: first retry this long after the drop, then doubling up to :data:`RETRY_MAX_S` (bench s)
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 15.0
-ROLES = ("load", "supply")  # reverse order of activation, as in Bench.safe_state
+ROLES: tuple[Role, ...] = ("load", "supply")  # reverse order of activation, as in Bench.safe_state
 
 
 @dataclass
 class LostLink:
-    role: str
+    role: Role
     since_s: float
     error: str
     next_try_s: float
@@ -48,7 +49,7 @@ def _backoff(link: LostLink, t_s: float) -> None:
     link.delay_s = min(link.delay_s * 2.0, RETRY_MAX_S)
 
 
-def reach_and_switch_off(drv: Any) -> None:
+def reach_and_switch_off(drv: PowerStage) -> None:
     """Re-open ``drv``, send it the off command and read it back; raises unless confirmed off."""
     drv.reconnect()
     problems = drv.safe_state()
@@ -56,7 +57,7 @@ def reach_and_switch_off(drv: Any) -> None:
         raise BenchError(f"{drv.name}: still on after the off command ({'; '.join(problems)})")
 
 
-def confirmed_off(drv: Any) -> bool:
+def confirmed_off(drv: PowerStage) -> bool:
     """True when the instrument answers that its output is off (False if it cannot say)."""
     try:
         return drv.output_is_on() is False
@@ -67,12 +68,12 @@ def confirmed_off(drv: Any) -> bool:
 class LinkSupervisor:
     """The engine's view of which instruments answer; asked for every measurement."""
 
-    def __init__(self, bench: Any, window_s: float) -> None:
+    def __init__(self, bench: BenchPort, window_s: float) -> None:
         self.bench = bench
         self.window_s = window_s
-        self.lost: dict[str, LostLink] = {}
+        self.lost: dict[Role, LostLink] = {}
 
-    def measure(self, role: str, drv: Any, t_s: float) -> tuple[float, float]:
+    def measure(self, role: Role, drv: PowerStage, t_s: float) -> tuple[float, float]:
         """(V, A) of ``drv``, or NaNs while its link is down (a new loss is noted, not raised)."""
         if role in self.lost:
             return math.nan, math.nan
@@ -83,7 +84,7 @@ class LinkSupervisor:
             return math.nan, math.nan
         return float(volts), float(amps)
 
-    def supervise(self, engine: Any, t_s: float, newly_lost: list[str]) -> SupervisionPause | None:
+    def supervise(self, engine: RunContext, t_s: float, newly_lost: list[Role]) -> SupervisionPause | None:
         """After a sample: make the bench safe on a new loss, retry due reconnects, enforce the
         window. Returns the pause to hold (None once every instrument is back)."""
         if not self.lost:
@@ -108,7 +109,7 @@ class LinkSupervisor:
                 raise SafetyTrip(message)
         return self._pause()
 
-    def _on_loss(self, engine: Any, roles: list[str]) -> None:
+    def _on_loss(self, engine: RunContext, roles: list[Role]) -> None:
         # outputs off in this control interval, on every instrument that answers; the lost one is
         # sent its off command at each reconnect attempt (its driver already retried just now)
         problems = engine.bench.safe_state(skip=set(self.lost))
@@ -120,8 +121,8 @@ class LinkSupervisor:
                          f"confirmed off until it answers again",
                          data={"limit": "instrument_lost", "instrument": role})
 
-    def _try(self, engine: Any, link: LostLink, t_s: float) -> None:
-        drv = getattr(engine.bench, link.role)
+    def _try(self, engine: RunContext, link: LostLink, t_s: float) -> None:
+        drv = engine.bench.instrument(link.role)
         try:
             reach_and_switch_off(drv)
         except Exception as exc:  # still unreachable: try again later
@@ -145,11 +146,11 @@ class LinkSupervisor:
         return SupervisionPause(limit, message, first)
 
 
-def _output(role: str) -> str:
+def _output(role: Role) -> str:
     return "output" if role == "supply" else "input"
 
 
-def confirm_outputs_off(bench: Any, problems: list[str], lost: set[str], deadline_s: float,
+def confirm_outputs_off(bench: BenchPort, problems: list[str], lost: set[Role], deadline_s: float,
                         sleep_until: Callable[[float], None], now: Callable[[], float],
                         ) -> list[UnconfirmedOutput]:
     """After ``bench.safe_state()`` returned ``problems``: every output that is not read back off is
@@ -158,10 +159,10 @@ def confirm_outputs_off(bench: Any, problems: list[str], lost: set[str], deadlin
 
     A KeyboardInterrupt (the engine must exit now) ends the retrying early; the caller hands the
     rest to the watchdog."""
-    pending: dict[str, str] = {}
+    pending: dict[Role, str] = {}
     for role in ROLES:
         failed = [p for p in problems if p.startswith(f"{role}:")]
-        if role in lost or failed or not confirmed_off(getattr(bench, role)):
+        if role in lost or failed or not confirmed_off(bench.instrument(role)):
             pending[role] = "; ".join(failed) or f"{role}: output state could not be read back"
     started = now()
     delay = RETRY_FIRST_S
@@ -171,7 +172,7 @@ def confirm_outputs_off(bench: Any, problems: list[str], lost: set[str], deadlin
             delay = min(delay * 2.0, RETRY_MAX_S)
             for role in list(pending):
                 try:
-                    reach_and_switch_off(getattr(bench, role))
+                    reach_and_switch_off(bench.instrument(role))
                 except Exception as exc:
                     pending[role] = f"{role}: {exc}"
                 else:
@@ -179,5 +180,5 @@ def confirm_outputs_off(bench: Any, problems: list[str], lost: set[str], deadlin
     except KeyboardInterrupt:
         pass
     retried = now() - started
-    return [UnconfirmedOutput(instrument=role, last_error=error, retried_s=retried)  # type: ignore[arg-type]
+    return [UnconfirmedOutput(instrument=role, last_error=error, retried_s=retried)
             for role, error in pending.items()]

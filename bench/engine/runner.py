@@ -5,6 +5,10 @@ own current measurement, updates the reference SOC, judges the global and step l
 the end conditions, and appends the sample to durable storage. Whatever ends the run
 (verdict, exception, limit breach, Ctrl-C, SIGTERM, lost instrument) the ``finally`` puts
 load and supply in their safe state and writes the reason into the record.
+
+The engine drives a :class:`~bench.engine.port.BenchPort` (the connected station fills it) and
+hands each step to the step executor through a :class:`~bench.engine.context.StepContext`, which
+it implements; the executor answers with a :class:`~bench.engine.context.StepOutcome`.
 """
 
 from __future__ import annotations
@@ -12,24 +16,28 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from bench import __version__
 from bench.engine.checkpoint import CheckpointWriter, EngineState, atomic_write, checkpoint_policy
-from bench.engine.datalog import SampleLog, sha256_file
-from bench.engine.events import EventBus, ProgressEvent
+from bench.engine.context import AutoPrompter, EndRun, EndVerdict, PauseRequest, Prompter, Sample
+from bench.engine.datalog import Row, SampleLog, sha256_file
+from bench.engine.events import EventBus, EventKind, ProgressEvent
+from bench.engine.journal import RecordEventKind
 from bench.engine.limits import Breach, LimitMonitor
 from bench.engine.links import LinkSupervisor, confirm_outputs_off
+from bench.engine.port import BenchPort, Role
 from bench.engine.sampler import RawReading, Sampler, read_bench
 from bench.engine.steps import StepExecutor
 from bench.engine.store_writer import StoreWriter
 from bench.engine.supervision import Supervisor
 from bench.engine.throughput import ReferenceSoc, Throughput
+from bench.engine.values import Env, Functions, JsonObject, Value
 from bench.errors import BenchError, ConnectionLost, InstrumentError, RunAborted, SafetyTrip
+from bench.procedure.model import Procedure, Step
 from bench.procedure.quantities import RECORDED
 from bench.record import (
     CheckRecord,
@@ -40,8 +48,13 @@ from bench.record import (
     RunRecord,
     StationIdentity,
     StepRecord,
+    Verdict,
     unconfirmed_outputs_warning,
 )
+
+# Prompter and AutoPrompter live with the step context; the run's callers import them from here.
+__all__ = ["STORE_DRAIN_TIMEOUT_S", "UNHASHED_FILES", "AutoPrompter", "Engine", "Prompter", "RunEnded",
+           "RunOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -57,29 +70,14 @@ UNHASHED_FILES = frozenset({"record.json", "checkpoint.json", "sim_state.pkl", "
                             "junit.xml", "watchdog.json", "watchdog.log"})
 
 
-class Prompter:
-    """Answers operator prompts. The CLI asks on the terminal; ``--yes`` answers the first choice."""
+class RunEnded(Exception):
+    """Raised by :meth:`Engine.end_run`: a caller outside the step loop (the operator station's
+    check of the scanned pack, run from the stop hook) ends the run where it cannot return a
+    :class:`~bench.engine.context.StepOutcome`."""
 
-    def ask(self, message: str, choices: list[str], input_spec: Any | None) -> str | float:
-        raise NotImplementedError
-
-
-class AutoPrompter(Prompter):
-    """Unattended runs (``--yes``): answer with the first choice, or the input's default."""
-
-    def ask(self, message: str, choices: list[str], input_spec: Any | None) -> str | float:
-        if input_spec is not None:
-            default = getattr(input_spec, "default", None)
-            if default is None:
-                raise RunAborted(f"prompt needs a typed answer and --yes cannot give one: {message}")
-            return default
-        return choices[0]
-
-
-class _EndRun(Exception):
-    def __init__(self, verdict: str, message: str) -> None:
-        self.verdict = verdict
-        self.message = message
+    def __init__(self, end: EndRun) -> None:
+        super().__init__(end.message)
+        self.end = end
 
 
 @dataclass
@@ -88,7 +86,7 @@ class RunOptions:
     operator: str = ""
     serial: str | None = None
     prompter: Prompter = field(default_factory=AutoPrompter)
-    store: Any | None = None  # bench.store.RunStore
+    store: object | None = None  # bench.store.RunStore, called through bench.engine.store_writer
     events: EventBus = field(default_factory=EventBus)
     run_id: str | None = None
     procedure_path: str = ""
@@ -105,7 +103,7 @@ class RunOptions:
 class Engine:
     """Runs one procedure once on one bench."""
 
-    def __init__(self, bench: Any, procedure: Any, options: RunOptions,
+    def __init__(self, bench: BenchPort, procedure: Procedure, options: RunOptions,
                  resume: EngineState | None = None) -> None:
         self.bench = bench
         self.procedure = procedure
@@ -115,7 +113,7 @@ class Engine:
         self.events = options.events
         self.steps = procedure.steps
         self.step_index = {s.id: i for i, s in enumerate(self.steps)}
-        self.functions = bench.expression_functions()
+        self.functions: Functions = bench.expression_functions()
         self.global_limits = LimitMonitor(procedure.safety)
         self.supervisor = Supervisor.for_station(bench.station)
         self.links = LinkSupervisor(bench, self.supervisor.cfg.reconnect_window_s)
@@ -139,25 +137,23 @@ class Engine:
         self._last: RawReading | None = None
         self._store_writer: StoreWriter | None = None
         self._store_failed = False
-        self._unstored: list[Any] = []
+        self._unstored: list[Row] = []
         self._executor = StepExecutor(self)
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> RunRecord:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.state.step_pos is not None
+        end: EndRun | None = None
         try:
             self._open_record(resumed)
             self.publish("run_started", {"procedure": self.procedure.procedure,
                                           "resumed": resumed, "serial": self.record.pack.serial})
-            self._execute()
-            verdict = "fail" if self.record.failed_checks else "pass"
-            self._finish(verdict, None)
-        except _EndRun as end:
-            verdict = end.verdict
-            if verdict == "auto":
-                verdict = "fail" if self.record.failed_checks else "pass"
-            self._finish(verdict, end.message if verdict == "aborted" else None, note=end.message)
+            end = self._execute()
+            if end is None:
+                self._finish("fail" if self.record.failed_checks else "pass", None)
+        except RunEnded as ended:
+            end = ended.end
         except KeyboardInterrupt:
             self._finish("aborted", "interrupted by the operator (Ctrl-C / SIGTERM)")
         except SafetyTrip as exc:
@@ -171,6 +167,10 @@ class Engine:
         except Exception as exc:  # never leave a pack connected without a record of why
             log.exception("engine crashed")
             self._finish("aborted", f"internal error: {type(exc).__name__}: {exc}")
+        if end is not None:
+            verdict: Verdict = end.verdict if end.verdict != "auto" else (
+                "fail" if self.record.failed_checks else "pass")
+            self._finish(verdict, end.message if verdict == "aborted" else None, note=end.message)
         return self.record
 
     def _open_record(self, resumed: bool) -> None:
@@ -216,7 +216,7 @@ class Engine:
                             data={"watchdog_pid": trip.get("pid"), **{k: trip.get(k) for k in (
                                 "detected_at", "done_at", "verified", "bench_t_s_estimate")}})
 
-    def _finish(self, verdict: str, abort_reason: str | None, note: str | None = None) -> None:
+    def _finish(self, verdict: Verdict, abort_reason: str | None, note: str | None = None) -> None:
         problems = self.bench.safe_state(skip=set(self.links.lost))
         for problem in problems:
             self.event("warning", f"safe state: {problem}")
@@ -227,7 +227,7 @@ class Engine:
             self.event("info", note)
         self._close_open_step(abort_reason or "run ended")
         rec = self.record
-        rec.verdict = verdict  # type: ignore[assignment]
+        rec.verdict = verdict
         rec.abort_reason = abort_reason
         rec.ended_at = datetime.now(UTC)
         if self.samples is not None:
@@ -252,7 +252,7 @@ class Engine:
         unconfirmed = confirm_outputs_off(self.bench, problems, set(self.links.lost), deadline,
                                           self._wait_alive, self.clock.now)
         retried = self.clock.now() - started
-        retried_roles = {p.split(":", 1)[0] for p in problems} | set(self.links.lost)
+        retried_roles: set[str] = {p.split(":", 1)[0] for p in problems} | set(self.links.lost)
         for role in sorted(retried_roles - {u.instrument for u in unconfirmed}):
             if retried > 0:
                 self.event("info", f"{role} confirmed off after {retried:.0f} s of retrying the off command",
@@ -310,14 +310,15 @@ class Engine:
                     self.opts.heartbeat = None
 
     # ------------------------------------------------------------------ step sequencing
-    def _execute(self) -> None:
+    def _execute(self) -> EndRun | None:
+        """Run the steps from the current one; returns how the run ends when a step ends it."""
         st = self.state
         if st.step_pos is None:
             st.step_pos = 0
             st.t_s = self.clock.now()
             st.next_tick = st.t_s
         else:
-            restart = self._executor.on_resume()
+            restart = self._executor.on_resume(self.steps[st.step_pos])
             if restart is not None:
                 self._close_open_step("interrupted; restarted from a safe point")
                 st.step_pos = self.step_index[restart]
@@ -327,17 +328,24 @@ class Engine:
             if st.step_started_at is None:
                 self._begin_step(step)
             checks_before = len(self.record.checks)
-            target = self._executor.execute(step)
-            self._end_step(step, self._executor.end_reason)
+            outcome = self._executor.execute(step)
+            if outcome.end_run is not None:
+                return outcome.end_run  # the step stays open: the end of the run closes it
+            target = outcome.next_step
+            self._end_step(step, outcome.end_reason)
             failed = [c for c in self.record.checks[checks_before:] if not c.passed]
             if failed:
-                target = self._on_failure(step, failed, target)
+                decided = self._on_failure(step, failed, target)
+                if isinstance(decided, EndRun):
+                    return decided
+                target = decided
             elif step.retry is not None:
                 st.repeat_counts.pop(f"retry:{step.id}", None)
             st.step_pos = self.step_index[target] if target else st.step_pos + 1
             st.step_started_at = None
+        return None
 
-    def _on_failure(self, step: Any, failed: list[CheckRecord], target: str | None) -> str | None:
+    def _on_failure(self, step: Step, failed: list[CheckRecord], target: str | None) -> str | EndRun | None:
         """A step recorded failed checks: retry its group, or apply its ``on_fail`` policy."""
         names = ", ".join(c.id for c in failed)
         retry = step.retry
@@ -357,14 +365,14 @@ class Engine:
         policy = step.on_fail
         if policy == "abort":
             self.event("info", f"step {step.id} failed ({names}): on_fail abort ends the run")
-            raise _EndRun("fail", f"stopped after step {step.id} failed: {names}")
+            return EndRun("fail", f"stopped after step {step.id} failed: {names}")
         goto = step.on_fail_goto
         if goto is not None:
             self.event("info", f"step {step.id} failed ({names}): on_fail goes to {goto}")
             return str(goto)
         return target
 
-    def _begin_step(self, step: Any) -> None:
+    def _begin_step(self, step: Step) -> None:
         st = self.state
         st.step_started_at = self.clock.now()
         st.step_throughput = Throughput()
@@ -372,10 +380,10 @@ class Engine:
         self.record.steps.append(StepRecord(
             id=step.id, kind=step.kind, start_s=st.step_started_at, started_at=datetime.now(UTC)))
         self.publish("step_started", {"step": step.id, "kind": step.kind,
-                                       "description": getattr(step, "description", "") or "",
+                                       "description": step.description or "",
                                        "index": st.step_pos, "count": len(self.steps)})
 
-    def _end_step(self, step: Any, reason: str) -> None:
+    def _end_step(self, step: Step, reason: str) -> None:
         st = self.state
         rec = self.record.steps[-1]
         now = self.clock.now()
@@ -391,7 +399,7 @@ class Engine:
             f"{step.id}.ah_charged": tp.ah_charged, f"{step.id}.ah_discharged": tp.ah_discharged,
             f"{step.id}.wh_discharged": tp.wh_discharged, f"{step.id}.wh_charged": tp.wh_charged,
         })
-        hints = getattr(step, "record", None)
+        hints = step.record
         if hints is not None and hints.ref_soc_anchor is not None:
             st.reference.anchor(float(hints.ref_soc_anchor), st.throughput.ah)
             self.bench.note_soc_checkpoint(now, float(hints.ref_soc_anchor))
@@ -415,12 +423,12 @@ class Engine:
         """The instruments as read at the last sample."""
         return self._last
 
-    def sample(self, step: Any, step_limits: LimitMonitor | None) -> dict[str, Any]:
+    def sample(self, step: Step, step_limits: LimitMonitor | None) -> Sample:
         """Wait for the next tick, read the bench, integrate, log and judge limits.
 
-        Returns the expression environment of this sample. Raises SafetyTrip on an abort
-        limit; returns normally with ``env["__goto"]`` set for a goto limit and
-        ``env["__pause"]`` set (to the breach) for a pause limit.
+        Returns the sample with its expression environment. Raises SafetyTrip on an abort
+        limit; returns normally with ``goto`` set for a goto limit and ``pause`` set (to the
+        breach, or supervision's pause) for a pause limit.
         """
         st = self.state
         st.next_tick += self.interval
@@ -429,7 +437,7 @@ class Engine:
         t = self.clock.now()
         lost_before = set(self.links.lost)
         reading = read_bench(self.bench, t, self.links)
-        newly_lost = [role for role in self.links.lost if role not in lost_before]
+        newly_lost: list[Role] = [role for role in self.links.lost if role not in lost_before]
         can_age = self.bench.adapter_age_s(reading.bms)
         if st.last_sample is not None and not reading.lost:
             t0, i0, v0 = st.last_sample
@@ -444,8 +452,8 @@ class Engine:
         self._log_sample(env, step)
         if self.opts.heartbeat is not None:
             self.opts.heartbeat(t)
-        env["__goto"] = None
-        env["__pause"] = None
+        pause: PauseRequest | None = None
+        goto: str | None = None
         link_pause = self.links.supervise(self, t, newly_lost)
         trips: list[Breach] = []
         for monitor in (self.global_limits, step_limits):
@@ -456,7 +464,12 @@ class Engine:
                 self._warning(w)
             trips.extend(found)
         for trip in trips:  # every limit that tripped in this sample is recorded, not the first
-            self._act_on_trip(trip, env)
+            self._note_trip(trip)
+            # the first pause and the first goto of this sample are acted on
+            if trip.limit.action == "pause" and pause is None:
+                pause = trip
+            elif trip.limit.action == "goto" and goto is None:
+                goto = trip.limit.goto
         aborts = [trip.message for trip in trips if trip.limit.action == "abort"]
         if aborts:
             # supervision still judges this sample, while the outputs are as they were, so that
@@ -468,28 +481,41 @@ class Engine:
                 aborts.append(str(also))
             self.bench.safe_state()
             raise SafetyTrip("; ".join(aborts))
-        self.supervisor.supervise(self, env, t)
+        supervision_pause = self.supervisor.supervise(self, env, t)
+        if pause is None:
+            pause = supervision_pause
         if link_pause is not None:
             # before any other pause: resuming while an instrument is unreachable cannot work
-            env["__pause"] = link_pause
+            pause = link_pause
         self._checkpoint()
-        return env
+        return Sample(env=env, reading=reading, t=reading.t_s, step_time=self._step_time(reading),
+                      pause=pause, goto=goto)
 
-    def environment(self, reading: RawReading, can_age: float, step: Any) -> dict[str, Any]:
+    def instant_env(self, step: Step) -> Env:
+        """The environment of a fresh reading, for an instant step: integrals are those of the
+        last sample; this reading is not logged."""
+        reading = read_bench(self.bench, self.clock.now())
+        return self.environment(reading, self.bench.adapter_age_s(reading.bms), step)
+
+    def _step_time(self, reading: RawReading) -> float:
+        started = self.state.step_started_at
+        return reading.t_s - (reading.t_s if started is None else started)
+
+    def environment(self, reading: RawReading, can_age: float, step: Step) -> Env:
         st = self.state
         env = dict(st.vars)
         env.update(self.sampler.values(reading, can_age, st.step_started_at, st.throughput,
                                        st.step_throughput, st.reference))
         return env
 
-    def _log_sample(self, env: Mapping[str, Any], step: Any) -> None:
+    def _log_sample(self, env: Env, step: Step) -> None:
         assert self.samples is not None
         reading = self._last
         assert reading is not None
         bms = reading.bms
         cells = list(bms.cell_voltages_v or [math.nan] * 8)
-        row = [
-            round(env["t"], 3), step.id, _r(env["pack_v"]), _r(env["current"]),
+        row: Row = [
+            round(reading.t_s, 3), step.id, _r(env["pack_v"]), _r(env["current"]),
             *(_r(v) for v in cells[:8]),
             _r(env["temp_max"]), _r(env["temp_min"]), _r(env["bms_pack_v"]), _r(env["bms_current"]),
             _r(env["bms_soc"]), _r(env["ref_soc"]), _r(env["ah"], 6), _r(env["wh"], 5),
@@ -497,7 +523,7 @@ class Engine:
             int(reading.supply_on), int(reading.load_on),
         ]
         # durable in samples.csv now; copied to the records store at each checkpoint
-        self._unstored.extend(self.samples.append(row, env["t"]) or ())
+        self._unstored.extend(self.samples.append(row, reading.t_s) or ())
         self.record.sample_count += 1
         self.publish("sample", {
             "step": step.id, "pack_v": _finite(env["pack_v"]), "current": _finite(env["current"]),
@@ -511,15 +537,11 @@ class Engine:
         self.event("warning", breach.message, data={"limit": breach.limit.id, "value": breach.value})
         self.publish("warning", {"message": breach.message})
 
-    def _act_on_trip(self, breach: Breach, env: dict[str, Any]) -> None:
+    def _note_trip(self, breach: Breach) -> None:
         action = breach.limit.action
         self.event("trip", breach.message, data={"limit": breach.limit.id, "value": breach.value,
                                                   "action": action})
         self.publish("trip", {"message": breach.message, "action": action})
-        if action == "pause" and env["__pause"] is None:
-            env["__pause"] = breach
-        elif action == "goto" and env["__goto"] is None:
-            env["__goto"] = breach.limit.goto
 
     def _check_stop(self) -> None:
         if self.opts.stop_requested is not None:
@@ -533,15 +555,27 @@ class Engine:
         self.publish("check", check.model_dump(mode="json"))
         self._write_record()
 
-    def event(self, kind: str, message: str, data: dict[str, Any] | None = None,
-               actor: str | None = None) -> None:
+    def event(self, kind: RecordEventKind, message: str, data: JsonObject | None = None,
+              actor: str | None = None) -> None:
         self.record.events.append(EventRecord(
-            t_s=self.clock.now(), at=datetime.now(UTC), kind=kind,  # type: ignore[arg-type]
+            t_s=self.clock.now(), at=datetime.now(UTC), kind=kind,
             message=message, data=data or {}, actor=actor))
 
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
-        self.events.publish(ProgressEvent(kind=kind, run_id=self.state.run_id,  # type: ignore[arg-type]
+    def publish(self, kind: EventKind, data: JsonObject) -> None:
+        self.events.publish(ProgressEvent(kind=kind, run_id=self.state.run_id,
                                           t_s=self.clock.now(), data=data))
+
+    # ------------------------------------------------------------------ the rest of the step context
+    @property
+    def prompter(self) -> Prompter:
+        return self.opts.prompter
+
+    @property
+    def operator(self) -> str:
+        return self.opts.operator
+
+    def now(self) -> float:
+        return self.clock.now()
 
     def _totals_into_record(self) -> None:
         rec, st = self.record, self.state
@@ -572,7 +606,7 @@ class Engine:
             self._store_call("update_run", self.record.model_copy(deep=True))
             self._note_store_failures()
 
-    def _store_call(self, method: str, *args: Any) -> None:
+    def _store_call(self, method: str, *args: object) -> None:
         """Queue a copy for the records store (bench.engine.store_writer): the engine never waits on
         a database. The arguments are handed over: the caller must not change them afterwards."""
         if self._store_writer is not None:
@@ -587,32 +621,35 @@ class Engine:
             if not any(e.message.startswith("records store") for e in self.record.events[-3:]):
                 self.event("warning", f"records store {failure}")
 
-    def _resolve_parameters(self) -> dict[str, Any]:
-        env: dict[str, Any] = {"capacity_nominal": self.bench.nominal_capacity_ah}
+    def _resolve_parameters(self) -> Env:
+        env: Env = {"capacity_nominal": self.bench.nominal_capacity_ah}
         env.update(self.bench.range_variables())
-        values: dict[str, Any] = {}
+        values: Env = {}
         for name, param in self.procedure.parameters.items():
             # an override from --param is already the default (bench.procedure.loader.load)
             values[name] = param.default.evaluate({**env, **values}, self.functions)
         return values
 
-    def end_run(self, verdict: str, message: str) -> None:
-        raise _EndRun(verdict, message)
+    def end_run(self, verdict: EndVerdict, message: str) -> None:
+        """End the run now, from outside the step loop (see :class:`RunEnded`)."""
+        raise RunEnded(EndRun(verdict, message))
 
 
 def _new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
-def _finite(value: Any) -> Any:
+def _finite(value: Value) -> Value:
     """NaN (an instrument not answering) as None: the operator page's JSON has no NaN."""
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def _r(value: Any, digits: int = 4) -> Any:
+def _r(value: Value, digits: int = 4) -> float | str:
     if value is None:
         return ""
     if isinstance(value, float):
         return round(value, digits)
-    return value
+    if isinstance(value, int | str):
+        return value
+    return str(value)
 

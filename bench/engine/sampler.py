@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from bench.engine.links import LinkSupervisor
+from bench.engine.port import BenchPort
 from bench.engine.throughput import ReferenceSoc, Throughput
+from bench.engine.values import Env
+
+if TYPE_CHECKING:
+    from drivers.vs02_broadcast import BmsSnapshot
 
 
 @dataclass
@@ -24,7 +30,7 @@ class RawReading:
     load_i: float
     supply_on: bool
     load_on: bool
-    bms: Any  # drivers.vs02_adapter.BmsSnapshot
+    bms: BmsSnapshot
     #: instruments that did not answer (their readings are NaN; bench.engine.links)
     lost: tuple[str, ...] = ()
 
@@ -42,7 +48,7 @@ class RawReading:
         return (self.supply_i if self.supply_on else 0.0) - (self.load_i if self.load_on else 0.0)
 
 
-def read_bench(bench: Any, t_s: float, links: Any | None = None) -> RawReading:
+def read_bench(bench: BenchPort, t_s: float, links: LinkSupervisor | None = None) -> RawReading:
     """Read every instrument, one round trip each: an idle instrument is read too, so a lost
     connection is noticed in the interval it happens, not when the instrument is next needed.
 
@@ -68,14 +74,14 @@ def read_bench(bench: Any, t_s: float, links: Any | None = None) -> RawReading:
     )
 
 
-def quantities(reading: RawReading, can_age_s: float) -> dict[str, Any]:
+def quantities(reading: RawReading, can_age_s: float) -> Env:
     """The quantities of one reading: sources supply/load, bms, and control (its defaults)."""
     bms = reading.bms
     cells = list(bms.cell_voltages_v) if bms.cell_voltages_v else []
     temps = list(bms.temperatures_c) if bms.temperatures_c else []
     current = reading.current
     limits = bms.limits
-    q: dict[str, Any] = {
+    q: Env = {
         "pack_v": reading.pack_v,
         "current": current,
         "abs_current": abs(current),
@@ -132,7 +138,7 @@ class Sampler:
         self._station: dict[str, float] | None = None
 
     def values(self, reading: RawReading, can_age_s: float, step_started_at: float | None,
-               total: Throughput, step: Throughput, reference: ReferenceSoc) -> dict[str, SampleValue]:
+               total: Throughput, step: Throughput, reference: ReferenceSoc) -> Env:
         q = quantities(reading, can_age_s)
         t = reading.t_s
         q.update({

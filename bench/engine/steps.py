@@ -3,6 +3,9 @@
 Timed steps (rest, charge, discharge, balance, wait_for) set the outputs once, then sample
 every control interval until an end condition holds. Instant steps (bms, check, prompt,
 set, if, goto, repeat, end) act once on a fresh reading and return.
+
+The executor sees the run through a :class:`~bench.engine.context.StepContext` and answers each
+step with a :class:`~bench.engine.context.StepOutcome`; it does not know the runner.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import math
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Literal
 
+from bench.engine.bms_actions import run_bms_action
 from bench.engine.charge_control import (
     DEFAULT_CELL_LIMIT_V,
     ChargeController,
@@ -20,14 +24,29 @@ from bench.engine.charge_control import (
     ChargeRequest,
     ChargeSetpoint,
 )
+from bench.engine.context import EndRun, PauseRequest, Sample, StepContext, StepOutcome
 from bench.engine.limits import LimitMonitor
-from bench.engine.sampler import read_bench
+from bench.engine.values import Env, EnvView, Value, as_float, to_float
 from bench.errors import ProcedureError, RunAborted, SafetyTrip
+from bench.procedure.expr import Expr
+from bench.procedure.model import (
+    BalanceAction,
+    BmsAction,
+    ChargeAction,
+    CheckItem,
+    DischargeAction,
+    EndAction,
+    IfAction,
+    PromptAction,
+    RepeatAction,
+    RestAction,
+    Step,
+    WaitForAction,
+)
 from bench.procedure.quantities import QUANTITY
 from bench.record import CheckRecord
 
-if TYPE_CHECKING:
-    from bench.engine.runner import Engine
+ToleranceKind = Literal["abs", "pct"]
 
 #: battery.md §8 balancing: passive 60 mA at duty 0.8 -> 48 mA average per bleeding cell.
 DEFAULT_BLEED_CURRENT_A = 0.060 * 0.8
@@ -41,7 +60,7 @@ class _ChargeRegulator:
     """Applies the charge control law (bench.engine.charge_control) to the bench, sample by sample,
     and says in the record when the BMS stops and restarts the charge."""
 
-    def __init__(self, engine: Engine, step: Any, request: ChargeRequest) -> None:
+    def __init__(self, engine: StepContext, step: Step, request: ChargeRequest) -> None:
         self.engine = engine
         self.step = step
         self.controller = ChargeController(request)
@@ -57,10 +76,11 @@ class _ChargeRegulator:
         self.applied = None
         self._apply(setpoint, ccl, bms.cell_v_max)
 
-    def regulate(self, env: dict[str, Any]) -> None:
-        fb = ChargeFeedback(current_a=float(env["current"]), pack_v=float(env["pack_v"]),
-                            cell_v_max=env.get("cell_v_max"), ccl_a=env.get("bms_ccl"),
-                            cvl_v=env.get("bms_cvl"))
+    def regulate(self, sample: Sample) -> None:
+        env = sample.env
+        fb = ChargeFeedback(current_a=sample.reading.current, pack_v=sample.reading.pack_v,
+                            cell_v_max=as_float(env.get("cell_v_max")), ccl_a=as_float(env.get("bms_ccl")),
+                            cvl_v=as_float(env.get("bms_cvl")))
         setpoint = self.controller.update(fb)
         self._apply(setpoint, fb.ccl_a, fb.cell_v_max)
         env["charge_cv"] = setpoint.cv_phase
@@ -85,24 +105,24 @@ class _ChargeRegulator:
         self.applied = setpoint
 
 
-def _fmt(value: Any, unit: str, digits: int = 1) -> str:
+def _fmt(value: float | None, unit: str, digits: int = 1) -> str:
     return "?" if value is None else f"{float(value):.{digits}f} {unit}"
 
 
 class StepExecutor:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: StepContext) -> None:
         self.engine = engine
         self.end_reason = ""
+        self._end_run: EndRun | None = None
         self._step_limits: dict[str, LimitMonitor] = {}
         self._resuming = False
 
     # -------------------------------------------------------------- entry points
-    def on_resume(self) -> str | None:
-        """Called before the interrupted step continues; returns a step to restart from, if any."""
+    def on_resume(self, step: Step) -> str | None:
+        """Called before the interrupted ``step`` continues; returns a step to restart from, if any."""
         self._resuming = True
         eng = self.engine
-        step = eng.steps[eng.state.step_pos or 0]
-        policy = getattr(step, "on_resume", None)
+        policy = step.on_resume
         if policy is None:
             return None
         gap = 0.0 if eng.bench.simulated else max(0.0, time.time() - eng.state.written_at)
@@ -113,66 +133,100 @@ class StepExecutor:
         self._resuming = False
         return str(policy.restart_from)
 
-    def execute(self, step: Any) -> str | None:
-        """Run ``step``; return the id of the step to go to, or None for the next one."""
+    def execute(self, step: Step) -> StepOutcome:
+        """Run ``step``; say where to go next (None: the next one) and why it ended."""
         eng = self.engine
         if not self._resuming:
             eng.state.hold_since = {}
         self._resuming = False
         self.end_reason = "done"
-        handler: Callable[[Any, Any], str | None] = getattr(self, f"_do_{step.kind}")
-        target = handler(step, step.action)
+        self._end_run = None
+        target = self._dispatch(step)
+        if self._end_run is not None:
+            return StepOutcome(self.end_reason, None, self._end_run)
         if target is None:
-            target = getattr(step, "next", None)
-        return target
+            target = step.next
+        return StepOutcome(self.end_reason, target)
+
+    def _dispatch(self, step: Step) -> str | None:
+        """The handler of the step's one action (the model guarantees exactly one is set)."""
+        if step.rest is not None:
+            return self._do_rest(step, step.rest)
+        if step.charge is not None:
+            return self._do_charge(step, step.charge)
+        if step.discharge is not None:
+            return self._do_discharge(step, step.discharge)
+        if step.balance is not None:
+            return self._do_balance(step, step.balance)
+        if step.wait_for is not None:
+            return self._do_wait_for(step, step.wait_for)
+        if step.bms is not None:
+            return self._do_bms(step, step.bms)
+        if step.check is not None:
+            return self._do_check(step, step.check)
+        if step.prompt is not None:
+            return self._do_prompt(step, step.prompt)
+        if step.set is not None:
+            return self._do_set(step, step.set)
+        if step.if_ is not None:
+            return self._do_if(step, step.if_)
+        if step.goto is not None:
+            return self._do_goto(step, step.goto)
+        if step.repeat is not None:
+            return self._do_repeat(step, step.repeat)
+        if step.end is not None:
+            return self._do_end(step, step.end)
+        raise ProcedureError(f"step {step.id}: no action")
 
     # -------------------------------------------------------------- timed steps
-    def _do_rest(self, step: Any, action: Any) -> str | None:
-        duration = getattr(action, "duration", None)
+    def _do_rest(self, step: Step, action: RestAction) -> str | None:
+        duration = action.duration
 
-        def builtin(env: dict[str, Any]) -> str | None:
-            if duration is not None and env["step_time"] >= float(self._eval(duration, env)) - 1e-9:
+        def builtin(sample: Sample) -> str | None:
+            if duration is not None and sample.step_time >= self._number(duration, sample.env) - 1e-9:
                 return "duration"
             return None
 
         return self._timed(step, self.engine.bench.outputs_off, builtin)
 
-    def _do_charge(self, step: Any, action: Any) -> str | None:
-        env = self._instant_env()
-        request = ChargeRequest(voltage_v=float(self._eval(action.voltage, env)),
-                                current_a=float(self._eval(action.current, env)),
-                                cell_limit_v=self._cell_limit(action, env))
+    def _do_charge(self, step: Step, action: ChargeAction) -> str | None:
+        env = self._instant_env(step)
+        request = ChargeRequest(voltage_v=self._number(action.voltage, env),
+                                current_a=self._number(action.current, env),
+                                cell_limit_v=self._cell_limit(action.cell_limit, env))
         regulator = _ChargeRegulator(self.engine, step, request)
         return self._timed(step, regulator.start, None, regulator.regulate)
 
-    def _do_discharge(self, step: Any, action: Any) -> str | None:
-        env = self._instant_env()
+    def _do_discharge(self, step: Step, action: DischargeAction) -> str | None:
+        env = self._instant_env(step)
         bench = self.engine.bench
         cutoff = action.cutoff_v
-        cutoff_v = float(self._eval(cutoff, env)) if cutoff is not None else bench.default_cutoff_v()
+        cutoff_v = self._number(cutoff, env) if cutoff is not None else bench.default_cutoff_v()
         if action.mode == "cp":
-            power = float(self._eval(action.power, env))
+            assert action.power is not None  # DischargeAction._setpoints
+            power = self._number(action.power, env)
             return self._timed(step, lambda: bench.discharge_cp(power, cutoff_v), None)
-        current = float(self._eval(action.current, env))
+        assert action.current is not None  # DischargeAction._setpoints
+        current = self._number(action.current, env)
         return self._timed(step, lambda: bench.discharge_cc(current, cutoff_v), None)
 
-    def _do_balance(self, step: Any, action: Any) -> str | None:
-        env = self._instant_env()
-        request = ChargeRequest(voltage_v=float(self._eval(action.hold_voltage, env)),
-                                current_a=float(self._eval(action.current_limit, env)),
-                                cell_limit_v=self._cell_limit(action, env))
-        target = float(self._eval(action.target_divergence, env))
-        timeout = float(self._eval(action.timeout, env))
-        bleed_a = (float(self._eval(action.bleed_current, env)) if action.bleed_current is not None
+    def _do_balance(self, step: Step, action: BalanceAction) -> str | None:
+        env = self._instant_env(step)
+        request = ChargeRequest(voltage_v=self._number(action.hold_voltage, env),
+                                current_a=self._number(action.current_limit, env),
+                                cell_limit_v=self._cell_limit(action.cell_limit, env))
+        target = self._number(action.target_divergence, env)
+        timeout = self._number(action.timeout, env)
+        bleed_a = (self._number(action.bleed_current, env) if action.bleed_current is not None
                    else DEFAULT_BLEED_CURRENT_A)
         regulator = _ChargeRegulator(self.engine, step, request)
 
         next_estimate = BALANCE_ESTIMATE_AFTER_S
 
-        def builtin(env: dict[str, Any]) -> str | None:
+        def builtin(sample: Sample) -> str | None:
             nonlocal next_estimate
-            div = env.get("divergence")
-            elapsed = env["step_time"]
+            div = as_float(sample.env.get("divergence"))
+            elapsed = sample.step_time
             # judged at the CV hold: divergence only shows near full (battery.md §1.6)
             if div is not None and div <= target and elapsed >= 60.0:
                 return "balanced"
@@ -197,7 +251,7 @@ class StepExecutor:
                                       f"{bleed_a * 1000:.0f} mA bleed")
         return target_step
 
-    def _balance_estimate(self, step: Any, bleed_a: float) -> float | None:
+    def _balance_estimate(self, step: Step, bleed_a: float) -> float | None:
         """Charge still to move between cells and the hours the BMS's bleed needs for it (into the
         step results ``<step>.imbalance_ah`` and ``<step>.hours_needed``; returns the hours)
         (battery.md §3.3: ΔQ_i = (SOC_max - SOC_i) x C; t = ΔQ / (I_bal x duty)), from the cell
@@ -216,98 +270,98 @@ class StepExecutor:
         eng.state.vars[f"{step.id}.hours_needed"] = hours
         return hours
 
-    def _cell_limit(self, action: Any, env: dict[str, Any]) -> float:
-        expr = getattr(action, "cell_limit", None)
-        return float(self._eval(expr, env)) if expr is not None else DEFAULT_CELL_LIMIT_V
+    def _cell_limit(self, expr: Expr | None, env: Env) -> float:
+        return self._number(expr, env) if expr is not None else DEFAULT_CELL_LIMIT_V
 
-    def _do_wait_for(self, step: Any, action: Any) -> str | None:
+    def _do_wait_for(self, step: Step, action: WaitForAction) -> str | None:
         timeout = action.timeout
 
-        def builtin(env: dict[str, Any]) -> str | None:
-            if self._true(action.when, env):
+        def builtin(sample: Sample) -> str | None:
+            if self._true(action.when, sample.env):
                 return "condition met"
-            if timeout is not None and env["step_time"] >= float(self._eval(timeout, env)):
+            if timeout is not None and sample.step_time >= self._number(timeout, sample.env):
                 return "timeout"
             return None
 
         target = self._timed(step, None, builtin)
         if self.end_reason == "timeout":
-            on_timeout = getattr(action, "on_timeout", "abort")
+            on_timeout = action.on_timeout
             if on_timeout == "abort":
                 raise RunAborted(f"step {step.id}: timed out waiting for {action.when.text}")
             if on_timeout != "next":
                 return str(on_timeout)
         return target
 
-    def _timed(self, step: Any, configure: Callable[[], None] | None,
-               builtin: Callable[[dict[str, Any]], str | None] | None,
-               regulate: Callable[[dict[str, Any]], None] | None = None) -> str | None:
+    def _timed(self, step: Step, configure: Callable[[], None] | None,
+               builtin: Callable[[Sample], str | None] | None,
+               regulate: Callable[[Sample], None] | None = None) -> str | None:
         """Set the outputs (``configure``), then sample every control interval: ``regulate``
         re-decides the setpoints from each sample, then limits and end conditions are judged."""
         eng = self.engine
         st = eng.state
-        limits = self._step_limits.setdefault(step.id, LimitMonitor(getattr(step, "limits", []) or []))
+        limits = self._step_limits.setdefault(step.id, LimitMonitor(step.limits))
         if configure is not None:
             configure()
-        until = list(getattr(step, "until", []) or [])
+        until = list(step.until)
         while True:
-            env = eng.sample(step, limits)
-            if env["__pause"] is not None:
-                self._pause(step, env["__pause"], configure, limits)
+            sample = eng.sample(step, limits)
+            env = sample.env
+            if sample.pause is not None:
+                self._pause(step, sample.pause, configure, limits)
                 continue
-            if env["__goto"] is not None:
-                self.end_reason = f"limit → {env['__goto']}"
-                return str(env["__goto"])
+            if sample.goto is not None:
+                self.end_reason = f"limit → {sample.goto}"
+                return sample.goto
             if regulate is not None:
-                regulate(env)
+                regulate(sample)
             self._compare(step, env, final=False)
-            if builtin is not None and (reason := builtin(env)):
+            if builtin is not None and (reason := builtin(sample)):
                 self.end_reason = reason
                 self._compare(step, env, final=True)
                 return None
             for i, cond in enumerate(until):
                 key = f"{step.id}#{i}"
                 if self._true(cond.when, env):
-                    since = st.hold_since.setdefault(key, env["t"])
-                    if env["t"] - since >= float(cond.hold_s or 0.0) - 1e-9:
+                    since = st.hold_since.setdefault(key, sample.t)
+                    if sample.t - since >= float(cond.hold_s or 0.0) - 1e-9:
                         self.end_reason = cond.reason or cond.when.text
                         self._compare(step, env, final=True)
                         return cond.goto
                 else:
                     st.hold_since.pop(key, None)
 
-    def _pause(self, step: Any, breach: Any, configure: Callable[[], None] | None,
+    def _pause(self, step: Step, breach: PauseRequest, configure: Callable[[], None] | None,
                limits: LimitMonitor) -> None:
         eng = self.engine
         limit = breach.limit
         eng.bench.outputs_off()
         eng.event("pause", f"paused with outputs off: {breach.message}", data={"limit": limit.id})
         eng.publish("pause", {"message": breach.message})
-        started = eng.clock.now()
-        abort_after = getattr(limit, "abort_after_s", None)
-        resume_when = getattr(limit, "resume_when", None)
+        started = eng.now()
+        abort_after = limit.abort_after_s
+        resume_when = limit.resume_when
         while True:
-            env = eng.sample(step, limits)
-            if resume_when is not None and self._true(resume_when, env):
+            sample = eng.sample(step, limits)
+            if resume_when is not None and self._true(resume_when, sample.env):
                 break
-            if resume_when is None and env["__pause"] is None:
+            if resume_when is None and sample.pause is None:
                 break
-            if abort_after is not None and env["t"] - started >= float(abort_after):
+            if abort_after is not None and sample.t - started >= float(abort_after):
                 raise SafetyTrip(f"{limit.id}: still paused after {abort_after:.0f} s: {breach.message}")
-        eng.event("resume", f"resumed after pause ({limit.id}) of {eng.clock.now() - started:.0f} s")
+        eng.event("resume", f"resumed after pause ({limit.id}) of {eng.now() - started:.0f} s")
         eng.publish("resume", {"limit": limit.id})
         if configure is not None:
             configure()
 
-    def _compare(self, step: Any, env: dict[str, Any], *, final: bool) -> None:
+    def _compare(self, step: Step, env: Env, *, final: bool) -> None:
         """Tracking checks: value against reference at every N % of reference SOC crossed."""
-        for spec in getattr(step, "compare", []) or []:
+        for spec in step.compare:
             ref = self._value(spec.reference, env)
             val = self._value(spec.value, env)
             if ref is None or val is None:
                 continue
             every = float(spec.every_ref_soc_pct)
-            bucket = math.floor(float(ref) / every)
+            bucket = math.floor(to_float(ref) / every)
             marks = self.engine.state.compare_marks
             previous = marks.get(spec.id)
             marks[spec.id] = bucket
@@ -315,77 +369,77 @@ class StepExecutor:
                 description = f"{spec.value.text} vs {spec.reference.text}"
                 self._add_check(step, spec.id + ("@end" if final else f"@{bucket * every:.0f}%"),
                                 description,
-                                float(val), getattr(spec, "unit", "%"), None, None, float(ref),
+                                to_float(val), "%", None, None, to_float(ref),
                                 float(spec.tolerance), spec.tolerance_kind)
 
     # -------------------------------------------------------------- instant steps
-    def _do_bms(self, step: Any, actions: Any) -> str | None:
-        bench = self.engine.bench
+    def _do_bms(self, step: Step, actions: list[BmsAction]) -> str | None:
+        adapter = self.engine.bench.adapter
         vars_ = self.engine.state.vars
         for item in actions:
-            result = bench.bms_action(item)
+            result = run_bms_action(adapter, item)
             for key, value in result.items():
                 vars_[key] = value
         self.end_reason = "done"
         return None
 
-    def _do_check(self, step: Any, items: Any) -> str | None:
-        env = self._instant_env()
+    def _do_check(self, step: Step, items: list[CheckItem]) -> str | None:
+        env = self._instant_env(step)
         for item in items:
             value = self._value(item.value, env)
-            low = self._value(getattr(item, "low", None), env)
-            high = self._value(getattr(item, "high", None), env)
-            ref = self._value(getattr(item, "reference", None), env)
-            tol = self._value(getattr(item, "tolerance", None), env)
+            low = self._value(item.low, env)
+            high = self._value(item.high, env)
+            ref = self._value(item.reference, env)
+            tol = self._value(item.tolerance, env)
             self._add_check(step, item.id, render(item.description, env) or item.value.text, value,
-                            getattr(item, "unit", "") or "", low, high, ref, tol,
-                            getattr(item, "tolerance_kind", None), action=self._action_text(item, env))
+                            item.unit or "", low, high, ref, tol,
+                            item.tolerance_kind, action=self._action_text(item, env))
         self.end_reason = "checked"
         return None
 
-    def _do_prompt(self, step: Any, action: Any) -> str | None:
+    def _do_prompt(self, step: Step, action: PromptAction) -> str | None:
         eng = self.engine
-        choices = list(getattr(action, "choices", None) or ["OK"])
+        choices = list(action.choices or ["OK"])
         eng.publish("prompt", {"step": step.id, "message": action.message, "choices": choices,
-                               "input": getattr(action, "input", None) and action.input.model_dump()})
-        answer = eng.opts.prompter.ask(action.message, choices, getattr(action, "input", None))
+                               "input": action.input.model_dump() if action.input is not None else None})
+        answer = eng.prompter.ask(action.message, choices, action.input)
         eng.event("operator", f"prompt '{action.message}' answered: {answer}",
-                  actor=eng.opts.operator or None)
+                  actor=eng.operator or None)
         eng.publish("prompt_answered", {"step": step.id, "answer": answer})
         eng.state.vars[f"{step.id}.answer"] = answer
-        if getattr(action, "input", None) is not None:
+        if action.input is not None:
             eng.state.vars[action.input.name] = answer
         self.end_reason = f"answered {answer}"
         return None
 
-    def _do_set(self, step: Any, assignments: Any) -> str | None:
+    def _do_set(self, step: Step, assignments: dict[str, Expr]) -> str | None:
         eng = self.engine
-        env = self._instant_env()
+        env = self._instant_env(step)
         for name, expr in assignments.items():
             value = self._eval(expr, env)
             quantity = QUANTITY.get(name)
             if quantity is not None and quantity.settable:
                 # the bench's reference moves; the value stays a run variable only where the record
                 # reads it (ref_capacity_ah), not where it moves with every sample (ref_soc)
-                eng.state.reference.assign(name, float(value), eng.state.throughput.ah)
+                eng.state.reference.assign(name, to_float(value), eng.state.throughput.ah)
                 if quantity.record_field is not None:
-                    eng.state.vars[name] = float(value)
+                    eng.state.vars[name] = to_float(value)
             else:
                 eng.state.vars[name] = value
             env[name] = value
         self.end_reason = "set"
         return None
 
-    def _do_if(self, step: Any, action: Any) -> str | None:
-        taken = self._true(action.when, self._instant_env())
+    def _do_if(self, step: Step, action: IfAction) -> str | None:
+        taken = self._true(action.when, self._instant_env(step))
         self.end_reason = f"{action.when.text} is {taken}"
         return action.then if taken else action.else_
 
-    def _do_goto(self, step: Any, target: Any) -> str | None:
+    def _do_goto(self, step: Step, target: str) -> str | None:
         self.end_reason = "goto"
         return str(target)
 
-    def _do_repeat(self, step: Any, action: Any) -> str | None:
+    def _do_repeat(self, step: Step, action: RepeatAction) -> str | None:
         counts = self.engine.state.repeat_counts
         done = counts.get(step.id, 0)
         if done < int(action.times):
@@ -396,49 +450,49 @@ class StepExecutor:
         self.end_reason = "repeats done"
         return None
 
-    def _do_end(self, step: Any, action: Any) -> str | None:
+    def _do_end(self, step: Step, action: EndAction) -> str | None:
         self.end_reason = "end"
-        self.engine.end_run(getattr(action, "verdict", "auto"), getattr(action, "message", "") or "")
+        self._end_run = EndRun(action.verdict, action.message or "")
         return None
 
     # -------------------------------------------------------------- helpers
-    def _instant_env(self) -> dict[str, Any]:
-        eng = self.engine
-        reading = read_bench(eng.bench, eng.clock.now())
-        step = eng.steps[eng.state.step_pos or 0]
-        env = eng.environment(reading, eng.bench.adapter_age_s(reading.bms), step)
-        # integrals are those of the last sample; this reading is not logged
-        return env
+    def _instant_env(self, step: Step) -> Env:
+        return self.engine.instant_env(step)
 
-    def _eval(self, expr: Any, env: dict[str, Any]) -> Any:
+    def _eval(self, expr: Expr, env: EnvView) -> Value:
         try:
-            return expr.evaluate(env, self.engine.functions)
+            value: Value = expr.evaluate(env, self.engine.functions)
         except ProcedureError:
             raise
         except Exception as exc:
             raise ProcedureError(f"{expr.text}: {exc}") from None
+        return value
 
-    def _value(self, expr: Any, env: dict[str, Any]) -> Any:
+    def _number(self, expr: Expr, env: EnvView) -> float:
+        return to_float(self._eval(expr, env))
+
+    def _value(self, expr: Expr | None, env: EnvView) -> Value:
         """Value of ``expr``, None when a quantity it reads has no value yet (a BMS value not
         received). Any other failure stops the run: a condition that raises would otherwise be
         false until the step's time-out, hours later (issue 15, point 4)."""
         if expr is None:
             return None
         try:
-            return expr.evaluate(env, self.engine.functions)
+            value: Value = expr.evaluate(env, self.engine.functions)
         except Exception as exc:
             if expr.lacks_value(env):
                 return None
             detail = str(exc) if isinstance(exc, ProcedureError) else \
                 f"{expr.where()}: {expr.text!r}: {type(exc).__name__}: {exc}"
             raise ProcedureError(f"expression failed: {detail}") from None
+        return value
 
-    def _true(self, expr: Any, env: dict[str, Any]) -> bool:
+    def _true(self, expr: Expr, env: EnvView) -> bool:
         return bool(self._value(expr, env))
 
-    def _action_text(self, item: Any, env: dict[str, Any]) -> str | None:
+    def _action_text(self, item: CheckItem, env: EnvView) -> str | None:
         """The check's ``action`` for this sample: the text, or the first choice whose ``when`` holds."""
-        action = getattr(item, "action", None)
+        action = item.action
         if action is None:
             return None
         if isinstance(action, str):
@@ -448,8 +502,8 @@ class StepExecutor:
                 return render(choice.text, env)
         return None
 
-    def _add_check(self, step: Any, check_id: str, description: str, value: Any, unit: str,
-                   low: Any, high: Any, ref: Any, tol: Any, tol_kind: str | None,
+    def _add_check(self, step: Step, check_id: str, description: str, value: Value, unit: str,
+                   low: Value, high: Value, ref: Value, tol: Value, tol_kind: ToleranceKind | None,
                    action: str | None = None) -> None:
         passed, message, rule = judge(value, low, high, ref, tol, tol_kind)
         eng = self.engine
@@ -457,17 +511,17 @@ class StepExecutor:
         if not passed and action:
             full_message += f" — action: {action}"
         eng.add_check(CheckRecord(
-            id=check_id, step_id=step.id, description=description, t_s=eng.clock.now(),
+            id=check_id, step_id=step.id, description=description, t_s=eng.now(),
             value=value if isinstance(value, (int, float, str, bool)) or value is None else str(value),
             unit=unit, low=_f(low), high=_f(high), reference=_f(ref), tolerance=_f(tol),
-            tolerance_kind=tol_kind if ref is not None else None,  # type: ignore[arg-type]
+            tolerance_kind=tol_kind if ref is not None else None,
             passed=passed, decision_rule=rule, message=full_message, action=action))
 
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)(?::([^{}]*))?\}")
 
 
-def render(text: str, env: dict[str, Any]) -> str:
+def render(text: str, env: EnvView) -> str:
     """``text`` with ``{name}`` / ``{name:.1f}`` replaced by values from ``env`` (unknown names stay)."""
     def one(match: re.Match[str]) -> str:
         name, spec = match.group(1), match.group(2) or ""
@@ -480,7 +534,7 @@ def render(text: str, env: dict[str, Any]) -> str:
     return _PLACEHOLDER.sub(one, text) if "{" in text else text
 
 
-def judge(value: Any, low: Any, high: Any, ref: Any, tol: Any,
+def judge(value: Value, low: Value, high: Value, ref: Value, tol: Value,
           tol_kind: str | None) -> tuple[bool, str, str]:
     """Decide one check. Returns (passed, message, decision rule)."""
     rule = "simple acceptance: value inside limits; measurement uncertainty not guard-banded"
@@ -491,26 +545,26 @@ def judge(value: Any, low: Any, high: Any, ref: Any, tol: Any,
     if isinstance(value, str):
         ok = ref is None or str(value) == str(ref)
         return ok, f"{value!r}" + ("" if ok else f" expected {ref!r}"), rule
-    v = float(value)
+    v = to_float(value)
     if ref is not None and tol is not None:
-        r = float(ref)
+        r = to_float(ref)
         if tol_kind == "pct":
             err = 100.0 * (v - r) / r if r else math.inf
-            ok = abs(err) <= float(tol)
+            ok = abs(err) <= to_float(tol)
             return ok, f"{v:.4g} vs reference {r:.4g}: {err:+.2f} % (limit ±{tol:g} %)", rule
         err = v - r
-        ok = abs(err) <= float(tol)
+        ok = abs(err) <= to_float(tol)
         return ok, f"{v:.4g} vs reference {r:.4g}: {err:+.3g} (limit ±{tol:g})", rule
-    ok = (low is None or v >= float(low)) and (high is None or v <= float(high))
-    lo = f"{float(low):g}" if low is not None else "-inf"
-    hi = f"{float(high):g}" if high is not None else "+inf"
+    ok = (low is None or v >= to_float(low)) and (high is None or v <= to_float(high))
+    lo = f"{to_float(low):g}" if low is not None else "-inf"
+    hi = f"{to_float(high):g}" if high is not None else "+inf"
     return ok, f"{v:.4g} in [{lo}, {hi}]" + ("" if ok else " — out of limits"), rule
 
 
-def _f(x: Any) -> float | None:
+def _f(x: Value) -> float | None:
     if x is None or isinstance(x, (str, bool)):
         return None
     try:
-        return float(x)
+        return to_float(x)
     except (TypeError, ValueError):
         return None

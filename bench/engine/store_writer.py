@@ -23,7 +23,8 @@ _STOP = object()
 class StoreWriter:
     """One thread that applies ``store.<method>(*args)`` calls in the order they were queued."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: object) -> None:
+        # any records store (bench.store.RunStore): called by method name, on this thread only
         self.store = store
         self._calls: queue.Queue[Any] = queue.Queue()
         self._failures: list[str] = []
@@ -31,7 +32,7 @@ class StoreWriter:
         self._thread = threading.Thread(target=self._work, name="records-store-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, method: str, *args: Any) -> None:
+    def submit(self, method: str, *args: object) -> None:
         """Queue one call; arguments must not be changed by the caller afterwards (pass copies)."""
         self._calls.put((method, args))
 

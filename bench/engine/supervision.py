@@ -26,10 +26,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from bench.config import PackConfig, SupervisionConfig
+from bench.config import PackConfig, StationConfig, SupervisionConfig
 from bench.engine.bms_cause import contactor_cause
+from bench.engine.journal import RunContext
+from bench.engine.port import BenchPort
+from bench.engine.values import EnvView, JsonObject, as_float
 from bench.errors import SafetyTrip
 
 
@@ -46,7 +48,7 @@ class SupervisionLimit:
 
 @dataclass(frozen=True)
 class SupervisionPause:
-    """What ``env["__pause"]`` holds when supervision pauses the run (like a limit Breach)."""
+    """What supervision returns when it pauses the run (like a limit Breach)."""
 
     limit: SupervisionLimit
     message: str
@@ -65,11 +67,10 @@ class CrossCheck:
     tolerance: Callable[[float, float], float]
     hold_s: float
 
-    def difference(self, env: dict[str, Any]) -> tuple[float, float, float] | None:
-        a, b = env.get(self.first), env.get(self.second)
+    def difference(self, env: EnvView) -> tuple[float, float, float] | None:
+        a, b = as_float(env.get(self.first)), as_float(env.get(self.second))
         if a is None or b is None:
             return None
-        a, b = float(a), float(b)
         if math.isnan(a) or math.isnan(b):  # an instrument not answering (bench.engine.links)
             return None
         return a, b, a - b
@@ -110,24 +111,26 @@ class Supervisor:
         self._can_fault_since: float | None = None
 
     @classmethod
-    def for_station(cls, station: Any) -> Supervisor:
+    def for_station(cls, station: StationConfig) -> Supervisor:
         return cls(getattr(station, "supervision", None) or SupervisionConfig(), station.pack)
 
-    def supervise(self, engine: Any, env: dict[str, Any], t_s: float) -> None:
-        """Act on this sample: may raise SafetyTrip (outputs already off) or set ``env["__pause"]``."""
+    def supervise(self, engine: RunContext, env: EnvView, t_s: float) -> SupervisionPause | None:
+        """Act on this sample: may raise SafetyTrip (outputs already off); returns the pause a
+        silent BMS asks for (None while its frames arrive)."""
         bus_state = _bus_state(engine.bench)
         self._contactor(engine, env)
-        can_ok = self._can(engine, env, t_s, bus_state)
+        can_pause = self._can(engine, env, t_s, bus_state)
         self._setpoint(engine, env, t_s)
         # with the contactor open the terminals are cut off from the cells: nothing to compare
-        if can_ok and env.get("contactor_closed") is not False:
+        if can_pause is None and env.get("contactor_closed") is not False:
             self._cross_check(engine, env, t_s)
         else:
             # stale BMS values cannot be compared with fresh bench readings
             self._since.clear()
+        return can_pause
 
     # ---------------------------------------------------------------- contactor
-    def _contactor(self, engine: Any, env: dict[str, Any]) -> None:
+    def _contactor(self, engine: RunContext, env: EnvView) -> None:
         outputs = engine.bench.outputs
         if not (outputs.supply_on or outputs.load_on):
             # Nothing flows: an open contactor is a state, not a hazard. An over-discharged pack
@@ -144,9 +147,9 @@ class Supervisor:
         reason = None
         if env.get("contactor_closed") is False:
             reason = "the BMS opened its contactor"
-        pack_v = env.get("pack_v")
-        if pack_v is not None and float(pack_v) < self.collapse_v:
-            reason = (f"pack voltage collapsed at the terminals: pack_v = {float(pack_v):.2f} V < "
+        pack_v = as_float(env.get("pack_v"))
+        if pack_v is not None and pack_v < self.collapse_v:
+            reason = (f"pack voltage collapsed at the terminals: pack_v = {pack_v:.2f} V < "
                       f"{self.collapse_v:.1f} V (contactor open or a lead off)")
         if reason is not None:
             engine.bench.safe_state()  # outputs off first; then ask the BMS why
@@ -155,8 +158,9 @@ class Supervisor:
                   outputs_off=True, data={"cause": cause})
 
     # ---------------------------------------------------------------- CAN
-    def _can(self, engine: Any, env: dict[str, Any], t_s: float, bus_state: str) -> bool:
-        age = float(env.get("can_age") or 0.0)
+    def _can(self, engine: RunContext, env: EnvView, t_s: float, bus_state: str) -> SupervisionPause | None:
+        """None while the BMS is heard; else the pause it asks for (or an abort)."""
+        age = as_float(env.get("can_age")) or 0.0
         problem = None
         if bus_state == "bus_off":
             problem = "CAN adapter is bus-off"
@@ -164,26 +168,22 @@ class Supervisor:
             problem = f"no BMS broadcast for {age:.1f} s (limit {self.cfg.can_stale_s:g} s)"
         if problem is None:
             self._can_fault_since = None
-            return True
+            return None
         since = self._can_fault_since = self._can_fault_since if self._can_fault_since is not None else t_s
         message = f"can_supervision: {problem}"
         if self.cfg.can_action == "abort" or t_s - since >= self.cfg.can_abort_after_s:
             _trip(engine, "can_supervision",
                   message + (f"; still silent after {t_s - since:.0f} s" if self.cfg.can_action == "pause"
                              else ""))
-        if env.get("__pause") is None:
-            limit = SupervisionLimit("can_supervision", message,
-                                     abort_after_s=self.cfg.can_abort_after_s)
-            env["__pause"] = SupervisionPause(limit, message, age)
-        return False
+        limit = SupervisionLimit("can_supervision", message, abort_after_s=self.cfg.can_abort_after_s)
+        return SupervisionPause(limit, message, age)
 
     # ---------------------------------------------------------------- setpoints
-    def _setpoint(self, engine: Any, env: dict[str, Any], t_s: float) -> None:
-        commanded = getattr(engine.bench, "commanded", None)
-        current, pack_v = env.get("current"), env.get("pack_v")
-        if commanded is None or current is None or pack_v is None:
+    def _setpoint(self, engine: RunContext, env: EnvView, t_s: float) -> None:
+        commanded = engine.bench.commanded
+        current, pack_v = as_float(env.get("current")), as_float(env.get("pack_v"))
+        if current is None or pack_v is None:
             return
-        current, pack_v = float(current), float(pack_v)
         cfg = self.cfg
         deviation: str | None = None
         if commanded.kind == "off":
@@ -209,7 +209,7 @@ class Supervisor:
                                       f"for {t_s - since:.0f} s")
 
     # ---------------------------------------------------------------- cross-checks
-    def _cross_check(self, engine: Any, env: dict[str, Any], t_s: float) -> None:
+    def _cross_check(self, engine: RunContext, env: EnvView, t_s: float) -> None:
         for check in self.checks:
             found = check.difference(env)
             if found is None:
@@ -231,7 +231,7 @@ class Supervisor:
                 engine.publish("warning", {"message": message})
 
 
-def _bus_state(bench: Any) -> str:
+def _bus_state(bench: BenchPort) -> str:
     state = getattr(bench.adapter, "bus_state", None)
     try:
         return str(state()) if callable(state) else "unknown"
@@ -239,8 +239,8 @@ def _bus_state(bench: Any) -> str:
         return "unknown"
 
 
-def _trip(engine: Any, check_id: str, message: str, *, outputs_off: bool = False,
-          data: dict[str, Any] | None = None) -> None:
+def _trip(engine: RunContext, check_id: str, message: str, *, outputs_off: bool = False,
+          data: JsonObject | None = None) -> None:
     """Outputs off in this control interval (unless ``outputs_off``: done already), then abort
     the run with ``message``."""
     if not outputs_off:
