@@ -8,6 +8,7 @@ in the run folder (columns :data:`SAMPLE_COLUMNS`), referenced by SHA-256 in ``f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -231,3 +232,41 @@ class RunRecord(_Model):
     @property
     def failed_checks(self) -> list[CheckRecord]:
         return [c for c in self.checks if not c.passed and not c.retried]
+
+
+# -- rows the records store returns (bench.store) and the reports render (reports.html) --------
+# They live here, beside the record they summarise, so that reports need not import the store
+# (whose CLI imports reports).
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run in a listing of the store (``bench db runs``)."""
+
+    run_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    verdict: str
+    station: str
+    pack_serial: str
+    procedure_name: str
+    procedure_version: str
+    operator: str
+    simulated: bool
+    abort_reason: str | None
+
+
+@dataclass(frozen=True)
+class PackVisit:
+    """One run of a pack, for its history (oldest first)."""
+
+    run_id: str
+    started_at: datetime
+    station: str
+    procedure_name: str
+    verdict: str
+    as_received_soh_pct: float | None
+    soh_pct: float | None
+    reference_capacity_ah: float | None
+    bms_learned_capacity_ah: float | None
+    divergence_v: float | None

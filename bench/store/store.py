@@ -16,7 +16,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from bench.errors import InputError, StoreError
-from bench.record import SAMPLE_COLUMNS, CheckRecord, EventRecord, RunRecord
+from bench.record import SAMPLE_COLUMNS, CheckRecord, EventRecord, PackVisit, RunRecord, RunSummary
 from bench.store.models import (
     TEXT_SAMPLE_COLUMNS,
     Check,
@@ -56,39 +56,6 @@ _PG_CONNECT_TIMEOUT_S = 10.0
 #: Check ids whose values feed the pack-history columns (a convention with the procedure files).
 SOH_CHECK_IDS = ("soh_pct", "soh")
 DIVERGENCE_CHECK_PREFIX = "divergence"
-
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    run_id: str
-    started_at: datetime
-    ended_at: datetime | None
-    verdict: str
-    station: str
-    pack_serial: str
-    procedure_name: str
-    procedure_version: str
-    operator: str
-    simulated: bool
-    abort_reason: str | None
-
-
-@dataclass(frozen=True)
-class PackVisit:
-    """One run of a pack, for its history (oldest first)."""
-
-    run_id: str
-    started_at: datetime
-    station: str
-    procedure_name: str
-    verdict: str
-    as_received_soh_pct: float | None
-    soh_pct: float | None
-    reference_capacity_ah: float | None
-    bms_learned_capacity_ah: float | None
-    divergence_v: float | None
-
 
 _SUMMARY_FIELDS = tuple(f.name for f in fields(RunSummary))
 _VISIT_FIELDS = tuple(f.name for f in fields(PackVisit))
