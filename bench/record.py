@@ -9,7 +9,7 @@ in the run folder (columns :data:`SAMPLE_COLUMNS`), referenced by SHA-256 in ``f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -232,6 +232,16 @@ class RunRecord(_Model):
     @property
     def failed_checks(self) -> list[CheckRecord]:
         return [c for c in self.checks if not c.passed and not c.retried]
+
+
+def mark_aborted(record: RunRecord, reason: str) -> None:
+    """An orphaned run in words: aborted, why, and when it was found (its true end is unknown)."""
+    now = datetime.now(UTC)
+    record.verdict = "aborted"
+    record.abort_reason = reason
+    record.ended_at = now
+    t_s = record.events[-1].t_s if record.events else 0.0
+    record.events.append(EventRecord(t_s=t_s, at=now, kind="abort", message=reason))
 
 
 # -- rows the records store returns (bench.store) and the reports render (reports.html) --------

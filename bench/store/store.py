@@ -12,12 +12,13 @@ several benches can write to one database at once.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from bench.errors import InputError, StoreError
-from bench.record import SAMPLE_COLUMNS, CheckRecord, EventRecord, PackVisit, RunRecord, RunSummary
+from bench.record import (
+    SAMPLE_COLUMNS,
+    CheckRecord,
+    PackVisit,
+    RunRecord,
+    RunSummary,
+    mark_aborted,
+)
 from bench.store.models import (
     TEXT_SAMPLE_COLUMNS,
     Check,
@@ -119,8 +127,6 @@ class RunStore:
         if self.backend != "sqlite" or not database or database == ":memory:":
             yield
             return
-        import fcntl
-
         with open(f"{database}.migrate-lock", "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
@@ -320,16 +326,6 @@ class RunStore:
         for model, rows in children:
             if rows:
                 conn.execute(model.__table__.insert(), rows)
-
-
-def mark_aborted(record: RunRecord, reason: str) -> None:
-    """An orphaned run in words: aborted, why, and when it was found (its true end is unknown)."""
-    now = datetime.now(UTC)
-    record.verdict = "aborted"
-    record.abort_reason = reason
-    record.ended_at = now
-    t_s = record.events[-1].t_s if record.events else 0.0
-    record.events.append(EventRecord(t_s=t_s, at=now, kind="abort", message=reason))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
