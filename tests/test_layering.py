@@ -121,7 +121,6 @@ def test_no_reach_into_another_objects_private_state(path):
 LAZY_RULE_PENDING = (
     "bench/cli.py", "bench/config.py", "bench/engine/", "bench/procedure/", "bench/pytest_plugin.py",
     "bench/run.py", "bench/station.py", "bench/fleet/", "drivers/visa.py",
-    "bench/ui/slot.py",  # its load_procedure import goes with issue 16.2's one load()
 )
 
 
