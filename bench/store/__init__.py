@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bench.record import PackVisit, RunSummary
 from bench.store.url import DB_ENV_VAR, resolve_db_url
 
 if TYPE_CHECKING:
+    from bench.record import PackVisit, RunSummary
     from bench.store.store import RunStore, measured_divergence_v, measured_soh_pct
 
 __all__ = [
