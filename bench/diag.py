@@ -46,7 +46,7 @@ def _check_inputs(station_path: str | None, scenario: str | None, condition: str
     if scenario is not None:
         if not simulated:
             raise InputError("--scenario applies only to a simulated station", field="--scenario")
-        from bench.sim.serve import load_scenario_option
+        from bench.sim.serve import load_scenario_option  # lazy: python-can/cantools stay out of `bench --help`
 
         load_scenario_option(scenario)
     if condition == "full" and not simulated:
@@ -59,7 +59,7 @@ def diagnose(station: StationConfig, *, scenario: str | None = None, condition: 
              install_date: date | None = None, progress: Console | None = None) -> DiagReport:
     """Connect, read as received, bring the pack to the end of CV if asked (``auto``: on a simulated
     station when the reading is not there already), read again and assess."""
-    from bench.station import connect_bench
+    from bench.station import connect_bench  # lazy: pyvisa and python-can stay out of `bench --help`
 
     with connect_bench(station, scenario=scenario) as bench:
         bms_time = BmsTime(bench.clock)

@@ -15,6 +15,9 @@ from typing import Any
 from bench.clock import Clock
 from bench.config import AdapterConfig, ScpiInstrumentConfig
 from bench.errors import ConfigError
+from drivers.registry import open_instrument
+from drivers.scpi import ReconnectPolicy
+from drivers.security import load_seedkey
 
 #: the VISA backend of real instruments (and of the standalone simulator's sockets)
 DEFAULT_VISA_BACKEND = "@py"
@@ -32,9 +35,6 @@ def _resource(cfg: ScpiInstrumentConfig, resources: dict[str, str], sim_backend:
 
 def _open_power(role: str, cfg: ScpiInstrumentConfig, resources: dict[str, str], family: str | None,
                 sim_backend: str) -> Any:
-    from drivers.registry import open_instrument
-    from drivers.scpi import ReconnectPolicy
-
     attempts = cfg.reconnect.attempts
     policy = ReconnectPolicy(attempts, cfg.reconnect.delay_s) if attempts else None
     resource, backend = _resource(cfg, resources, sim_backend)
@@ -53,8 +53,6 @@ def open_load(cfg: ScpiInstrumentConfig, resources: dict[str, str], family: str 
 
 
 def seedkey_from_config(cfg: AdapterConfig) -> Any:
-    from drivers.security import load_seedkey
-
     secret = cfg.seedkey.secret or os.environ.get(cfg.seedkey.secret_env)
     if not secret:
         return None  # security access then fails with a message naming the variable
@@ -66,6 +64,8 @@ def open_adapter(cfg: AdapterConfig, resources: dict[str, str], clock: Clock,
     """``bus``: an open bus of the in-process simulator (drivers.can_inprocess) to use instead of
     opening ``cfg``'s. The adapter then reads it polled, with no listener thread: the lockstep
     clock's settle hook delivers each step's frames with ``poll()`` after every advance."""
+    # lazy: the watchdog process opens only the supply and the load; python-can, cantools and
+    # udsoncan (~0.2 s) would delay the 'ready' that every `bench run` waits for
     from drivers.vs02_adapter import CanConfig, Vs02Adapter
 
     channel = resources.get(cfg.channel, cfg.channel) if cfg.channel.startswith("sim:") else cfg.channel

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.sim.control_port import query_controller_faults
+
 log = logging.getLogger(__name__)
 
 FaultSource = Callable[[], list[str]]
@@ -85,6 +87,4 @@ def in_process_source(sim: Any) -> FaultSource:
 
 
 def control_port_source(host: str, port: int) -> FaultSource:
-    from bench.sim.control_port import query_controller_faults
-
     return lambda: query_controller_faults(host, port)

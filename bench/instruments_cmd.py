@@ -15,6 +15,8 @@ from rich.table import Table
 
 from bench.config import ScpiInstrumentConfig, StationConfig, load_station
 from bench.errors import BenchError, InputError
+from bench.sim.serve import load_scenario_option
+from bench.station import connect_bench
 
 EXIT_INSTRUMENT_FAILED = 3
 ROWS = ("family", "make / model", "serial", "firmware", "resource", "calibration due",
@@ -70,14 +72,10 @@ def _failed_column(family: str, resource: str, exc: BenchError) -> dict[str, str
 
 
 def list_instruments(station_path: str | None, scenario: str | None, console: Console) -> int:
-    from bench.station import connect_bench
-
     station = load_station(station_path)
     if scenario is not None and station.simulator is None:
         raise InputError("--scenario applies only to a simulated station", field="--scenario")
     if scenario is not None:
-        from bench.sim.serve import load_scenario_option
-
         load_scenario_option(scenario)  # a bad scenario is invalid input (exit 2), not a failed instrument
     try:
         bench = connect_bench(station, scenario=scenario)

@@ -8,7 +8,8 @@ in the run folder (columns :data:`SAMPLE_COLUMNS`), referenced by SHA-256 in ``f
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -231,3 +232,51 @@ class RunRecord(_Model):
     @property
     def failed_checks(self) -> list[CheckRecord]:
         return [c for c in self.checks if not c.passed and not c.retried]
+
+
+def mark_aborted(record: RunRecord, reason: str) -> None:
+    """An orphaned run in words: aborted, why, and when it was found (its true end is unknown)."""
+    now = datetime.now(UTC)
+    record.verdict = "aborted"
+    record.abort_reason = reason
+    record.ended_at = now
+    t_s = record.events[-1].t_s if record.events else 0.0
+    record.events.append(EventRecord(t_s=t_s, at=now, kind="abort", message=reason))
+
+
+# -- rows the records store returns (bench.store) and the reports render (reports.html) --------
+# They live here, beside the record they summarise, so that reports need not import the store
+# (whose CLI imports reports).
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run in a listing of the store (``bench db runs``)."""
+
+    run_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    verdict: str
+    station: str
+    pack_serial: str
+    procedure_name: str
+    procedure_version: str
+    operator: str
+    simulated: bool
+    abort_reason: str | None
+
+
+@dataclass(frozen=True)
+class PackVisit:
+    """One run of a pack, for its history (oldest first)."""
+
+    run_id: str
+    started_at: datetime
+    station: str
+    procedure_name: str
+    verdict: str
+    as_received_soh_pct: float | None
+    soh_pct: float | None
+    reference_capacity_ah: float | None
+    bms_learned_capacity_ah: float | None
+    divergence_v: float | None

@@ -44,6 +44,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bench.config import SIM_STATION, load_station
+from bench.drivers_factory import open_load, open_supply
 from bench.errors import InstrumentError, SafetyTrip
 
 WATCHDOG_JSON = "watchdog.json"
@@ -184,8 +186,6 @@ class WatchdogClient:
 def start_watchdog(station: Any, run_dir: Path, station_path: str | None, *,
                    interval_s: float) -> WatchdogClient:
     """Start the watchdog process for this run; returns once it holds its own instrument sessions."""
-    from bench.config import SIM_STATION
-
     run_dir = Path(run_dir)
     stop_previous(run_dir)
     command = [sys.executable, "-m", "bench.watchdog", "--station", str(station_path or SIM_STATION),
@@ -324,9 +324,6 @@ def watch(w: _Watch) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.config import load_station
-    from bench.drivers_factory import open_load, open_supply
-
     parser = argparse.ArgumentParser(prog="python -m bench.watchdog")
     parser.add_argument("--station", required=True)
     parser.add_argument("--run-dir", required=True, type=Path)

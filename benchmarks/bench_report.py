@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reports.html import write_report
-from reports.synthetic import make_run_folder
+from tests.synthetic import make_run_folder
 
 GOAL_S = 10.0
 GOAL_BYTES = 5_000_000

@@ -27,6 +27,7 @@ from drivers.power import (
     Resolution,
 )
 from drivers.scpi import Identity, ReconnectPolicy, ScpiInstrument, Transport
+from drivers.visa import open_resource
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,6 @@ class ScpiPowerBase(PowerInstrument):
         model: str | None = None,
     ) -> ScpiPowerBase:
         """Open ``resource`` through VISA (``drivers.visa``) and bind it to this family."""
-        from drivers.visa import open_resource
-
         def reopen() -> Transport:
             transport: Transport = open_resource(resource, timeout_s, backend)
             return transport

@@ -29,7 +29,7 @@ def export_csv(run_dir: Path, out: Path) -> Path:
 def export_parquet(run_dir: Path, out: Path) -> Path:
     """Typed Parquet of ``samples.csv`` (step as text, every other column as DOUBLE)."""
     try:
-        import duckdb
+        import duckdb  # lazy: ~0.15 s of import for --format parquet only; reports.cli loads at `bench` start
     except ImportError as exc:
         raise BenchError("Parquet export needs DuckDB: pip install duckdb") from exc
     source = _samples_path(run_dir)

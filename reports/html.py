@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -17,6 +17,7 @@ from bench.record import (
     CheckRecord,
     EventRecord,
     InstrumentIdentity,
+    PackVisit,
     RunRecord,
     StepRecord,
     unconfirmed_outputs_warning,
@@ -24,9 +25,6 @@ from bench.record import (
 from reports.charts import end_of_charge_divergence, run_charts
 from reports.plots import Chart, HLine, Series, render_svg
 from reports.rundir import RunData, load_run
-
-if TYPE_CHECKING:  # the store pulls in SQLAlchemy and Alembic: not at every `bench` start
-    from bench.store.store import PackVisit
 
 TEMPLATES = Path(__file__).parent / "templates"
 REPORT_FILE = "report.html"

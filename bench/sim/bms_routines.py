@@ -1,8 +1,8 @@
 """RoutineControl (0x31) bodies of the simulated BMS: what each routine does and its result record.
 
-Session and security checks happen in :class:`~bench.sim.bms.BmsModel` before these run. All
-multi-byte fields are big-endian (UDS convention). Result records start with a status byte
-(0 running, 1 done ok, 2 failed):
+Session and security checks happen in :class:`~bench.sim.bms.BmsModel` before these run; the
+routines see the BMS only as a :class:`RoutineHost`. All multi-byte fields are big-endian (UDS
+convention). Result records start with a status byte (0 running, 1 done ok, 2 failed):
 
 - 0x0201 extended balancing: status, u8 bitmap of cells bled, 8 x u16 mAh bled per cell.
 - 0x0202 capacity learning: status, u32 learned FCC mAh (the stored FCC while none was learned),
@@ -14,12 +14,11 @@ multi-byte fields are big-endian (UDS convention). Result records start with a s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from bench.sim.bms_balancer import Balancer
+from bench.sim.bms_gauge import SocGauge
 from bench.sim.bms_types import BmsRefusal, LearnReason, Nrc, RoutineId, RoutineStatus
-
-if TYPE_CHECKING:
-    from bench.sim.bms import BmsModel
 
 # Current zero-offset calibration (0x0204): average 30 s of raw current the bench holds at 0 A;
 # 30 samples of 50 mA noise leave ~9 mA, within battery.md §4.1's ±10 mA post-calibration class.
@@ -36,6 +35,19 @@ def routine_id(rid: int) -> RoutineId:
         raise BmsRefusal(Nrc.REQUEST_OUT_OF_RANGE, f"unknown routine 0x{rid:04X}") from None
 
 
+class RoutineHost(Protocol):
+    """The part of the BMS the routines act on (``bench.sim.bms.BmsModel`` implements it; this
+    module does not import that one, which imports this)."""
+
+    time_s: float
+    current_offset_calibration_a: float
+    gauge: SocGauge
+    balancer: Balancer
+
+    @property
+    def now_epoch_s(self) -> float: ...
+
+
 class Routines:
     """Routine state that lives outside the gauge and balancer (the zero-offset calibration)."""
 
@@ -44,7 +56,7 @@ class Routines:
         self._zero_cal_sum_as = 0.0
         self._zero_cal_elapsed_s = 0.0
 
-    def start(self, bms: BmsModel, routine: RoutineId, option: bytes) -> None:
+    def start(self, bms: RoutineHost, routine: RoutineId, option: bytes) -> None:
         if routine is RoutineId.EXTENDED_BALANCING:
             if len(option) != 4:
                 raise BmsRefusal(Nrc.INCORRECT_MESSAGE_LENGTH, "option: target delta mV u16, timeout min u16")
@@ -69,7 +81,7 @@ class Routines:
         else:
             bms.gauge.reset_learned_data()
 
-    def stop(self, bms: BmsModel, routine: RoutineId) -> None:
+    def stop(self, bms: RoutineHost, routine: RoutineId) -> None:
         if routine is RoutineId.EXTENDED_BALANCING:
             if not bms.balancer.extended_running:
                 raise BmsRefusal(Nrc.REQUEST_SEQUENCE_ERROR, "extended balancing is not running")
@@ -85,7 +97,7 @@ class Routines:
         else:
             raise BmsRefusal(Nrc.SUB_FUNCTION_NOT_SUPPORTED, f"routine 0x{routine:04X} cannot be stopped")
 
-    def results(self, bms: BmsModel, routine: RoutineId) -> bytes:
+    def results(self, bms: RoutineHost, routine: RoutineId) -> bytes:
         if routine is RoutineId.EXTENDED_BALANCING:
             balancer = bms.balancer
             if balancer.extended_status is None:
@@ -113,7 +125,7 @@ class Routines:
     def zero_cal_running(self) -> bool:
         return self.zero_cal_status is RoutineStatus.RUNNING
 
-    def zero_cal_step(self, bms: BmsModel, dt_s: float, raw_current_a: float) -> None:
+    def zero_cal_step(self, bms: RoutineHost, dt_s: float, raw_current_a: float) -> None:
         """Average the uncalibrated current while the bench holds 0 A, then store the offset."""
         self._zero_cal_sum_as += raw_current_a * dt_s
         self._zero_cal_elapsed_s += dt_s

@@ -19,7 +19,9 @@ from typing import Any
 from rich.console import Console
 
 from bench.errors import ConfigError
+from bench.sim.control_port import ControlPort
 from bench.sim.scenario import Scenario, load_scenario
+from bench.sim.slcan_bridge import SlcanBridge
 from bench.sim.world import SimulatedBench
 
 TICK_S = 0.02
@@ -66,15 +68,11 @@ def start_standalone(scenario: str, speed: float, host: str = "127.0.0.1",
                      supply_port: int = 0, load_port: int = 0, can_port: int = 0,
                      control_port: int = 0,
                      ) -> tuple[SimulatedBench, Pacer, Any, dict[str, Any]]:
-    from bench.sim.slcan_bridge import SlcanBridge
-
     world = SimulatedBench(load_scenario_option(scenario), supply_family=supply_family,
                            load_family=load_family)
     endpoints = world.start(host=host, supply_port=supply_port, load_port=load_port)
     bridge = SlcanBridge(endpoints.can_channel)
     tcp_port = bridge.start_tcp(host=host, port=can_port)
-    from bench.sim.control_port import ControlPort
-
     control = ControlPort(world, host=host, port=control_port)
     pty_path = bridge.start_pty()
     pacer = Pacer(world, speed)

@@ -27,9 +27,10 @@ import can
 
 from bench.sim.bms import BmsModel
 from bench.sim.can_adapter import SimAdapter
+from bench.sim.faults import apply_fault
 from bench.sim.instruments import SimInstrument, make_instrument
 from bench.sim.pack import Pack
-from bench.sim.scenario import Scenario
+from bench.sim.scenario import Fault, Scenario
 from bench.sim.scpi_server import ScpiServer
 
 #: Largest internal integration step; the pack model is exact for constant current, so
@@ -218,10 +219,15 @@ class SimulatedBench:
         """A resumed run: controller faults already carried out before the checkpoint's time."""
         self._skip_controller_faults = list(kinds)
 
-    def apply_fault(self, fault: Any) -> None:
-        """Inject one scenario fault now (also used by the operator station's engineer page)."""
-        from bench.sim.faults import apply_fault
+    def queue_controller_fault(self, kind: str) -> None:
+        """A controller fault came due: queue it, unless it was carried out before a resume."""
+        if kind in self._skip_controller_faults:
+            self._skip_controller_faults.remove(kind)
+        else:
+            self.controller_faults.append(kind)
 
+    def apply_fault(self, fault: Fault) -> None:
+        """Inject one scenario fault now (also used by the operator station's engineer page)."""
         apply_fault(self, fault)
         self.applied_faults.append({"t_s": self.time_s, **fault.model_dump(mode="json")})
 

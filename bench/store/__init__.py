@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from bench.store.url import DB_ENV_VAR, resolve_db_url
 
 if TYPE_CHECKING:
-    from bench.store.store import PackVisit, RunStore, RunSummary, measured_divergence_v, measured_soh_pct
+    from bench.record import PackVisit, RunSummary
+    from bench.store.store import RunStore, measured_divergence_v, measured_soh_pct
 
 __all__ = [
     "DB_ENV_VAR",
@@ -26,7 +27,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from bench.store import store
+        from bench.store import store  # lazy on purpose: SQLAlchemy/Alembic on first use only
 
         return getattr(store, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

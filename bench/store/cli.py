@@ -12,7 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench.store.liveness import mark_orphan_runs
 from bench.store.url import DB_ENV_VAR, resolve_db_url
+from reports.html import render_pack_history
 
 if TYPE_CHECKING:
     from bench.store.store import RunStore
@@ -31,7 +33,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 def _store(db: str | None, runs_dir: Path) -> RunStore:
     """The store, schema brought up to date (a no-op when it is; a fresh SQLite file just works)."""
-    from bench.store.store import RunStore  # SQLAlchemy/Alembic only when a db command runs
+    from bench.store.store import RunStore  # lazy: SQLAlchemy/Alembic only when a db command runs
 
     store = RunStore(resolve_db_url(db, None, runs_dir))
     store.migrate()
@@ -67,8 +69,6 @@ def runs_command(
     as_json: JsonOpt = False,
 ) -> None:
     """List runs, newest first (runs left ``running`` by a dead process are first marked aborted)."""
-    from bench.store.liveness import mark_orphan_runs
-
     store = _store(db, runs_dir)
     mark_orphan_runs(store, runs_dir, reason=ORPHAN_REASON)
     rows = store.runs(limit, serial=serial, verdict=verdict, station=station, since=since, until=until)
@@ -94,8 +94,6 @@ def pack_command(
     """A pack's history: every visit's SOH, learned capacity, divergence and verdict."""
     visits = _store(db, runs_dir).pack_history(serial)
     if html is not None:
-        from reports.html import render_pack_history
-
         html.write_text(render_pack_history(serial, visits), encoding="utf-8")
     if as_json:
         _json(visits)

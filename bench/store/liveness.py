@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from bench.record import RunRecord
+from bench.record import RunRecord, mark_aborted
 
 if TYPE_CHECKING:  # SQLAlchemy loads only when a store is used: `bench run` holds the lock without it
     from bench.store.store import RunStore
@@ -80,8 +80,6 @@ def run_is_alive(run_dir: Path) -> bool | None:
 
 def mark_orphan_runs(store: RunStore, runs_dir: Path, *, reason: str, station: str | None = None) -> list[str]:
     """Mark the orphans among runs whose folders live in ``runs_dir``: database row and record.json."""
-    from bench.store.store import mark_aborted
-
     runs_dir = Path(runs_dir)
     marked = store.mark_orphans(lambda run_id: run_is_alive(runs_dir / run_id), reason=reason,
                                 station=station)

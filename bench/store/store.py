@@ -12,12 +12,13 @@ several benches can write to one database at once.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from dataclasses import fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from bench.errors import InputError, StoreError
-from bench.record import SAMPLE_COLUMNS, CheckRecord, EventRecord, RunRecord
+from bench.record import (
+    SAMPLE_COLUMNS,
+    CheckRecord,
+    PackVisit,
+    RunRecord,
+    RunSummary,
+    mark_aborted,
+)
 from bench.store.models import (
     TEXT_SAMPLE_COLUMNS,
     Check,
@@ -56,39 +64,6 @@ _PG_CONNECT_TIMEOUT_S = 10.0
 #: Check ids whose values feed the pack-history columns (a convention with the procedure files).
 SOH_CHECK_IDS = ("soh_pct", "soh")
 DIVERGENCE_CHECK_PREFIX = "divergence"
-
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    run_id: str
-    started_at: datetime
-    ended_at: datetime | None
-    verdict: str
-    station: str
-    pack_serial: str
-    procedure_name: str
-    procedure_version: str
-    operator: str
-    simulated: bool
-    abort_reason: str | None
-
-
-@dataclass(frozen=True)
-class PackVisit:
-    """One run of a pack, for its history (oldest first)."""
-
-    run_id: str
-    started_at: datetime
-    station: str
-    procedure_name: str
-    verdict: str
-    as_received_soh_pct: float | None
-    soh_pct: float | None
-    reference_capacity_ah: float | None
-    bms_learned_capacity_ah: float | None
-    divergence_v: float | None
-
 
 _SUMMARY_FIELDS = tuple(f.name for f in fields(RunSummary))
 _VISIT_FIELDS = tuple(f.name for f in fields(PackVisit))
@@ -152,8 +127,6 @@ class RunStore:
         if self.backend != "sqlite" or not database or database == ":memory:":
             yield
             return
-        import fcntl
-
         with open(f"{database}.migrate-lock", "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
@@ -353,16 +326,6 @@ class RunStore:
         for model, rows in children:
             if rows:
                 conn.execute(model.__table__.insert(), rows)
-
-
-def mark_aborted(record: RunRecord, reason: str) -> None:
-    """An orphaned run in words: aborted, why, and when it was found (its true end is unknown)."""
-    now = datetime.now(UTC)
-    record.verdict = "aborted"
-    record.abort_reason = reason
-    record.ended_at = now
-    t_s = record.events[-1].t_s if record.events else 0.0
-    record.events.append(EventRecord(t_s=t_s, at=now, kind="abort", message=reason))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

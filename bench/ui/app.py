@@ -23,6 +23,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from bench.errors import InputError
+from bench.sim.scenario import Fault, builtin_scenarios
+from bench.store.liveness import mark_orphan_runs
 from bench.ui import preflight
 from bench.ui.security import SESSION_COOKIE, AccessPolicy, LoginThrottled, Role, User
 from bench.ui.slot import BenchSlot, StartRequest
@@ -104,8 +106,6 @@ class Station:
 
     def mark_orphans(self) -> list[str]:
         """At start-up: runs of these benches left 'running' by a process that died are aborted."""
-        from bench.store.liveness import mark_orphan_runs
-
         marked: list[str] = []
         for slot in self.slots.values():
             def mark(store: Any, slot: BenchSlot = slot) -> list[str]:
@@ -311,8 +311,6 @@ def create_app(station: Station) -> FastAPI:
 
     @app.post("/api/benches/{slot_id}/fault")
     def fault(slot_id: str, body: dict[str, Any], user: Engineer) -> dict[str, Any]:
-        from bench.sim.scenario import Fault
-
         try:
             parsed: Any = TypeAdapter(Fault).validate_python({"at_s": 0.0, **body})
         except ValidationError as exc:
@@ -333,8 +331,6 @@ def create_app(station: Station) -> FastAPI:
 
     @app.get("/api/scenarios")
     def scenarios(user: Engineer) -> list[str]:
-        from bench.sim.scenario import builtin_scenarios
-
         return builtin_scenarios()
 
     # ------------------------------------------------------------------ records

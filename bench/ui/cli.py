@@ -41,6 +41,8 @@ def serve(
     accounts: Annotated[Path | None, typer.Option("--accounts", help=_ACCOUNTS)] = None,
 ) -> None:
     """Serve the operator station (operator screen /, depot overview /depot, engineer page /engineer)."""
+    # lazy: FastAPI, uvicorn and the station's whole stack load only when the server starts, not
+    # at every `bench` start (bench.cli mounts this app)
     from bench.ui.accounts import Accounts
     from bench.ui.app import build_station
     from bench.ui.security import AccessPolicy, bind_sockets, bound_addresses
@@ -83,7 +85,7 @@ def account_add(
     badge: Annotated[bool, typer.Option("--badge", help="also ask for the badge code (scan it)")] = False,
 ) -> None:
     """Add a person, or reset their password/PIN and roles (asked for twice, never echoed)."""
-    from bench.ui.accounts import ROLE_NAMES, Accounts
+    from bench.ui.accounts import ROLE_NAMES, Accounts  # lazy: import hashes a dummy secret (scrypt)
 
     roles = role or ["operator"]
     try:
@@ -105,7 +107,7 @@ def account_add(
 def account_remove(name: Annotated[str, typer.Argument()],
                    file: Annotated[Path, typer.Option("--file", help=_FILE)] = Path("accounts.yaml")) -> None:
     """Remove a person's account."""
-    from bench.ui.accounts import Accounts
+    from bench.ui.accounts import Accounts  # lazy: import hashes a dummy secret (scrypt)
 
     try:
         people = Accounts.load(file)

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.config import StationConfig
+from bench.station import connect_bench
+from bench.store import RunStore, resolve_db_url
+from bench.store.deadline import call_with_deadline
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 def store_url(station: StationConfig, db: str | None) -> str:
-    from bench.store import resolve_db_url
-
     return resolve_db_url(db, station.database_url, Path(station.runs_dir))
 
 
@@ -30,9 +31,6 @@ STORE_DEADLINE_S = 1.5
 def with_store(station: StationConfig, db: str | None, what: str, fn: Callable[[Any], T],
                timeout_s: float = STORE_DEADLINE_S) -> T:
     """``fn(store)`` on a fresh store, in a thread, given up after ``timeout_s`` (StoreError)."""
-    from bench.store import RunStore
-    from bench.store.deadline import call_with_deadline
-
     url = store_url(station, db)
 
     def call() -> T:
@@ -69,8 +67,6 @@ def instrument_problem(station: StationConfig) -> str | None:
     """Real (or externally simulated) instruments: open them and ask for their identity."""
     if station.simulator is not None and station.simulator.mode == "in_process":
         return None  # started with the run; nothing to ask beforehand
-    from bench.station import connect_bench
-
     try:
         bench = connect_bench(station)
     except Exception as exc:

@@ -23,6 +23,7 @@ from bench.engine.events import EventBus, ProgressEvent
 from bench.errors import BenchError, InputError
 from bench.procedure.loader import load
 from bench.record import CheckRecord, unconfirmed_outputs_warning
+from bench.run import RunRequest, execute_run
 from bench.ui import preflight
 from bench.ui.chart import ChartHistory, Point
 from bench.ui.feed import Feed
@@ -238,8 +239,6 @@ class BenchSlot:
     def _begin(self, request: StartRequest, serial: str, procedure: Any, retests: int,
                expected: float | None) -> None:
         """Under the lock: the new run's view, and its worker thread."""
-        from bench.run import RunRequest
-
         self.view = RunView(serial=serial, procedure=procedure.procedure, operator=request.user.recorded_name,
                             retest_count=retests, expected_total_s=expected,
                             step_count=len(procedure.steps))
@@ -283,9 +282,7 @@ class BenchSlot:
             log.warning("run history for %s: %s", serial, exc)
             return 0, None
 
-    def _work(self, run_request: Any) -> None:
-        from bench.run import execute_run
-
+    def _work(self, run_request: RunRequest) -> None:
         try:
             record = execute_run(run_request, console=None)
         except (InputError, BenchError) as exc:

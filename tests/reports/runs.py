@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reports.synthetic import make_run_folder
+from tests.synthetic import make_run_folder
 
 ABORT_AT_S = 2500.0  # during the CC-CV charge of a 3-hour run
 

@@ -14,7 +14,7 @@ from bench.record import RunRecord
 from bench.store import RunStore
 from bench.store.cli import app as db_app
 from bench.store.liveness import RunLock, mark_orphan_runs, run_is_alive
-from reports.synthetic import make_run_folder
+from tests.synthetic import make_run_folder
 
 
 def _running_run(runs_dir: Path, store: RunStore, run_id: str) -> Path:

@@ -13,7 +13,7 @@ from sqlalchemy import inspect, text
 from bench.errors import StoreError
 from bench.record import SAMPLE_COLUMNS, RunRecord
 from bench.store import RunStore, resolve_db_url
-from reports.synthetic import make_run_folder
+from tests.synthetic import make_run_folder
 
 BATCH = 5  # the engine flushes about every 5 s of bench time, 1 sample per second
 

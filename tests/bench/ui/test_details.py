@@ -7,9 +7,9 @@ from pathlib import Path
 
 from bench.record import RunRecord
 from bench.store import RunStore
-from reports.synthetic import make_run_folder
 from tests.bench.ui.conftest import wait_for
 from tests.bench.ui.test_api import ORIGIN, client_for, logged_in, station_dir
+from tests.synthetic import make_run_folder
 
 SERIAL = "VS02P-25-004711"
 

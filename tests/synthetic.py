@@ -1,4 +1,4 @@
-"""A synthetic but physically plausible run folder, for report tests, benchmarks and demos.
+"""A synthetic but physically plausible run folder, for tests (reports, store, UI) and benchmarks.
 
 The profile is a capacity-check cycle of an 8S LFP pack computed in closed form (no simulator):
 rest, CC-CV charge to full, rest, CC discharge, rest, recharge. Cell voltages come from the
