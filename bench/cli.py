@@ -8,6 +8,7 @@ drive and are mounted here.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import signal
@@ -75,6 +76,8 @@ def run(
     no_watchdog: Annotated[bool, typer.Option("--no-watchdog", help="Do not start the watchdog process.")] = False,
 ) -> None:
     """Run a procedure on the bench (the embedded simulated bench by default)."""
+    # lazy: every command's module loads only when that command runs, so `bench --help` and the
+    # other commands stay quick (bench.run loads the engine, the drivers and the simulator)
     from bench.run import RunRequest, execute_run
 
     try:
@@ -97,6 +100,7 @@ def resume(
     db: Annotated[str | None, typer.Option("--db")] = None,
 ) -> None:
     """Continue a run killed at any point, from its last checkpoint."""
+    # lazy: loaded by this command only (see `run`)
     from bench.run import resume_run
 
     _run_and_finish(lambda: resume_run(run_dir, yes=yes, db=db, console=None if as_json else out), as_json)
@@ -151,6 +155,7 @@ def sim_serve(
     control_port: Annotated[int, typer.Option("--control-port", help="Ground-truth JSON-lines port (0 = any free).")] = 0,
 ) -> None:
     """Serve the simulated bench standalone at --speed x real time until SIGINT/SIGTERM."""
+    # lazy: loaded by this command only (see `run`)
     from bench.sim.serve import serve
 
     if speed <= 0:
@@ -167,6 +172,7 @@ def sim_serve(
 @sim_app.command("scenarios")
 def sim_scenarios() -> None:
     """List the built-in scenarios."""
+    # lazy: loaded by this command only (see `run`)
     from bench.sim.scenario import builtin_scenarios, load_scenario
 
     for name in builtin_scenarios():
@@ -176,6 +182,7 @@ def sim_scenarios() -> None:
 @app.command()
 def instruments(station: StationOpt = None, scenario: ScenarioOpt = None) -> None:
     """Connect to every instrument of a station; print identity, status, calibration and enforceable limits."""
+    # lazy: loaded by this command only (see `run`)
     from bench.instruments_cmd import list_instruments
 
     try:
@@ -188,8 +195,6 @@ def instruments(station: StationOpt = None, scenario: ScenarioOpt = None) -> Non
 
 def _mount_subapps() -> None:
     """Mount the sub-applications that live beside the code they drive."""
-    import importlib
-
     mounts = [
         ("bench.procedure.cli", None),  # validate, schema (commands at top level)
         ("reports.cli", None),

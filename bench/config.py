@@ -7,6 +7,7 @@ station, ``bench/stations/sim.yaml``: the whole bench simulated in-process.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -96,6 +97,7 @@ class SimulatorConfig(_Model):
     @classmethod
     def _known_scenario(cls, value: str) -> str:
         """A scenario is a built-in name or an existing file: say so at load time, located."""
+        # lazy: only a station that names a scenario loads the simulator's scenario list
         from bench.sim.scenario import builtin_scenarios
 
         names = builtin_scenarios()
@@ -119,8 +121,6 @@ class PackConfig(_Model):
     @field_validator("serial_pattern")
     @classmethod
     def _serial_pattern_compiles(cls, value: str) -> str:
-        import re
-
         try:
             re.compile(value)
         except re.error as exc:
@@ -237,6 +237,8 @@ def instrument_ranges(instrument: ScpiInstrumentConfig) -> InstrumentRanges | No
     model unknown the station's ``ranges`` alone stand; with neither, None.
     """
     try:
+        # lazy: a station file loads without the drivers (pyvisa); only a range lookup needs the
+        # family tables
         from drivers.registry import driver_class
 
         models: dict[str, Any] = driver_class(instrument.family).family.models

@@ -17,6 +17,10 @@ teardown when the test itself passed, like python-can's leaking-channel check). 
 ``pytest.exit`` and the end of the session also go through the safe state, and the session
 finalizer closes the bench (load off, supply off, drivers closed, simulator stopped).
 
+Imports: pytest loads this plugin in every session of an environment where bench is installed,
+so the bench's stack (pydantic models, pyvisa, python-can, the simulator, the engine) is imported
+lazily, where a fixture or an item first needs it ("lazy: see the module docstring").
+
 See docs/pytest.md.
 """
 
@@ -24,12 +28,16 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from bench.errors import BenchError, InputError
+from bench.store.url import DB_ENV_VAR
 
 if TYPE_CHECKING:
     from bench.config import StationConfig
@@ -93,6 +101,7 @@ class BenchGuard:
     @property
     def station(self) -> StationConfig:
         if self._station is None:
+            # lazy: see the module docstring
             from bench.config import load_station
 
             self._station = load_station(self.config.getoption("station"))
@@ -106,13 +115,13 @@ class BenchGuard:
     def bench_params(self) -> dict[str, str]:
         """``--bench-param`` pairs, split as ``bench run`` splits ``--param``."""
         if self._params is None:
+            # lazy: see the module docstring
             from bench.procedure.loader import parse_param_pairs
 
             self._params = parse_param_pairs(self.config.getoption("bench_param"), option="--bench-param")
         return self._params
 
     def validate_options(self) -> None:
-        from bench.errors import InputError
 
         try:
             station = self.station
@@ -121,6 +130,7 @@ class BenchGuard:
             if scenario is not None:
                 if station.simulator is None:
                     raise InputError("--scenario applies only to a simulated station", field="--scenario")
+                # lazy: see the module docstring
                 from bench.sim.scenario import load_scenario
 
                 load_scenario(scenario)
@@ -129,6 +139,7 @@ class BenchGuard:
 
     # -- connection
     def connect(self, scenario: str | None) -> Bench:
+        # lazy: see the module docstring
         from bench.station import connect_bench
 
         if scenario is not None and not self.simulated:
@@ -172,7 +183,6 @@ class BenchGuard:
         """Teardown of every test: report outputs left on, then force the safe state."""
         if self.active is None:
             return
-        from bench.errors import BenchError
 
         try:
             leaks = self.outputs_left_on()
@@ -204,7 +214,6 @@ class BenchGuard:
                 if factory is not None:
                     self._out_root = factory.mktemp("bench-runs", numbered=True)
                 else:  # the tmpdir plugin is disabled (-p no:tmpdir)
-                    import tempfile
 
                     self._out_root = Path(tempfile.mkdtemp(prefix="bench-runs-"))
         return self._out_root
@@ -217,7 +226,6 @@ class BenchGuard:
     def db_url(self) -> str | None:
         """The records database: as configured ($BENCH_DB, the station), else SQLite next to
         the run folders rather than in the station's ``runs/`` (tests must not fill it)."""
-        from bench.store.url import DB_ENV_VAR
 
         if os.environ.get(DB_ENV_VAR) or self.station.database_url:
             return None
@@ -232,7 +240,6 @@ def instrument_output_state(driver: PowerInstrument) -> bool | None:
     """Ask a supply/load whether its output (input, for a load) is on: the driver's own
     ``output_is_on()`` (the family table knows the query). ``None`` when the driver cannot read
     it back or the query fails."""
-    from bench.errors import BenchError
 
     try:
         return bool(driver.output_is_on())
@@ -393,6 +400,7 @@ def procedure_record(request: pytest.FixtureRequest, bench_run: Callable[..., Ru
 def run_procedure(item: pytest.Item, path: Path, *, params: dict[str, str],
                   scenario: str | None) -> RunRecord:
     """Run one procedure as ``bench run --yes`` would, record its checks on ``item``."""
+    # lazy: see the module docstring
     from bench.run import RunRequest, execute_run
 
     guard = _guard(item.config)
@@ -451,7 +459,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 def _looks_like_procedure(path: Path) -> bool:
-    from bench.errors import InputError
+    # lazy: see the module docstring
     from bench.yamlio import load_yaml
 
     try:
@@ -489,7 +497,6 @@ class ProcedureItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str | Any:
-        from bench.errors import InputError
 
         if isinstance(excinfo.value, ProcedureFailed | ProcedureAborted):
             return str(excinfo.value)

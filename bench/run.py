@@ -20,11 +20,16 @@ from bench.engine.checkpoint import load_checkpoint
 from bench.engine.events import EventBus
 from bench.engine.runner import AutoPrompter, Engine, Prompter, RunOptions, _new_run_id
 from bench.errors import InputError
+from bench.fault_injection import ControllerFaultInjector, carried_out, control_port_source, in_process_source
 from bench.procedure.loader import load
 from bench.procedure.model import Procedure, procedure_sha256
 from bench.progress import ProgressPrinter, TerminalPrompter
 from bench.record import RunRecord
 from bench.station import Bench, connect_bench
+from bench.store import RunStore, resolve_db_url
+from bench.store.liveness import RunLock
+from bench.watchdog import start_watchdog
+from reports.html import write_report
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,7 @@ def prepare(request: RunRequest) -> tuple[StationConfig, Procedure, str]:
     if request.scenario is not None:
         if station.simulator is None:
             raise InputError("--scenario applies only to a simulated station", field="--scenario")
+        # lazy: only a simulated station loads the simulator
         from bench.sim.serve import load_scenario_option
 
         load_scenario_option(request.scenario)  # fail early on a bad scenario
@@ -106,8 +112,6 @@ def resume_run(run_dir: Path, *, yes: bool, db: str | None, console: Console | N
 def _run(bench: Bench, station: StationConfig, procedure: Procedure, sha: str,
          run_dir: Path, run_id: str, request: RunRequest, console: Console | None,
          resume: Any = None) -> RunRecord:
-    from bench.store.liveness import RunLock
-
     lock = RunLock(run_dir)
     try:
         lock.acquire()
@@ -133,8 +137,6 @@ def _run_locked(bench: Bench, station: StationConfig, procedure: Procedure, sha:
     engine: Engine | None = None
     try:
         if request.watchdog and station.watchdog.enabled and not bench.simulated:
-            from bench.watchdog import start_watchdog
-
             watchdog = start_watchdog(station, run_dir, request.station,
                                       interval_s=float(procedure.control_interval_s))
         injector = _fault_injector(bench, station, watchdog, run_dir)
@@ -166,13 +168,6 @@ def _run_locked(bench: Bench, station: StationConfig, procedure: Procedure, sha:
 
 def _fault_injector(bench: Bench, station: StationConfig, watchdog: Any, run_dir: Path) -> Any:
     """On a simulated bench, carry out the scenario's controller/watchdog deaths (once per run)."""
-    from bench.fault_injection import (
-        ControllerFaultInjector,
-        carried_out,
-        control_port_source,
-        in_process_source,
-    )
-
     sim_cfg = station.simulator
     if bench.sim is not None:
         bench.sim.skip_controller_faults(carried_out(run_dir))
@@ -184,11 +179,7 @@ def _fault_injector(bench: Bench, station: StationConfig, watchdog: Any, run_dir
     return ControllerFaultInjector(source, lambda: getattr(watchdog, "pid", None), run_dir).start()
 
 
-def _open_store(db: str | None, station: StationConfig, run_dir: Path) -> Any | None:
-    try:
-        from bench.store import RunStore, resolve_db_url
-    except ImportError:
-        return None
+def _open_store(db: str | None, station: StationConfig, run_dir: Path) -> RunStore:
     url = resolve_db_url(db, station.database_url, Path(station.runs_dir))
     store = RunStore(url)
     store.migrate()
@@ -196,10 +187,6 @@ def _open_store(db: str | None, station: StationConfig, run_dir: Path) -> Any | 
 
 
 def _render_report(run_dir: Path) -> None:
-    try:
-        from reports.html import write_report
-    except ImportError:
-        return
     try:
         write_report(run_dir)
     except Exception as exc:  # the run is recorded; a report can be re-rendered with `bench report`

@@ -13,6 +13,7 @@ engine drives that interface and never imports this module.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Collection
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 
 from bench.clock import Clock, LockstepClock, WallClock
 from bench.config import InstrumentRanges, StationConfig, derated_ranges
+from bench.domain.ocv import soc_from_ocv
+from bench.drivers_factory import DEFAULT_VISA_BACKEND, open_adapter, open_load, open_supply
 from bench.engine.port import BenchPort, Commanded, OutputState
 from bench.errors import BenchError, SetpointOutOfRange
 from bench.procedure.model import Procedure
@@ -33,8 +36,10 @@ from bench.record import (
     SocCheckpoint,
     StationIdentity,
 )
+from drivers.can_inprocess import InProcessCanChannel
 from drivers.power import ElectronicLoad, PowerSupply, ProtectionSettings, program_and_verify
 from drivers.scpi import Identity
+from drivers.visa_inprocess import BACKEND, register
 from drivers.vs02_adapter import Vs02Adapter
 
 log = logging.getLogger(__name__)
@@ -96,8 +101,6 @@ class Bench(BenchPort):
         return out
 
     def expression_functions(self) -> dict[str, Callable[[float], float]]:
-        from bench.domain.ocv import soc_from_ocv
-
         def ocv_soc(cell_v: float) -> float:
             # The bench's own table (bench/domain, battery.md §1.4), never the simulator's cells:
             # rested OCV -> SOC; only meaningful on the steep ends of the curve (§4.2), which is
@@ -344,11 +347,6 @@ def _start_in_process(sim: Any) -> tuple[Any, Any, str]:
     channel (the adapter gets another), the instruments' servers registered with the
     ``@inprocess`` VISA backend under their socket's resource name. Returns the endpoints, the
     channel and the VISA backend to open the instruments with."""
-    import uuid
-
-    from drivers.can_inprocess import InProcessCanChannel
-    from drivers.visa_inprocess import BACKEND, register
-
     channel = InProcessCanChannel(f"vs02-sim-{uuid.uuid4().hex[:8]}")
     endpoints = sim.start(can_channel=channel.name, can_bus=channel.bus())
     for server in (sim.supply_server, sim.load_server):
@@ -359,8 +357,6 @@ def _start_in_process(sim: Any) -> tuple[Any, Any, str]:
 def connect_bench(station: StationConfig, *, scenario: str | None = None,
                   sim_state: bytes | None = None, can_log: Path | None = None) -> Bench:
     """Open every instrument of ``station``; on a simulated station start the simulator first."""
-    from bench.drivers_factory import DEFAULT_VISA_BACKEND, open_adapter, open_load, open_supply
-
     sim = None
     scenario_name = None
     # the embedded bench reaches its instruments with no socket and no listener thread
@@ -368,6 +364,7 @@ def connect_bench(station: StationConfig, *, scenario: str | None = None,
     direct = station.simulator is not None and station.simulator.transport == "direct"
     visa_backend = DEFAULT_VISA_BACKEND
     if station.simulator is not None and station.simulator.mode == "in_process":
+        # lazy: only a simulated station loads the simulator
         from bench.sim.scenario import load_scenario
         from bench.sim.world import SimulatedBench
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import select
 import signal
@@ -47,9 +46,8 @@ from typing import Any
 from bench.config import SIM_STATION, load_station
 from bench.drivers_factory import open_load, open_supply
 from bench.errors import InstrumentError, SafetyTrip
+from bench.watchdog_files import log, read_sessions, trips, update_session
 
-WATCHDOG_JSON = "watchdog.json"
-WATCHDOG_LOG = "watchdog.log"
 MIN_TIMEOUT_WALL_S = 1.0
 READY_TIMEOUT_S = 30.0
 POLL_S = 0.005
@@ -57,45 +55,6 @@ SAFE_STATE_ATTEMPTS = 3
 #: wall seconds between two rounds of off commands to an unreachable instrument: first, most
 RETRY_FIRST_WALL_S = 0.2
 RETRY_MAX_WALL_S = 5.0
-
-
-# ---------------------------------------------------------------------------- run-folder files
-def read_sessions(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / WATCHDOG_JSON
-    if not path.exists():
-        return []
-    try:
-        return list(json.loads(path.read_text(encoding="utf-8")).get("sessions", []))
-    except (OSError, ValueError):
-        return []
-
-
-def _write_sessions(run_dir: Path, sessions: list[dict[str, Any]]) -> None:
-    path = Path(run_dir) / WATCHDOG_JSON
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"sessions": sessions}, indent=2), encoding="utf-8")
-    tmp.replace(path)
-
-
-def _update_session(run_dir: Path, pid: int, **changes: Any) -> None:
-    sessions = read_sessions(run_dir)
-    for session in sessions:
-        if session.get("pid") == pid and session.get("ended_at") is None:
-            session.update(changes)
-            break
-    else:
-        sessions.append({"pid": pid, **changes})
-    _write_sessions(run_dir, sessions)
-
-
-def _log(run_dir: Path, message: str) -> None:
-    with (Path(run_dir) / WATCHDOG_LOG).open("a", encoding="utf-8") as f:
-        f.write(f"{datetime.now(UTC).isoformat(timespec='milliseconds')} pid {os.getpid()}: {message}\n")
-
-
-def trips(run_dir: Path) -> list[dict[str, Any]]:
-    """The watchdog sessions of a run folder that acted (for the resumed run's record)."""
-    return [s for s in read_sessions(run_dir) if s.get("action") == "safe_state"]
 
 
 # ---------------------------------------------------------------------------- engine side
@@ -265,12 +224,12 @@ def _act(watch: _Watch, reason: str, retry_wall_s: float | None = None) -> int:
     result = make_safe(watch.supply, watch.load,
                        watch.off_retry_wall_s if retry_wall_s is None else retry_wall_s)
     done = datetime.now(UTC)
-    _update_session(watch.run_dir, os.getpid(), action="safe_state", reason=reason,
+    update_session(watch.run_dir, os.getpid(), action="safe_state", reason=reason,
                     detected_at=detected.isoformat(), done_at=done.isoformat(),
                     last_heartbeat_t_s=watch.last_beat_t, bench_t_s_estimate=bench_t,
                     ended_at=done.isoformat(), **result)
     took_ms = (done - detected).total_seconds() * 1000
-    _log(watch.run_dir, f"{reason}: safe state {'verified' if result['verified'] else 'NOT verified'} "
+    log(watch.run_dir, f"{reason}: safe state {'verified' if result['verified'] else 'NOT verified'} "
                         f"in {took_ms:.0f} ms, read back {result['readback']}"
                         + (f", problems {result['problems']}" if result["problems"] else ""))
     return 0 if result["verified"] else 1
@@ -338,11 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     load = open_load(station.load, {}, None)
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    _update_session(run_dir, os.getpid(), started_at=datetime.now(UTC).isoformat(),
+    update_session(run_dir, os.getpid(), started_at=datetime.now(UTC).isoformat(),
                     engine_pid=args.engine_pid, interval_s=args.interval, speed=speed,
                     missed_intervals=missed, timeout_wall_s=timeout, ended_at=None,
                     supply=station.supply.resource, load=station.load.resource)
-    _log(run_dir, f"armed for engine pid {args.engine_pid}: {missed} x {args.interval:g} s intervals "
+    log(run_dir, f"armed for engine pid {args.engine_pid}: {missed} x {args.interval:g} s intervals "
                   f"at {speed:g}x = {timeout:.2f} s wall; supply {station.supply.resource}, "
                   f"load {station.load.resource}")
     sys.stdout.write("ready\n")

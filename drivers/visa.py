@@ -17,6 +17,7 @@ from typing import Any
 import pyvisa
 
 from bench.errors import ConnectionLost
+from drivers.visa_inprocess import BACKEND, InProcessVisaLibrary
 
 _MANAGERS: dict[str, pyvisa.ResourceManager] = {}
 
@@ -37,8 +38,6 @@ def resource_manager(backend: str = "@py") -> pyvisa.ResourceManager:
 
 
 def _library(backend: str) -> str | pyvisa.highlevel.VisaLibraryBase:
-    from drivers.visa_inprocess import BACKEND, InProcessVisaLibrary
-
     # pyvisa takes a library instance as well as a "@name" (which it would import as a
     # top-level module pyvisa_<name>): the in-process backend lives in this package
     return InProcessVisaLibrary() if backend == BACKEND else backend

@@ -51,6 +51,7 @@ from bench.record import (
     Verdict,
     unconfirmed_outputs_warning,
 )
+from bench.watchdog_files import trips
 
 # Prompter and AutoPrompter live with the step context; the run's callers import them from here.
 __all__ = ["STORE_DRAIN_TIMEOUT_S", "UNHASHED_FILES", "AutoPrompter", "Engine", "Prompter", "RunEnded",
@@ -206,8 +207,6 @@ class Engine:
 
     def _note_watchdog_trips(self) -> None:
         """What the watchdog did while no engine ran (bench.watchdog), into the record once."""
-        from bench.watchdog import trips
-
         seen = {e.data.get("watchdog_pid") for e in self.record.events if e.kind == "watchdog"}
         for trip in trips(self.run_dir):
             if trip.get("pid") not in seen:

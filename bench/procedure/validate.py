@@ -47,6 +47,7 @@ from bench.procedure.model import (
 from bench.procedure.quantities import SAMPLE_UNITS, SETTABLE, STATION_UNITS
 from bench.procedure.units import describe, parse_unit_name
 from bench.yamlio import PathKey
+from drivers.uds_map import default_uds_map
 
 
 def check_semantics(procedure: Procedure, station: StationConfig | None) -> tuple[list[InputError], list[str]]:
@@ -429,6 +430,8 @@ class _Checker:
         if self.station is None:
             return
         try:
+            # lazy: as in bench.config.instrument_ranges, only a check against a station loads the
+            # driver tables (and pyvisa with them)
             from drivers.registry import driver_class
 
             capabilities = driver_class(self.station.load.family).family.capabilities
@@ -617,10 +620,8 @@ def _range_names(role: str, ranges: InstrumentRanges) -> dict[str, float]:
 def _uds_names() -> tuple[list[str], list[str]] | None:
     """(DID names, routine names) of the repository's UDS map, or None if it is not available."""
     try:
-        from drivers.uds_map import default_uds_map
-
         uds = default_uds_map()
-    except (ImportError, InputError, OSError):
+    except (InputError, OSError):
         return None
     return [d.name for d in uds.dids], [r.name for r in uds.routines]
 
@@ -630,10 +631,8 @@ def _did_kinds() -> dict[str, dict[str, str]]:
     (bench/engine/bms_actions.py): suffix "" is the DID's own variable (the single field's value,
     or the text of all fields for a multi-field DID), ".<field>" a field of a multi-field DID."""
     try:
-        from drivers.uds_map import default_uds_map
-
         uds = default_uds_map()
-    except (ImportError, InputError, OSError):
+    except (InputError, OSError):
         return {}
     kinds: dict[str, dict[str, str]] = {}
     for did in uds.dids:

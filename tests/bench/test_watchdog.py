@@ -13,7 +13,8 @@ import yaml
 from bench.config import load_station
 from bench.errors import SafetyTrip
 from bench.station import connect_bench
-from bench.watchdog import start_watchdog, trips
+from bench.watchdog import start_watchdog
+from bench.watchdog_files import trips
 
 
 def _station_file(tmp_path: Path, bench) -> Path:
