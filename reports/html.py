@@ -72,6 +72,16 @@ def report_id(record: RunRecord) -> str:
     return str(uuid.uuid5(_REPORT_NAMESPACE, f"{record.run_id}/{record.started_at.isoformat()}"))
 
 
+def run_duration(bench_s: float | None, wall_s: float | None) -> str:
+    """The run's length. On a simulated bench the bench hours and the wall seconds differ by the
+    simulator's speed-up: show the bench time the samples span, and the wall time beside it."""
+    if bench_s is None or wall_s is None:
+        return format_duration(wall_s if bench_s is None else bench_s)
+    if abs(bench_s - wall_s) <= max(2.0, 0.05 * bench_s):
+        return format_duration(wall_s)
+    return f"{format_duration(bench_s)} bench time ({format_duration(wall_s)} wall)"
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -135,9 +145,8 @@ def report_context(run: RunData, generated_at: datetime | None = None) -> dict[s
         "files": run.files,
         "sample_count": len(samples),
         "data_until": format_duration(t_end),
-        "duration": format_duration(
-            (record.ended_at - record.started_at).total_seconds() if record.ended_at else t_end
-        ),
+        "duration": run_duration(
+            t_end, (record.ended_at - record.started_at).total_seconds() if record.ended_at else None),
         "fmt_duration": format_duration,
     }
 

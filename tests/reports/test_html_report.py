@@ -11,7 +11,7 @@ import pytest
 
 from bench.record import RunRecord
 from reports import charts
-from reports.html import format_limits, report_id, write_report
+from reports.html import format_duration, format_limits, report_id, run_duration, write_report
 from reports.pdf import find_browser, html_to_pdf, screenshot
 from reports.plots import decimate_minmax
 from tests.reports.png import color_pixels, read_png
@@ -108,3 +108,12 @@ def test_pdf_has_pages(complete, tmp_path):
     pdf = html_to_pdf(html_path, tmp_path / "report.pdf").read_bytes()
     assert pdf.startswith(b"%PDF")
     assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) >= 3
+
+
+def test_duration_shows_bench_time_when_the_simulator_ran_faster_than_the_wall():
+    # a 55 min 50 s simulated charge that took 1 s of wall time: the bench time is what matters
+    assert run_duration(3350.0, 1.2) == "0:55:50 bench time (0:00:01 wall)"
+    # real hardware: bench and wall time agree, one figure
+    assert run_duration(3350.0, 3351.0) == format_duration(3351.0)
+    assert run_duration(None, 10.0) == format_duration(10.0)
+
