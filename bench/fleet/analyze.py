@@ -116,11 +116,8 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-# Narrow on purpose (the state is only needed as "driving or not", pack V/I only for validation):
-# every column here is written once per sample and read again by the daily aggregate and the sort.
-ROWS_TABLE = """CREATE OR REPLACE TEMP TABLE rows (vehicle_id VARCHAR, ts TIMESTAMP, soc_pct DOUBLE,
-    soh_pct DOUBLE, divergence_v DOUBLE, drive BOOLEAN, install_date DATE, ok BOOLEAN)"""
-ROW_COLUMNS = "vehicle_id, ts, soc_pct, soh_pct, divergence_v, drive, install_date"
+# The columns every source is turned into (:func:`bench.fleet.rules.day_groups_sql` reduces them).
+SAMPLE_COLUMNS = "vehicle_id, ts, soc_pct, soh_pct, divergence_v, drive, install_date, ok"
 
 
 class _Loaded(BaseModel):
@@ -130,87 +127,128 @@ class _Loaded(BaseModel):
     errors: list[RowError]
 
 
+class _Source(BaseModel):
+    """One source as the loader sees it: its label, its samples query, and how its rows are counted."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    label: str
+    samples: str  # SQL with SAMPLE_COLUMNS
+    csv: Path | None = None  # a CSV file read by the typed scan; its rejects table is ``rejects``
+    rejects: str = ""
+    checked: str = ""  # otherwise the table of validated rows (with ``error``) behind ``samples``
+
+
 def _label(source: Source) -> str:
     return f"<relation {source.alias}>" if isinstance(source, duckdb.DuckDBPyRelation) else str(source)
 
 
-def _counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-    total, bad = con.execute("SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM rows").fetchall()[0]
-    return int(total), int(bad)
+def _is_csv(source: Source) -> bool:
+    return isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".csv" and Path(source).is_file()
 
 
-def _load_csv(con: duckdb.DuckDBPyConnection, index: int, path: Path) -> tuple[SourceSummary, list[RowError]]:
-    """One typed scan into ``rows``; then only the bad lines are read again and worded."""
-    rejects = f"fleet_rejects_{index}"
-    total_before, bad_before = _counts(con)
-    con.execute(f"INSERT INTO rows SELECT {ROW_COLUMNS}, ok FROM ({read_csv_typed(path, rejects)})")
-    total_after, bad_after = _counts(con)
-    parsed, bad = total_after - total_before, bad_after - bad_before
-    # one rejects entry per failing column: count rows by where they start
-    rejected = con.execute(f"SELECT count(DISTINCT line_byte_position) FROM {rejects} "
-                           "WHERE trim(csv_line, chr(10) || chr(13) || ' ') <> ''").fetchall()[0][0]
-    errors: list[RowError] = []
-    if bad or rejected:
-        # (bad rows of earlier files widen the filter; their good lines here give no error)
-        vehicles = [row[0] for row in con.execute(
-            "SELECT DISTINCT vehicle_id FROM rows WHERE NOT ok").fetchall()] if bad else []
-        located = con.execute(f"""SELECT DISTINCT file, line, error FROM ({locate_csv_errors(path, rejects, vehicles)})
-                                  ORDER BY line LIMIT {MAX_ROW_ERRORS}""").fetchall()
-        errors = [RowError(file=f, line=line, message=m) for f, line, m in located]
-    return SourceSummary(file=str(path), rows=parsed + rejected, rows_skipped=bad + rejected), errors
-
-
-def _load_checked(con: duckdb.DuckDBPyConnection, source: Source) -> tuple[SourceSummary, list[RowError]]:
-    """JSON lines, Parquet, relations: every row through the validation query (it words the errors)."""
+def _prepare(con: duckdb.DuckDBPyConnection, index: int, source: Source) -> _Source:
+    """A CSV file: the typed parallel scan, nothing read yet. Anything else: every row through the
+    validation query (it words the errors), kept in a table."""
     label = _label(source)
+    if not isinstance(source, duckdb.DuckDBPyRelation) and _is_csv(source):
+        rejects = f"fleet_rejects_{index}"
+        return _Source(label=label, samples=read_csv_typed(Path(source), rejects), csv=Path(source), rejects=rejects)
     if isinstance(source, duckdb.DuckDBPyRelation):
         staged = stage_relation(source, label=label)
         columns = check_columns(list(source.columns), label)
     else:
         staged = stage_file(con, Path(source))
         columns = check_columns(_staged_columns(con, staged), label)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {validation_sql(staged, columns)}")
-    con.execute("""INSERT INTO rows SELECT vehicle_id, ts, soc_pct, soh_pct, divergence_v, state = 'drive',
-                    install_date, error IS NULL FROM checked""")
-    total, bad = con.execute("SELECT count(*), count(*) FILTER (WHERE error IS NOT NULL) FROM checked"
-                             ).fetchall()[0]
-    located = con.execute(f"""SELECT file, line, error FROM checked WHERE error IS NOT NULL
-                              ORDER BY line LIMIT {MAX_ROW_ERRORS}""").fetchall()
-    con.execute("DROP TABLE checked")
-    return (SourceSummary(file=label, rows=total, rows_skipped=bad),
-            [RowError(file=f, line=line, message=m) for f, line, m in located])
+    table = f"fleet_checked_{index}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {validation_sql(staged, columns)}")
+    return _Source(label=label, checked=table, samples=(
+        "SELECT vehicle_id, ts, soc_pct, soh_pct, divergence_v, state = 'drive' AS drive, install_date, "
+        f"error IS NULL AS ok FROM {table}"))
 
 
 def _staged_columns(con: duckdb.DuckDBPyConnection, staged: str) -> list[str]:
     return [c for c in con.sql(f"SELECT * FROM ({staged}) LIMIT 0").columns if c not in {"file", "line"}]
 
 
+def _reduce(con: duckdb.DuckDBPyConnection, prepared: list[_Source]) -> None:
+    """The one pass over every source's samples into ``day_groups``; a failure names its source."""
+    if len(prepared) == 1:
+        samples, counts = prepared[0].samples, None
+    else:
+        samples = " UNION ALL ".join(f"SELECT {i} AS source, {SAMPLE_COLUMNS} FROM ({p.samples})"
+                                     for i, p in enumerate(prepared))
+        counts = {f"rows_{i}": f"count(*) FILTER (WHERE source = {i})" for i in range(len(prepared))}
+    try:
+        con.execute(fleet_rules.day_groups_sql(samples, counts))
+    except duckdb.Error as exc:
+        culprit = prepared[0].label
+        for item in prepared[1:] if len(prepared) > 1 else ():
+            try:
+                con.execute(f"SELECT count(*) FROM ({item.samples})").fetchall()
+            except duckdb.Error:
+                culprit = item.label
+                break
+        raise InputError(f"cannot read telematics: {str(exc).splitlines()[0]}", file=culprit) from None
+
+
+def _csv_errors(con: duckdb.DuckDBPyConnection, item: _Source, bad: int,
+                vehicles: list[str | None]) -> tuple[int, list[RowError]]:
+    """Rows DuckDB rejected, and the located errors of the bad lines (read again, only they)."""
+    assert item.csv is not None
+    # one rejects entry per failing column: count rows by where they start
+    rejected = con.execute(f"SELECT count(DISTINCT line_byte_position) FROM {item.rejects} "
+                           "WHERE trim(csv_line, chr(10) || chr(13) || ' ') <> ''").fetchall()[0][0]
+    if not (bad or rejected):
+        return 0, []
+    # (bad rows of other sources widen the filter; their good lines here give no error)
+    bad_lines = locate_csv_errors(item.csv, item.rejects, vehicles)
+    located = con.execute(f"SELECT DISTINCT file, line, error FROM ({bad_lines}) "
+                          f"ORDER BY line LIMIT {MAX_ROW_ERRORS}").fetchall()
+    return int(rejected), [RowError(file=f, line=line, message=m) for f, line, m in located]
+
+
+def _checked_errors(con: duckdb.DuckDBPyConnection, item: _Source) -> list[RowError]:
+    located = con.execute(f"""SELECT file, line, error FROM {item.checked} WHERE error IS NOT NULL
+                              ORDER BY line LIMIT {MAX_ROW_ERRORS}""").fetchall()
+    con.execute(f"DROP TABLE {item.checked}")
+    return [RowError(file=f, line=line, message=m) for f, line, m in located]
+
+
 def load(con: duckdb.DuckDBPyConnection, sources: Sequence[Source]) -> _Loaded:
-    """Fill ``rows`` (every parsed row with ``ok``) and the view ``telemetry`` (valid rows only)."""
+    """Read every source once into ``day_groups`` (see :func:`bench.fleet.rules.day_groups_sql`)."""
     if not sources:
         raise InputError("no telematics source given")
-    con.execute(ROWS_TABLE)
-    summaries: list[SourceSummary] = []
-    errors: list[RowError] = []
+    prepared: list[_Source] = []
     for index, source in enumerate(sources):
         try:
-            if isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".csv" \
-                    and Path(source).is_file():
-                summary, found = _load_csv(con, index, Path(source))
-            else:
-                summary, found = _load_checked(con, source)
+            prepared.append(_prepare(con, index, source))
         except duckdb.Error as exc:
             raise InputError(f"cannot read telematics: {str(exc).splitlines()[0]}", file=_label(source)) from None
-        summaries.append(summary)
+    _reduce(con, prepared)
+    column = "samples" if len(prepared) == 1 else "rows_{}"
+    counted = con.execute("SELECT " + ", ".join(
+        f"coalesce(sum({column.format(i)}), 0), coalesce(sum({column.format(i)}) FILTER (WHERE NOT ok), 0)"
+        for i in range(len(prepared))) + " FROM day_groups").fetchall()[0]
+    bad_rows = any(counted[1::2])
+    vehicles = [row[0] for row in con.execute(
+        "SELECT DISTINCT vehicle_id FROM day_groups WHERE NOT ok").fetchall()] if bad_rows else []
+    summaries: list[SourceSummary] = []
+    errors: list[RowError] = []
+    for i, item in enumerate(prepared):
+        parsed, bad = int(counted[2 * i]), int(counted[2 * i + 1])
+        if item.csv is not None:
+            rejected, found = _csv_errors(con, item, bad, vehicles)
+        else:
+            rejected, found = 0, _checked_errors(con, item)
+        summaries.append(SourceSummary(file=item.label, rows=parsed + rejected, rows_skipped=bad + rejected))
         errors.extend(found)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW telemetry AS SELECT {ROW_COLUMNS} FROM rows WHERE ok")
     errors.sort(key=lambda e: (e.file, e.line))
     summaries.sort(key=lambda s: s.file)
     return _Loaded(sources=summaries, errors=errors[:MAX_ROW_ERRORS])
 
 
 def evaluate(con: duckdb.DuckDBPyConnection) -> list[Flag]:
-    """Run every rule, as a daily monitor, over the ``telemetry`` table already loaded on ``con``."""
+    """Run every rule, as a daily monitor, over the ``day_groups`` table already loaded on ``con``."""
     for statement in fleet_rules.PREPARE_SQL:
         con.execute(statement)
     flags: list[Flag] = []
@@ -242,12 +280,13 @@ def analyze(sources: Source | Sequence[Source], *,
     )
     con = con or connect()
     loaded = load(con, items)
-    totals = con.execute(
-        "SELECT count(DISTINCT vehicle_id), count(*), min(ts), max(ts) FROM telemetry").fetchall()[0]
+    flags = evaluate(con)
+    totals = con.execute("SELECT count(DISTINCT vehicle_id), coalesce(sum(samples), 0), min(first_ts), max(last_ts) "
+                         "FROM daily").fetchall()[0]
     return FleetReport(
-        sources=loaded.sources, vehicles=totals[0], rows_used=totals[1],
+        sources=loaded.sources, vehicles=totals[0], rows_used=int(totals[1]),
         period_start=_jsonable(totals[2]), period_end=_jsonable(totals[3]),
         row_errors_total=sum(s.rows_skipped for s in loaded.sources),
         row_errors=loaded.errors,
-        flags=evaluate(con),
+        flags=flags,
     )

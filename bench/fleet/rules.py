@@ -6,15 +6,17 @@ monitoring rules: a dashboard raises an alert on the day the condition appears. 
 therefore evaluated on every day a vehicle has data, as a monitor would have seen it that evening:
 a trailing window ending on that day, on daily aggregates (median of the day's samples, so
 single-sample glitches cannot move it) and, where it judges a trend, an ordinary least-squares
-line through those daily values (window aggregates, so one pass per rule). The days on which a
+line through those daily values (window aggregates; one ordering of the daily table serves every
+rule). The days on which a
 rule held form alerts: first day held, last day held, and whether it still holds on the vehicle's
 last day (*active*). An event in March that nobody serviced is thus reported in December, and
 "what holds now" is the subset of active alerts.
 
-Input: a table ``telemetry(vehicle_id, ts, soc_pct, soh_pct, divergence_v, drive, install_date)``
-of validated rows. :data:`PREPARE_SQL` builds the shared ``daily`` and ``phases`` tables; each
-:class:`Rule` has a per-day query (``vehicle_id, day, held`` and its evidence columns) and
-:func:`alerts_sql` turns the held days into alerts carrying the evidence of their last held day.
+Input: any query of samples ``(vehicle_id, ts, soc_pct, soh_pct, divergence_v, drive, install_date,
+ok)``. :func:`day_groups_sql` reduces them in one pass to one row per vehicle and day (including
+the day's drive segments); :data:`PREPARE_SQL` then builds the ``daily``, ``phases`` and
+``monitor`` tables (the last holds, per vehicle and day, whether each rule held), and
+:func:`alerts_sql` turns a rule's held days into alerts carrying the evidence of their last held day.
 """
 
 from __future__ import annotations
@@ -66,34 +68,79 @@ CHARGE_WINDOW_DAYS = 30
 EPOCH = "DATE '2000-01-01'"  # x origin of the fits (days); slopes do not depend on it
 
 
-PREPARE_SQL: tuple[str, ...] = (
-    # One row per vehicle and UTC day with data; the day's last sample stands for the monitor's "now".
-    # ``n`` numbers a vehicle's days with data (alerts are merged across gaps counted in them).
-    f"""CREATE OR REPLACE TEMP TABLE daily AS
-       SELECT *, row_number() OVER (v ORDER BY day) AS n, max(day) OVER v AS last_day
-       FROM (SELECT vehicle_id, ts::DATE AS day, median(soh_pct) AS soh, count(*) AS samples,
-                    max(ts) AS last_ts, max(install_date) AS install_date,
-                    date_diff('day', {EPOCH}, ts::DATE)::DOUBLE AS x,
-                    list_median(arg_max(divergence_v, soc_pct, {FULL_SAMPLES})
-                                FILTER (WHERE soc_pct >= {FULL_SOC_PCT})) AS full_divergence
-             FROM telemetry GROUP BY vehicle_id, ts::DATE)
-       WINDOW v AS (PARTITION BY vehicle_id)""",
-    # Extended drive phases: a run of drive rows with no other state and no gap > PHASE_GAP_HOURS.
-    f"""CREATE OR REPLACE TEMP TABLE phases AS
-       WITH seq AS (
-         SELECT vehicle_id, ts, soc_pct, drive,
-                drive IS DISTINCT FROM lag(drive) OVER w
-                  OR ts - lag(ts) OVER w > INTERVAL {PHASE_GAP_HOURS} HOUR AS starts_phase
-         FROM telemetry WINDOW w AS (PARTITION BY vehicle_id ORDER BY ts)),
-       drive AS (
-         SELECT vehicle_id, ts, soc_pct,
-                sum(starts_phase::INTEGER) OVER (PARTITION BY vehicle_id ORDER BY ts
-                                                 ROWS UNBOUNDED PRECEDING) AS phase
-         FROM seq WHERE drive)
-       SELECT vehicle_id, min(ts) AS start, max(ts) AS stop, max(soc_pct) AS max_soc
-       FROM drive GROUP BY vehicle_id, phase
-       HAVING max(ts) - min(ts) >= INTERVAL {EXTENDED_DRIVE_HOURS} HOUR""",
-)
+GAP_US = PHASE_GAP_HOURS * 3_600_000_000
+EXTENDED_US = EXTENDED_DRIVE_HOURS * 3_600_000_000
+
+
+def day_groups_sql(samples: str, counts: dict[str, str] | None = None) -> str:
+    """The one pass over the samples: a row per vehicle, UTC day and validity (``ok``).
+
+    ``samples`` yields ``vehicle_id, ts, soc_pct, soh_pct, divergence_v, drive, install_date, ok``;
+    ``counts`` adds named counts (for example per source). Rows that fail validation fall into
+    their own groups (``ok`` false) and are only counted. Everything a rule needs per sample is
+    reduced here, so no per-sample table is written and no sample is sorted across the fleet:
+
+    - the daily values: median SOH (single-sample glitches cannot move it), the last sample (the
+      monitor's "now"), the full-charge divergence measurement;
+    - the day's drive segments: the day's samples as a list (``epoch µs * 2 + drive``), sorted
+      within the day only (a few dozen values), give each run of drive samples with no other state
+      between and no gap over PHASE_GAP_HOURS; with its first and last sample, its highest SOC, and
+      whether it starts with the day's first sample or ends with its last (it may then continue
+      across midnight: :data:`PREPARE_SQL` stitches those).
+    """
+    extra = "".join(f"{expr} AS {name}, " for name, expr in (counts or {}).items())
+    # starts / ends: the µs of each drive sample that begins / ends a segment (k = µs * 2 + 1 for drive)
+    boundary = ("list_filter(list_transform(s, lambda k, i: CASE WHEN k % 2 <> 0 AND ({edge} "
+                "OR s[{near}] % 2 = 0 OR {gap} > {twice_gap}) THEN (k - 1) // 2 END), lambda u: u IS NOT NULL)")
+    starts = boundary.format(edge="i = 1", near="i - 1", gap="k - s[i - 1]", twice_gap=2 * GAP_US)
+    ends = boundary.format(edge="i = len(s)", near="i + 1", gap="s[i + 1] - k", twice_gap=2 * GAP_US)
+    return f"""CREATE OR REPLACE TEMP TABLE day_groups AS
+       SELECT * EXCLUDE (s, drives, starts, ends),
+              list_transform(starts, lambda start, j: {{
+                'start': start, 'stop': ends[j],
+                'max_soc': list_max(list_transform(list_filter(drives, lambda d: d.us BETWEEN start AND ends[j]),
+                                                   lambda d: d.soc)),
+                'opens': j = 1 AND start * 2 + 1 = s[1],
+                'closes': j = len(ends) AND ends[j] * 2 + 1 = s[-1]}}) AS segments
+       FROM (SELECT *, {starts} AS starts, {ends} AS ends
+             FROM (SELECT * EXCLUDE (seq), CASE WHEN drives IS NOT NULL THEN list_sort(seq) END AS s
+                   FROM (SELECT vehicle_id, ts::DATE AS day, ok, count(*) AS samples, {extra}
+                                median(soh_pct) AS soh, min(ts) AS first_ts, max(ts) AS last_ts,
+                                max(install_date) AS install_date,
+                                list_median(arg_max(divergence_v, soc_pct, {FULL_SAMPLES})
+                                            FILTER (WHERE soc_pct >= {FULL_SOC_PCT})) AS full_divergence,
+                                list(epoch_us(ts) * 2 + drive::BIGINT) AS seq,
+                                list({{'us': epoch_us(ts), 'soc': soc_pct}}) FILTER (WHERE drive AND ok) AS drives
+                         FROM ({samples}) GROUP BY vehicle_id, ts::DATE, ok)))"""
+
+
+# The valid days, with the x of the fits; ``n`` numbers a vehicle's days with data (alerts are
+# merged across gaps counted in them) and ``last_day`` is its last one (the monitor's "now").
+DAILY_SQL = f"""CREATE OR REPLACE TEMP TABLE daily AS
+    SELECT vehicle_id, day, soh, samples, first_ts, last_ts, install_date, full_divergence,
+           date_diff('day', {EPOCH}, day)::DOUBLE AS x, row_number() OVER v AS n,
+           last_value(day) OVER (v ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS last_day
+    FROM day_groups WHERE ok WINDOW v AS (PARTITION BY vehicle_id ORDER BY day)"""
+
+# Extended drive phases: a day's drive segments are phases unless they touch midnight; those
+# that do are stitched to the neighbouring day's (the previous day's last segment ends with its
+# last sample, this one starts with the day's first, and the gap is <= PHASE_GAP_HOURS).
+PHASES_SQL = f"""CREATE OR REPLACE TEMP TABLE phases AS
+       WITH segment AS (
+         SELECT vehicle_id, g.start, g.stop, g.max_soc, g.opens, g.closes
+         FROM (SELECT vehicle_id, unnest(segments) AS g FROM day_groups WHERE ok AND segments IS NOT NULL)),
+       edge AS (
+         SELECT *, coalesce(opens AND lag(closes) OVER w AND start - lag(stop) OVER w <= {GAP_US}, false) AS joins
+         FROM segment WHERE opens OR closes WINDOW w AS (PARTITION BY vehicle_id ORDER BY start)),
+       stitched AS (
+         SELECT vehicle_id, min(start) AS start, max(stop) AS stop, max(max_soc) AS max_soc
+         FROM (SELECT *, sum((NOT joins)::INTEGER) OVER (PARTITION BY vehicle_id ORDER BY start
+                                                          ROWS UNBOUNDED PRECEDING) AS chain FROM edge)
+         GROUP BY vehicle_id, chain)
+       SELECT vehicle_id, make_timestamp(start) AS start, make_timestamp(stop) AS stop, max_soc
+       FROM (SELECT vehicle_id, start, stop, max_soc FROM segment WHERE NOT (opens OR closes)
+             UNION ALL SELECT * FROM stitched)
+       WHERE stop - start >= {EXTENDED_US}"""
 
 
 @dataclass(frozen=True)
@@ -101,7 +148,9 @@ class Rule:
     """One decision rule: its per-day query, the evidence of an alert, and the action it prescribes.
 
     ``days_sql`` returns one row per vehicle and day with data: ``vehicle_id, day, n, last_day``
-    (from ``daily``), ``held`` and any evidence columns it has anyway. ``evidence_sql`` (optional)
+    (from ``daily``), ``held`` and any evidence columns it has anyway. A rule that can only hold on
+    a vehicle with some cheap sign (a day below the SOH limit, ...) reads only those vehicles' days:
+    the days it leaves out are days it does not hold. ``evidence_sql`` (optional)
     computes the rest of the evidence only for the days that need it, the rows of ``alert_days``
     (``vehicle_id, day``: each alert's last held day); it is far cheaper than carrying every
     evidence column through the day-by-day windows.
@@ -154,31 +203,32 @@ DIVERGENCE_DRIFT_SQL, DIVERGENCE_DRIFT_EVIDENCE = _trend(
 
 # Most of the daily median SOH values of the last SOH_CURRENT_DAYS days below the threshold (their
 # median is, for an odd count): a count per window, far cheaper than a windowed median.
+# Only vehicles with a day below the threshold can hold.
 SOH_LOW_SQL = f"""
     SELECT vehicle_id, day, n, last_day,
            coalesce(2 * sum((soh < {SOH_REPLACE_PCT})::INTEGER) OVER w > count(soh) OVER w, false) AS held
-    FROM daily WINDOW w AS {_trailing(SOH_CURRENT_DAYS)}"""
+    FROM daily WHERE vehicle_id IN (SELECT vehicle_id FROM daily WHERE soh < {SOH_REPLACE_PCT})
+    WINDOW w AS {_trailing(SOH_CURRENT_DAYS)}"""
 SOH_LOW_EVIDENCE = f"""
     SELECT a.vehicle_id, a.day, median(d.soh) AS soh_pct, min(d.day) AS window_start, a.day AS window_end,
            sum(d.samples) AS samples
     FROM {_in_window(SOH_CURRENT_DAYS, "soh")} GROUP BY a.vehicle_id, a.day"""
 
-# On each measurement day: how many consecutive measurement days above the limit end there
-# (``run`` counts the measurements at or below it so far, so one run = one streak). Every day then
-# carries the verdict of its latest measurement (ASOF join): a vehicle that has not been fully
-# charged since still has the divergence last measured.
+# On each measurement day: the latest PERSISTENT_MIN_DAYS measurements (this one included) are all
+# above the limit, i.e. a streak of at least that many consecutive measurement days above it ends
+# there. Every day then carries the verdict of its latest measurement (ASOF join): a vehicle that
+# has not been fully charged since still has the divergence last measured. Only vehicles with a
+# measurement above the limit can hold.
 DIVERGENCE_PERSISTENT_SQL = f"""
-    WITH m AS (
-      SELECT vehicle_id, day, full_divergence > {DIVERGENCE_LIMIT_V} AS above,
-             sum((full_divergence <= {DIVERGENCE_LIMIT_V})::INTEGER)
-               OVER (PARTITION BY vehicle_id ORDER BY day ROWS UNBOUNDED PRECEDING) AS run
-      FROM daily WHERE full_divergence IS NOT NULL),
+    WITH v AS (SELECT * FROM daily
+               WHERE vehicle_id IN (SELECT vehicle_id FROM daily WHERE full_divergence > {DIVERGENCE_LIMIT_V})),
     streak AS (
-      SELECT vehicle_id, day, above,
-             sum(above::INTEGER) OVER (PARTITION BY vehicle_id, run ORDER BY day ROWS UNBOUNDED PRECEDING) AS days
-      FROM m)
-    SELECT d.vehicle_id, d.day, d.n, d.last_day, coalesce(s.above AND s.days >= {PERSISTENT_MIN_DAYS}, false) AS held
-    FROM daily d ASOF LEFT JOIN streak s ON d.vehicle_id = s.vehicle_id AND d.day >= s.day"""
+      SELECT vehicle_id, day, count(*) OVER w = {PERSISTENT_MIN_DAYS}
+                              AND min(full_divergence) OVER w > {DIVERGENCE_LIMIT_V} AS persistent
+      FROM v WHERE full_divergence IS NOT NULL
+      WINDOW w AS (PARTITION BY vehicle_id ORDER BY day ROWS {PERSISTENT_MIN_DAYS - 1} PRECEDING))
+    SELECT d.vehicle_id, d.day, d.n, d.last_day, coalesce(s.persistent, false) AS held
+    FROM v d ASOF LEFT JOIN streak s ON d.vehicle_id = s.vehicle_id AND d.day >= s.day"""
 # The streak behind an alert day: the measurements after the last one at or below the limit.
 DIVERGENCE_PERSISTENT_EVIDENCE = f"""
     WITH measured AS (
@@ -198,14 +248,18 @@ DIVERGENCE_PERSISTENT_EVIDENCE = f"""
     GROUP BY m.vehicle_id, m.day"""
 
 # At the end of each extended drive, over the extended drives of the last CHARGE_WINDOW_DAYS
-# (``k`` numbers a vehicle's drives); every day carries the verdict of its latest drive.
+# (``k`` numbers a vehicle's drives); every day carries the verdict of its latest drive. Only
+# vehicles with at least CHARGE_MIN_FAILURES failed drives in all can hold.
 _CHARGE_WINDOW = (f"(PARTITION BY vehicle_id ORDER BY stop "
                   f"RANGE BETWEEN INTERVAL {CHARGE_WINDOW_DAYS} DAY PRECEDING AND CURRENT ROW)")
 CHARGING_ANOMALY_SQL = f"""
-    WITH p AS (
+    WITH candidates AS (
+      SELECT vehicle_id FROM phases WHERE max_soc <= {CHARGE_TARGET_SOC_PCT}
+      GROUP BY vehicle_id HAVING count(*) >= {CHARGE_MIN_FAILURES}),
+    p AS (
       SELECT vehicle_id, stop, max_soc <= {CHARGE_TARGET_SOC_PCT} AS failed,
              row_number() OVER (PARTITION BY vehicle_id ORDER BY stop) AS k
-      FROM phases),
+      FROM phases WHERE vehicle_id IN (SELECT vehicle_id FROM candidates)),
     judged AS (
       SELECT vehicle_id, stop, sum(failed::INTEGER) OVER w AS failures,
              k - min(CASE WHEN failed THEN k END) OVER w + 1 AS drives_since_first_failure
@@ -213,7 +267,8 @@ CHARGING_ANOMALY_SQL = f"""
     SELECT d.vehicle_id, d.day, d.n, d.last_day,
            coalesce(j.failures >= {CHARGE_MIN_FAILURES}
                     AND j.failures >= {CHARGE_MIN_FAILURE_SHARE} * j.drives_since_first_failure, false) AS held
-    FROM daily d ASOF LEFT JOIN judged j ON d.vehicle_id = j.vehicle_id AND d.last_ts >= j.stop"""
+    FROM (SELECT * FROM daily WHERE vehicle_id IN (SELECT vehicle_id FROM candidates)) d
+         ASOF LEFT JOIN judged j ON d.vehicle_id = j.vehicle_id AND d.last_ts >= j.stop"""
 # The drives behind an alert day: those of the window ending at the day's latest drive.
 CHARGING_ANOMALY_EVIDENCE = f"""
     WITH latest AS (
@@ -290,3 +345,6 @@ RULES: tuple[Rule, ...] = (
          DIVERGENCE_PERSISTENT_SQL, _warranty_action, DIVERGENCE_PERSISTENT_EVIDENCE),
 )
 RULE_NAMES = tuple(r.name for r in RULES)
+
+# Run in order after :func:`day_groups_sql`: the tables every rule's days and evidence read.
+PREPARE_SQL: tuple[str, ...] = (DAILY_SQL, PHASES_SQL)
