@@ -82,36 +82,37 @@ def day_groups_sql(samples: str, counts: dict[str, str] | None = None) -> str:
 
     - the daily values: median SOH (single-sample glitches cannot move it), the last sample (the
       monitor's "now"), the full-charge divergence measurement;
-    - the day's drive segments: the day's samples as a list (``epoch µs * 2 + drive``), sorted
-      within the day only (a few dozen values), give each run of drive samples with no other state
-      between and no gap over PHASE_GAP_HOURS; with its first and last sample, its highest SOC, and
-      whether it starts with the day's first sample or ends with its last (it may then continue
-      across midnight: :data:`PREPARE_SQL` stitches those).
+    - the day's drive segments: runs of drive samples with no other state between and no gap over
+      PHASE_GAP_HOURS, each with its first and last sample, its highest SOC, and whether it starts
+      with the day's first sample or ends with its last (it may then continue across midnight:
+      :data:`PHASES_SQL` stitches those). Only the day's own samples are sorted (a few dozen):
+      ``s``, every sample as ``epoch µs * 2 + drive``, gives ``p``, the position of each drive
+      sample among them; ``ds``, the drive samples (µs, SOC) in time order, is cut where two
+      consecutive drive samples are not neighbours in ``s`` or lie too far apart (``b``: the
+      index in ``ds`` where each segment begins; it ends where the next begins).
     """
     extra = "".join(f"{expr} AS {name}, " for name, expr in (counts or {}).items())
-    # starts / ends: the µs of each drive sample that begins / ends a segment (k = µs * 2 + 1 for drive)
-    boundary = ("list_filter(list_transform(s, lambda k, i: CASE WHEN k % 2 <> 0 AND ({edge} "
-                "OR s[{near}] % 2 = 0 OR {gap} > {twice_gap}) THEN (k - 1) // 2 END), lambda u: u IS NOT NULL)")
-    starts = boundary.format(edge="i = 1", near="i - 1", gap="k - s[i - 1]", twice_gap=2 * GAP_US)
-    ends = boundary.format(edge="i = len(s)", near="i + 1", gap="s[i + 1] - k", twice_gap=2 * GAP_US)
+    last = "coalesce(b[m + 1] - 1, len(ds))"  # index in ds of the last sample of segment m
     return f"""CREATE OR REPLACE TEMP TABLE day_groups AS
-       SELECT * EXCLUDE (s, drives, starts, ends),
-              list_transform(starts, lambda start, j: {{
-                'start': start, 'stop': ends[j],
-                'max_soc': list_max(list_transform(list_filter(drives, lambda d: d.us BETWEEN start AND ends[j]),
-                                                   lambda d: d.soc)),
-                'opens': j = 1 AND start * 2 + 1 = s[1],
-                'closes': j = len(ends) AND ends[j] * 2 + 1 = s[-1]}}) AS segments
-       FROM (SELECT *, {starts} AS starts, {ends} AS ends
-             FROM (SELECT * EXCLUDE (seq), CASE WHEN drives IS NOT NULL THEN list_sort(seq) END AS s
-                   FROM (SELECT vehicle_id, ts::DATE AS day, ok, count(*) AS samples, {extra}
-                                median(soh_pct) AS soh, min(ts) AS first_ts, max(ts) AS last_ts,
-                                max(install_date) AS install_date,
-                                list_median(arg_max(divergence_v, soc_pct, {FULL_SAMPLES})
-                                            FILTER (WHERE soc_pct >= {FULL_SOC_PCT})) AS full_divergence,
-                                list(epoch_us(ts) * 2 + drive::BIGINT) AS seq,
-                                list({{'us': epoch_us(ts), 'soc': soc_pct}}) FILTER (WHERE drive AND ok) AS drives
-                         FROM ({samples}) GROUP BY vehicle_id, ts::DATE, ok)))"""
+       SELECT * EXCLUDE (s, ds, p, b),
+              list_transform(b, lambda a, m: {{
+                'start': ds[a].us, 'stop': ds[{last}].us,
+                'max_soc': list_max(list_transform(ds[a:{last}], lambda d: d.soc)),
+                'opens': p[a] = 1, 'closes': p[{last}] = len(s)}}) AS segments
+       FROM (SELECT *, list_filter(range(1, len(ds) + 1), lambda j: j = 1 OR p[j] <> p[j - 1] + 1
+                                                               OR ds[j].us - ds[j - 1].us > {GAP_US}) AS b
+             FROM (SELECT * EXCLUDE (seq, drives), list_sort(drives) AS ds,
+                          list_filter(list_transform(s, lambda k, i: CASE WHEN k % 2 <> 0 THEN i END),
+                                      lambda i: i IS NOT NULL) AS p
+                   FROM (SELECT *, CASE WHEN drives IS NOT NULL THEN list_sort(seq) END AS s
+                         FROM (SELECT vehicle_id, ts::DATE AS day, ok, count(*) AS samples, {extra}
+                                      median(soh_pct) AS soh, min(ts) AS first_ts, max(ts) AS last_ts,
+                                      max(install_date) AS install_date,
+                                      list_median(arg_max(divergence_v, soc_pct, {FULL_SAMPLES})
+                                                  FILTER (WHERE soc_pct >= {FULL_SOC_PCT})) AS full_divergence,
+                                      list(epoch_us(ts) * 2 + drive::BIGINT) AS seq,
+                                      list({{'us': epoch_us(ts), 'soc': soc_pct}}) FILTER (WHERE drive AND ok) AS drives
+                               FROM ({samples}) GROUP BY vehicle_id, ts::DATE, ok))))"""
 
 
 # The valid days, with the x of the fits; ``n`` numbers a vehicle's days with data (alerts are
@@ -177,13 +178,17 @@ def _in_window(days: int, value: str) -> str:
 def _trend(value: str, window_days: int, min_days: int, per_days: float, condition: str) -> tuple[str, str]:
     """Least-squares slope of a daily value over the trailing window ending on each day.
 
-    ``condition`` is on ``slope`` (per ``per_days``). Returns the per-day query and the evidence query.
+    ``condition`` is on ``slope`` (per ``per_days``). Returns the held expression (evaluated in
+    :data:`TRENDS_SQL`) and the evidence query.
     """
-    slope = f"regr_slope({value}, x) OVER w * {per_days}"
-    days_sql = f"""
-        SELECT vehicle_id, day, n, last_day,
-               coalesce(count({value}) OVER w >= {min_days} AND {condition.replace("slope", slope)}, false) AS held
-        FROM daily WINDOW w AS {_trailing(window_days)}"""
+    window = _trailing(window_days)
+    slope = f"regr_slope({value}, x) OVER {window} * {per_days}"
+    if value == "soh":  # never NULL on a day with data: "min_days in the window" is one lag away
+        enough = (f"lag(day, {min_days - 1}) OVER (PARTITION BY vehicle_id ORDER BY day) "
+                  f">= day - INTERVAL {window_days - 1} DAY")
+    else:
+        enough = f"count({value}) OVER {window} >= {min_days}"
+    held_sql = f"coalesce({enough} AND {condition.replace('slope', slope)}, false)"
     fit = f"regr_slope(d.{value}, d.x)"
     evidence_sql = f"""
         SELECT a.vehicle_id, a.day, min(d.day) AS window_start, max(d.day) AS window_end, count(*) AS days,
@@ -192,14 +197,21 @@ def _trend(value: str, window_days: int, min_days: int, per_days: float, conditi
                regr_avgy(d.{value}, d.x) + {fit} * (max(d.x) - regr_avgx(d.{value}, d.x)) AS fitted_end,
                regr_r2(d.{value}, d.x) AS r2
         FROM {_in_window(window_days, value)} GROUP BY a.vehicle_id, a.day"""
-    return days_sql, evidence_sql
+    return held_sql, evidence_sql
 
 
-SOH_DECLINE_SQL, SOH_DECLINE_EVIDENCE = _trend(
+_SOH_DECLINE_HELD, SOH_DECLINE_EVIDENCE = _trend(
     "soh", SOH_WINDOW_DAYS, SOH_MIN_DAYS, DAYS_PER_QUARTER, f"slope < -{SOH_DECLINE_PCT_PER_QUARTER}")
-DIVERGENCE_DRIFT_SQL, DIVERGENCE_DRIFT_EVIDENCE = _trend(
+_DIVERGENCE_DRIFT_HELD, DIVERGENCE_DRIFT_EVIDENCE = _trend(
     "full_divergence", DIVERGENCE_WINDOW_DAYS, DIVERGENCE_MIN_DAYS, DAYS_PER_MONTH,
     f"slope > {DIVERGENCE_DRIFT_V_PER_MONTH}")
+# Both trend rules in one pass over the daily table (one ordering serves both windows).
+TRENDS_SQL = f"""CREATE OR REPLACE TEMP TABLE trends AS
+    SELECT vehicle_id, day, n, last_day, {_SOH_DECLINE_HELD} AS soh_decline,
+           {_DIVERGENCE_DRIFT_HELD} AS divergence_drift
+    FROM daily"""
+SOH_DECLINE_SQL = "SELECT vehicle_id, day, n, last_day, soh_decline AS held FROM trends"
+DIVERGENCE_DRIFT_SQL = "SELECT vehicle_id, day, n, last_day, divergence_drift AS held FROM trends"
 
 # Most of the daily median SOH values of the last SOH_CURRENT_DAYS days below the threshold (their
 # median is, for an odd count): a count per window, far cheaper than a windowed median.
@@ -231,10 +243,11 @@ DIVERGENCE_PERSISTENT_SQL = f"""
     FROM v d ASOF LEFT JOIN streak s ON d.vehicle_id = s.vehicle_id AND d.day >= s.day"""
 # The streak behind an alert day: the measurements after the last one at or below the limit.
 DIVERGENCE_PERSISTENT_EVIDENCE = f"""
-    WITH measured AS (
+    WITH alerted AS (SELECT * FROM daily WHERE vehicle_id IN (SELECT vehicle_id FROM alert_days)),
+    measured AS (
       SELECT a.vehicle_id, a.day, d.day AS measured_day, d.full_divergence AS div
-      FROM alert_days a JOIN daily d ON d.vehicle_id = a.vehicle_id AND d.day <= a.day
-                                     AND d.full_divergence IS NOT NULL),
+      FROM alert_days a JOIN alerted d ON d.vehicle_id = a.vehicle_id AND d.day <= a.day
+                                       AND d.full_divergence IS NOT NULL),
     since_ok AS (
       SELECT vehicle_id, day, max(measured_day) FILTER (WHERE div <= {DIVERGENCE_LIMIT_V}) AS last_ok
       FROM measured GROUP BY vehicle_id, day)
@@ -243,7 +256,7 @@ DIVERGENCE_PERSISTENT_EVIDENCE = f"""
            any_value(d.install_date) AS install_date, any_value(d.last_ts) AS t_end,
            date_diff('day', any_value(d.install_date), any_value(d.last_ts)) / 365.25 AS pack_age_years
     FROM measured m JOIN since_ok o USING (vehicle_id, day)
-         JOIN daily d ON d.vehicle_id = m.vehicle_id AND d.day = m.day
+         JOIN alerted d ON d.vehicle_id = m.vehicle_id AND d.day = m.day
     WHERE o.last_ok IS NULL OR m.measured_day > o.last_ok
     GROUP BY m.vehicle_id, m.day"""
 
@@ -271,13 +284,14 @@ CHARGING_ANOMALY_SQL = f"""
          ASOF LEFT JOIN judged j ON d.vehicle_id = j.vehicle_id AND d.last_ts >= j.stop"""
 # The drives behind an alert day: those of the window ending at the day's latest drive.
 CHARGING_ANOMALY_EVIDENCE = f"""
-    WITH latest AS (
+    WITH alerted AS (SELECT * FROM phases WHERE vehicle_id IN (SELECT vehicle_id FROM alert_days)),
+    latest AS (
       SELECT a.vehicle_id, a.day, j.stop
       FROM alert_days a JOIN daily d ON d.vehicle_id = a.vehicle_id AND d.day = a.day
-           ASOF JOIN phases j ON j.vehicle_id = a.vehicle_id AND d.last_ts >= j.stop),
+           ASOF JOIN alerted j ON j.vehicle_id = a.vehicle_id AND d.last_ts >= j.stop),
     drives AS (
       SELECT l.vehicle_id, l.day, p.start, p.stop, p.max_soc, p.max_soc <= {CHARGE_TARGET_SOC_PCT} AS failed
-      FROM latest l JOIN phases p ON p.vehicle_id = l.vehicle_id
+      FROM latest l JOIN alerted p ON p.vehicle_id = l.vehicle_id
                                   AND p.stop BETWEEN l.stop - INTERVAL {CHARGE_WINDOW_DAYS} DAY AND l.stop),
     first AS (SELECT vehicle_id, day, min(stop) FILTER (WHERE failed) AS first_failed_stop
               FROM drives GROUP BY vehicle_id, day)
@@ -347,4 +361,4 @@ RULES: tuple[Rule, ...] = (
 RULE_NAMES = tuple(r.name for r in RULES)
 
 # Run in order after :func:`day_groups_sql`: the tables every rule's days and evidence read.
-PREPARE_SQL: tuple[str, ...] = (DAILY_SQL, PHASES_SQL)
+PREPARE_SQL: tuple[str, ...] = (DAILY_SQL, PHASES_SQL, TRENDS_SQL)

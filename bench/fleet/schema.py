@@ -143,13 +143,16 @@ def _valid_sql(columns: list[str], typed: dict[str, str]) -> str:
     return f"coalesce({' AND '.join(checks)}, false)"
 
 
-def read_csv_typed(path: Path, rejects: str) -> str:
+def read_csv_typed(path: Path, rejects: str, *, trim_ids: bool = False) -> str:
     """One parallel, typed DuckDB scan of a CSV file: the documented columns plus ``ok``.
 
     Rows DuckDB cannot parse (wrong field count, a value that does not cast) go to the rejects
     table ``rejects`` with their line number and text; rows that parse but fail a range or state
     check come out with ``ok`` false. Neither costs a per-row pass outside DuckDB; only the few bad
     lines are later read again to word their message (:func:`locate_csv_errors`).
+
+    ``trim_ids``: strip blanks around vehicle ids. Exports rarely pad them, so the caller reads
+    them as they are and asks for this only when a padded id turns up among the distinct ids.
     """
     header = csv_header(path)
     columns = check_columns(header, str(path))
@@ -160,8 +163,8 @@ def read_csv_typed(path: Path, rejects: str) -> str:
     # Per-row expressions are a large share of the scan: clean values take the cheap branch
     # (CASE evaluates the other one only for the rows that need it), and the UTC time is taken
     # from the instant's microseconds rather than through a time-zone conversion.
-    typed["vehicle_id"] = ('CASE WHEN starts_with("vehicle_id", \' \') OR ends_with("vehicle_id", \' \') '
-                           'THEN trim("vehicle_id") ELSE "vehicle_id" END')
+    if trim_ids:
+        typed["vehicle_id"] = 'trim("vehicle_id")'
     known = ", ".join(_sql_str(s) for s in STATES)
     typed["state"] = f'CASE WHEN "state" IN ({known}) THEN "state" ELSE lower(trim("state")) END'
     typed["timestamp"] = 'make_timestamp(epoch_us("timestamp"))'
