@@ -115,14 +115,6 @@ def day_groups_sql(samples: str, counts: dict[str, str] | None = None) -> str:
                                FROM ({samples}) GROUP BY vehicle_id, ts::DATE, ok))))"""
 
 
-# The valid days, with the x of the fits; ``n`` numbers a vehicle's days with data (alerts are
-# merged across gaps counted in them) and ``last_day`` is its last one (the monitor's "now").
-DAILY_SQL = f"""CREATE OR REPLACE TEMP TABLE daily AS
-    SELECT vehicle_id, day, soh, samples, first_ts, last_ts, install_date, full_divergence,
-           date_diff('day', {EPOCH}, day)::DOUBLE AS x, row_number() OVER v AS n,
-           last_value(day) OVER (v ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS last_day
-    FROM day_groups WHERE ok WINDOW v AS (PARTITION BY vehicle_id ORDER BY day)"""
-
 # Extended drive phases: a day's drive segments are phases unless they touch midnight; those
 # that do are stitched to the neighbouring day's (the previous day's last segment ends with its
 # last sample, this one starts with the day's first, and the gap is <= PHASE_GAP_HOURS).
@@ -179,7 +171,7 @@ def _trend(value: str, window_days: int, min_days: int, per_days: float, conditi
     """Least-squares slope of a daily value over the trailing window ending on each day.
 
     ``condition`` is on ``slope`` (per ``per_days``). Returns the held expression (evaluated in
-    :data:`TRENDS_SQL`) and the evidence query.
+    :data:`DAILY_SQL`) and the evidence query.
     """
     window = _trailing(window_days)
     slope = f"regr_slope({value}, x) OVER {window} * {per_days}"
@@ -205,13 +197,19 @@ _SOH_DECLINE_HELD, SOH_DECLINE_EVIDENCE = _trend(
 _DIVERGENCE_DRIFT_HELD, DIVERGENCE_DRIFT_EVIDENCE = _trend(
     "full_divergence", DIVERGENCE_WINDOW_DAYS, DIVERGENCE_MIN_DAYS, DAYS_PER_MONTH,
     f"slope > {DIVERGENCE_DRIFT_V_PER_MONTH}")
-# Both trend rules in one pass over the daily table (one ordering serves both windows).
-TRENDS_SQL = f"""CREATE OR REPLACE TEMP TABLE trends AS
-    SELECT vehicle_id, day, n, last_day, {_SOH_DECLINE_HELD} AS soh_decline,
-           {_DIVERGENCE_DRIFT_HELD} AS divergence_drift
-    FROM daily"""
-SOH_DECLINE_SQL = "SELECT vehicle_id, day, n, last_day, soh_decline AS held FROM trends"
-DIVERGENCE_DRIFT_SQL = "SELECT vehicle_id, day, n, last_day, divergence_drift AS held FROM trends"
+# The valid days, with the x of the fits; ``n`` numbers a vehicle's days with data (alerts are
+# merged across gaps counted in them) and ``last_day`` is its last one (the monitor's "now"). The
+# trend rules are judged here too: one ordering of the daily table serves all these windows.
+DAILY_SQL = f"""CREATE OR REPLACE TEMP TABLE daily AS
+    SELECT *, row_number() OVER v AS n,
+           last_value(day) OVER (v ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS last_day,
+           {_SOH_DECLINE_HELD} AS soh_decline, {_DIVERGENCE_DRIFT_HELD} AS divergence_drift
+    FROM (SELECT vehicle_id, day, soh, samples, first_ts, last_ts, install_date, full_divergence,
+                 date_diff('day', {EPOCH}, day)::DOUBLE AS x
+          FROM day_groups WHERE ok)
+    WINDOW v AS (PARTITION BY vehicle_id ORDER BY day)"""
+SOH_DECLINE_SQL = "SELECT vehicle_id, day, n, last_day, soh_decline AS held FROM daily"
+DIVERGENCE_DRIFT_SQL = "SELECT vehicle_id, day, n, last_day, divergence_drift AS held FROM daily"
 
 # Most of the daily median SOH values of the last SOH_CURRENT_DAYS days below the threshold (their
 # median is, for an odd count): a count per window, far cheaper than a windowed median.
@@ -361,4 +359,4 @@ RULES: tuple[Rule, ...] = (
 RULE_NAMES = tuple(r.name for r in RULES)
 
 # Run in order after :func:`day_groups_sql`: the tables every rule's days and evidence read.
-PREPARE_SQL: tuple[str, ...] = (DAILY_SQL, PHASES_SQL, TRENDS_SQL)
+PREPARE_SQL: tuple[str, ...] = (DAILY_SQL, PHASES_SQL)
