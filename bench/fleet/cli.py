@@ -69,7 +69,7 @@ def analyze_command(
     if report.row_errors_total > ROW_ERRORS_SHOWN:
         err.print(f"skipped: ... and {report.row_errors_total - ROW_ERRORS_SHOWN} more rows", markup=False)
     if as_json:
-        out.print(report.model_dump_json(indent=1), markup=False)
+        typer.echo(report.model_dump_json(indent=1))  # plain: a large report needs no rendering
     else:
         _print_text(report)
     if html is not None:

@@ -111,7 +111,7 @@ def day_groups_sql(samples: str, counts: dict[str, str] | None = None) -> str:
                                       list_median(arg_max(divergence_v, soc_pct, {FULL_SAMPLES})
                                                   FILTER (WHERE soc_pct >= {FULL_SOC_PCT})) AS full_divergence,
                                       list(epoch_us(ts) * 2 + drive::BIGINT) AS seq,
-                                      list({{'us': epoch_us(ts), 'soc': soc_pct}}) FILTER (WHERE drive AND ok) AS drives
+                                      list({{'us': epoch_us(ts), 'soc': soc_pct}}) FILTER (WHERE drive) AS drives
                                FROM ({samples}) GROUP BY vehicle_id, ts::DATE, ok))))"""
 
 
@@ -201,8 +201,7 @@ _DIVERGENCE_DRIFT_HELD, DIVERGENCE_DRIFT_EVIDENCE = _trend(
 # merged across gaps counted in them) and ``last_day`` is its last one (the monitor's "now"). The
 # trend rules are judged here too: one ordering of the daily table serves all these windows.
 DAILY_SQL = f"""CREATE OR REPLACE TEMP TABLE daily AS
-    SELECT *, row_number() OVER v AS n,
-           last_value(day) OVER (v ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS last_day,
+    SELECT *, row_number() OVER v AS n, max(day) OVER (PARTITION BY vehicle_id) AS last_day,
            {_SOH_DECLINE_HELD} AS soh_decline, {_DIVERGENCE_DRIFT_HELD} AS divergence_drift
     FROM (SELECT vehicle_id, day, soh, samples, first_ts, last_ts, install_date, full_divergence,
                  date_diff('day', {EPOCH}, day)::DOUBLE AS x
