@@ -3,8 +3,9 @@
 ``analyze([...paths])`` reads CSV / JSON lines / Parquet exports; ``analyze(relation)`` takes a
 DuckDB relation (for example the bench's run history, one ``vehicle_id`` per pack serial) with the
 documented columns. All row work happens inside DuckDB; Python only handles the alerts and the
-bad rows. A CSV file is read once, typed and in parallel; its bad lines alone are read again to
-word their message (see :mod:`bench.fleet.schema`).
+bad rows. A CSV file is read once, typed and in parallel, straight into one aggregate per vehicle
+and day (:func:`bench.fleet.rules.day_groups_sql`); its bad lines alone are read again to word
+their message (see :mod:`bench.fleet.schema`).
 """
 
 from __future__ import annotations

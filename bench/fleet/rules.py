@@ -6,17 +6,17 @@ monitoring rules: a dashboard raises an alert on the day the condition appears. 
 therefore evaluated on every day a vehicle has data, as a monitor would have seen it that evening:
 a trailing window ending on that day, on daily aggregates (median of the day's samples, so
 single-sample glitches cannot move it) and, where it judges a trend, an ordinary least-squares
-line through those daily values (window aggregates; one ordering of the daily table serves every
-rule). The days on which a
-rule held form alerts: first day held, last day held, and whether it still holds on the vehicle's
-last day (*active*). An event in March that nobody serviced is thus reported in December, and
-"what holds now" is the subset of active alerts.
+line through those daily values (window aggregates). The days on which a rule held form alerts:
+first day held, last day held, and whether it still holds on the vehicle's last day (*active*).
+An event in March that nobody serviced is thus reported in December, and "what holds now" is the
+subset of active alerts.
 
 Input: any query of samples ``(vehicle_id, ts, soc_pct, soh_pct, divergence_v, drive, install_date,
-ok)``. :func:`day_groups_sql` reduces them in one pass to one row per vehicle and day (including
-the day's drive segments); :data:`PREPARE_SQL` then builds the ``daily``, ``phases`` and
-``monitor`` tables (the last holds, per vehicle and day, whether each rule held), and
-:func:`alerts_sql` turns a rule's held days into alerts carrying the evidence of their last held day.
+ok)``. :func:`day_groups_sql` reduces them in one pass to one row per vehicle, day and validity
+(including the day's drive segments); :data:`PREPARE_SQL` then builds the ``daily`` table (valid
+days, numbered, with both trend rules judged in the same ordered pass) and the ``phases`` table;
+each :class:`Rule` has a per-day query (``vehicle_id, day, n, last_day, held``) and
+:func:`alerts_sql` turns the held days into alerts carrying the evidence of their last held day.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ CHARGE_WINDOW_DAYS = 30
 EPOCH = "DATE '2000-01-01'"  # x origin of the fits (days); slopes do not depend on it
 
 
+# the same limits in µs, for the drive segments computed on epoch microseconds
 GAP_US = PHASE_GAP_HOURS * 3_600_000_000
 EXTENDED_US = EXTENDED_DRIVE_HOURS * 3_600_000_000
 
