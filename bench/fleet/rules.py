@@ -86,26 +86,33 @@ def day_groups_sql(samples: str, counts: dict[str, str] | None = None) -> str:
     - the day's drive segments: runs of drive samples with no other state between and no gap over
       PHASE_GAP_HOURS, each with its first and last sample, its highest SOC, and whether it starts
       with the day's first sample or ends with its last (it may then continue across midnight:
-      :data:`PHASES_SQL` stitches those). Only the day's own samples are sorted (a few dozen):
-      ``s``, every sample as ``epoch µs * 2 + drive``, gives ``p``, the position of each drive
-      sample among them; ``ds``, the drive samples (µs, SOC) in time order, is cut where two
-      consecutive drive samples are not neighbours in ``s`` or lie too far apart (``b``: the
-      index in ``ds`` where each segment begins; it ends where the next begins).
+      :data:`PHASES_SQL` stitches those). Nothing is sorted beyond a day's own samples: ``seq``
+      holds every sample as ``epoch µs * 2 + drive`` (a sample of another state at the same instant
+      comes first), ``ds`` the drive samples (µs, SOC) in time order. ``ds`` is cut where two
+      consecutive drive samples lie too far apart or are not neighbours among all samples (``b``:
+      the index in ``ds`` where each segment begins; it ends where the next begins). Neighbours are
+      checked by position (``p``, from ``seq`` sorted) only on the days where some other sample
+      lies between the day's first and last drive sample; on the others (the usual day: one drive)
+      all drive samples are neighbours.
     """
     extra = "".join(f"{expr} AS {name}, " for name, expr in (counts or {}).items())
     last = "coalesce(b[m + 1] - 1, len(ds))"  # index in ds of the last sample of segment m
+    positions = ("list_filter(list_transform(list_sort(seq), lambda k, i: CASE WHEN k % 2 <> 0 THEN i END), "
+                 "lambda i: i IS NOT NULL)")
+    interleaved = ("len(list_filter(seq, lambda k: k % 2 = 0 AND k > ds[1].us * 2 + 1 "
+                   "AND k < ds[-1].us * 2 + 1)) > 0")
     return f"""CREATE OR REPLACE TEMP TABLE day_groups AS
-       SELECT * EXCLUDE (s, ds, p, b),
+       SELECT * EXCLUDE (seq, ds, p, b),
               list_transform(b, lambda a, m: {{
                 'start': ds[a].us, 'stop': ds[{last}].us,
                 'max_soc': list_max(list_transform(ds[a:{last}], lambda d: d.soc)),
-                'opens': p[a] = 1, 'closes': p[{last}] = len(s)}}) AS segments
-       FROM (SELECT *, list_filter(range(1, len(ds) + 1), lambda j: j = 1 OR p[j] <> p[j - 1] + 1
-                                                               OR ds[j].us - ds[j - 1].us > {GAP_US}) AS b
-             FROM (SELECT * EXCLUDE (seq, drives), list_sort(drives) AS ds,
-                          list_filter(list_transform(s, lambda k, i: CASE WHEN k % 2 <> 0 THEN i END),
-                                      lambda i: i IS NOT NULL) AS p
-                   FROM (SELECT *, CASE WHEN drives IS NOT NULL THEN list_sort(seq) END AS s
+                'opens': ds[a].us * 2 + 1 = list_min(seq), 'closes': ds[{last}].us * 2 + 1 = list_max(seq)}})
+                AS segments
+       FROM (SELECT *, list_filter(range(1, len(ds) + 1),
+                                   lambda j: j = 1 OR ds[j].us - ds[j - 1].us > {GAP_US}
+                                             OR coalesce(p[j] <> p[j - 1] + 1, false)) AS b
+             FROM (SELECT *, CASE WHEN ds IS NOT NULL AND {interleaved} THEN {positions} END AS p
+                   FROM (SELECT * EXCLUDE (drives), list_sort(drives) AS ds
                          FROM (SELECT vehicle_id, ts::DATE AS day, ok, count(*) AS samples, {extra}
                                       median(soh_pct) AS soh, min(ts) AS first_ts, max(ts) AS last_ts,
                                       max(install_date) AS install_date,
