@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,10 +129,10 @@ class _Loaded(BaseModel):
     errors: list[RowError]
 
 
-class _Source(BaseModel):
+@dataclass(frozen=True)
+class _Source:
     """One source as the loader sees it: its label, its samples query, and how its rows are counted."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
     label: str
     samples: str  # SQL with SAMPLE_COLUMNS
     csv: Path | None = None  # a CSV file read by the typed scan; its rejects table is ``rejects``
@@ -187,27 +188,30 @@ def _reduce(con: duckdb.DuckDBPyConnection, prepared: list[_Source]) -> None:
     try:
         con.execute(fleet_rules.day_groups_sql(samples, counts))
     except duckdb.Error as exc:
-        culprit = prepared[0].label
-        for item in prepared[1:] if len(prepared) > 1 else ():
-            try:
-                con.execute(f"SELECT count(*) FROM ({item.samples})").fetchall()
-            except duckdb.Error:
-                culprit = item.label
-                break
-        raise InputError(f"cannot read telematics: {str(exc).splitlines()[0]}", file=culprit) from None
+        raise InputError(f"cannot read telematics: {str(exc).splitlines()[0]}",
+                         file=_failing(con, prepared).label) from None
 
 
-def _csv_errors(con: duckdb.DuckDBPyConnection, item: _Source, bad: int,
+def _failing(con: duckdb.DuckDBPyConnection, prepared: list[_Source]) -> _Source:
+    """The source whose samples alone fail to read (the first one if none does alone)."""
+    for item in prepared[1:]:
+        try:
+            con.execute(f"SELECT count(*) FROM ({item.samples})").fetchall()
+        except duckdb.Error:
+            return item
+    return prepared[0]
+
+
+def _csv_errors(con: duckdb.DuckDBPyConnection, path: Path, rejects: str, bad: int,
                 vehicles: list[str | None]) -> tuple[int, list[RowError]]:
     """Rows DuckDB rejected, and the located errors of the bad lines (read again, only they)."""
-    assert item.csv is not None
     # one rejects entry per failing column: count rows by where they start
-    rejected = con.execute(f"SELECT count(DISTINCT line_byte_position) FROM {item.rejects} "
+    rejected = con.execute(f"SELECT count(DISTINCT line_byte_position) FROM {rejects} "
                            "WHERE trim(csv_line, chr(10) || chr(13) || ' ') <> ''").fetchall()[0][0]
     if not (bad or rejected):
         return 0, []
     # (bad rows of other sources widen the filter; their good lines here give no error)
-    bad_lines = locate_csv_errors(item.csv, item.rejects, vehicles)
+    bad_lines = locate_csv_errors(path, rejects, vehicles)
     located = con.execute(f"SELECT DISTINCT file, line, error FROM ({bad_lines}) "
                           f"ORDER BY line LIMIT {MAX_ROW_ERRORS}").fetchall()
     return int(rejected), [RowError(file=f, line=line, message=m) for f, line, m in located]
@@ -248,10 +252,13 @@ def load(con: duckdb.DuckDBPyConnection, sources: Sequence[Source]) -> _Loaded:
     errors: list[RowError] = []
     for i, item in enumerate(prepared):
         parsed, bad = int(counted[2 * i]), int(counted[2 * i + 1])
-        if item.csv is not None:
-            rejected, found = _csv_errors(con, item, bad, vehicles)
-        else:
-            rejected, found = 0, _checked_errors(con, item)
+        try:
+            if item.csv is not None:
+                rejected, found = _csv_errors(con, item.csv, item.rejects, bad, vehicles)
+            else:
+                rejected, found = 0, _checked_errors(con, item)
+        except duckdb.Error as exc:  # e.g. the raw lines are not UTF-8
+            raise InputError(f"cannot read telematics: {str(exc).splitlines()[0]}", file=item.label) from None
         summaries.append(SourceSummary(file=item.label, rows=parsed + rejected, rows_skipped=bad + rejected))
         errors.extend(found)
     errors.sort(key=lambda e: (e.file, e.line))
