@@ -131,9 +131,6 @@ def test_no_reach_into_another_objects_private_state(path):
     assert private + strings == []
 
 
-# Files whose in-function imports other work is settling now (issue 16.1/16.2 and the fleet,
-# driver benchmark work); the lead removes an entry once its lazy imports say why.
-LAZY_RULE_PENDING: tuple[str, ...] = ("bench/fleet/",)  # the fleet work in progress (issue 17)
 
 
 def _comment_above_says_lazy(lines: list[str], index: int) -> bool:
@@ -152,8 +149,6 @@ def test_every_lazy_import_says_why():
     silent = []
     for path in sorted(KNOWN.values()):
         relative = path.relative_to(ROOT).as_posix()
-        if relative.startswith(LAZY_RULE_PENDING):
-            continue
         lines = path.read_text().splitlines()
         for node in ast.walk(ast.parse("\n".join(lines))):
             if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):

@@ -6,15 +6,16 @@ Exit codes: 0 done (flags are results, not failures), 2 unusable input (one line
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from bench.errors import InputError
-from bench.fleet.analyze import FleetReport, analyze
-from bench.fleet.report import format_evidence, held_text, render_html
+
+if TYPE_CHECKING:
+    from bench.fleet.analyze import FleetReport
 
 app = typer.Typer(help="Fleet telematics: service rules (analyze) and synthetic fleets (simulate).",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -30,6 +31,8 @@ def _fail(exc: InputError) -> None:
 
 
 def _print_text(report: FleetReport) -> None:
+    from bench.fleet.report import format_evidence, held_text  # lazy: see analyze_command
+
     table = Table(title=f"{report.vehicles} vehicles, {report.rows_used} rows, "
                         f"{report.period_start} .. {report.period_end}")
     for column in ("vehicle", "rule", "held", "evidence (last day held)", "action"):
@@ -57,6 +60,11 @@ def analyze_command(
     Each alert has the day it first held, the day it last held, and whether it is still active at
     the end of the data. Skipped rows are listed on stderr.
     """
+    # lazy: DuckDB (~0.15 s) loads for the analysis only, not for every `bench` command (this
+    # sub-application is mounted by bench.cli)
+    from bench.fleet.analyze import analyze
+    from bench.fleet.report import render_html
+
     try:
         report = analyze(files)
     except InputError as exc:
@@ -89,7 +97,7 @@ def simulate_command(
                      typer.Option("--truth", help="Truth JSON (default: OUT with .truth.json).")] = None,
 ) -> None:
     """Generate a synthetic fleet and the alerts a correct analysis raises (truth JSON)."""
-    from bench.fleet.simulate import simulate  # numpy and the generator: not needed by analyze
+    from bench.fleet.simulate import simulate  # lazy: numpy and the generator, not needed by analyze
 
     try:
         result = simulate(vehicles, days, out_file, seed=seed, truth_out=truth)
