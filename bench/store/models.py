@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -144,6 +145,13 @@ class Check(Base):
     passed: Mapped[bool] = mapped_column(Boolean)
     decision_rule: Mapped[str] = mapped_column(Text, default="")
     message: Mapped[str] = mapped_column(Text, default="")
+    # revision 0002: the rest of the check record
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    reference: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tolerance: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tolerance_kind: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    action: Mapped[str | None] = mapped_column(Text, nullable=True)
+    retried: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Event(Base):

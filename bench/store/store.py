@@ -421,6 +421,8 @@ def _check_row(run_id: str, seq: int, check: CheckRecord) -> dict[str, Any]:
         "value_text": None if numeric or value is None else json.dumps(value),
         "unit": check.unit, "low": check.low, "high": check.high, "passed": check.passed,
         "decision_rule": check.decision_rule, "message": check.message,
+        "description": check.description, "reference": check.reference, "tolerance": check.tolerance,
+        "tolerance_kind": check.tolerance_kind, "action": check.action, "retried": check.retried,
     }
 
 

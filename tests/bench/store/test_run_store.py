@@ -8,11 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from bench.errors import StoreError
 from bench.record import SAMPLE_COLUMNS, RunRecord
 from bench.store import RunStore, resolve_db_url
+from bench.store.models import Base
 from tests.synthetic import make_run_folder
 
 BATCH = 5  # the engine flushes about every 5 s of bench time, 1 sample per second
@@ -61,7 +64,29 @@ def test_migrate_creates_every_table_and_is_repeatable(store: RunStore):
     assert {"stations", "instruments", "packs", "runs", "run_instruments", "steps", "checks", "events",
             "run_files", "samples", "alembic_version"} <= tables
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+
+
+def test_the_migrations_build_exactly_the_models(store: RunStore):
+    # models.py and migrations/versions must change together: a column added to one only is a
+    # store that works on a fresh SQLite file and breaks on a factory database
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_check_rows_hold_every_field_of_the_check_record(store: RunStore, synthetic_run):
+    record, _ = synthetic_run
+    first = record.checks[0]
+    check = first.model_copy(update={"action": "extended balancing, about 40 h", "retried": True,
+                                     "description": "BMS SOC within 3 % of the reference",
+                                     "reference": 50.0, "tolerance": 3.0, "tolerance_kind": "pct"})
+    store.start_run(_running(record, "run-c", checks=[check]))
+    with store.engine.connect() as conn:
+        row = conn.execute(text("SELECT description, reference, tolerance, tolerance_kind, action, retried "
+                                "FROM checks WHERE run_id = 'run-c'")).one()
+    assert tuple(row) == ("BMS SOC within 3 % of the reference", 50.0, 3.0, "pct",
+                          "extended balancing, about 40 h", True)
 
 
 def test_a_whole_run_round_trips(store: RunStore, synthetic_run):
