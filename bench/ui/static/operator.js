@@ -90,9 +90,10 @@ async function answer(id, value) {
 }
 
 // SOC chart: every bucket's min..max (nothing the run went through is thinned away), the
-// reference SOC with its ±3 % band, axes in bench time (h:mm) and SOC (%).
+// reference SOC with its ±3 % band, axes in bench time (h:mm) and SOC (%). Drawn at the box's own
+// pixel width (a stretched fixed viewBox would stretch the axis labels with it).
 function renderChart() {
-  const svg = $("#chart"), W = 600, H = 220, L = 44, B = 28, T = 20, R = 8, ns = "http://www.w3.org/2000/svg";
+  const svg = $("#chart"), W = Math.max(300, Math.round(svg.clientWidth || 600)), H = 220, L = 44, B = 28, T = 20, R = 8, ns = "http://www.w3.org/2000/svg";
   const node = (tag, attrs, text) => { const n = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); if (text !== undefined) n.textContent = text; return n; };
   const tMax = Math.max(chart.length ? chart[chart.length - 1][0] : 0, 60);
   const X = (t) => (L + (t / tMax) * (W - L - R)).toFixed(1), Y = (soc) => (T + (1 - Math.max(0, Math.min(100, soc)) / 100) * (H - T - B)).toFixed(1);
@@ -120,8 +121,10 @@ function renderChart() {
     parts.push(node("path", { d: ref.map((p, j) => `${j ? "L" : "M"}${X(p[0])},${Y((p[3] + p[4]) / 2)}`).join(""), fill: "none", stroke: "#000", "stroke-width": 1.5 }));
   }
   if (bms.length) parts.push(node("path", { d: band(bms, 1, 2, 0), fill: "#1f5fbf55", stroke: "#1f5fbf", "stroke-width": 2, "stroke-linejoin": "round" }));
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.replaceChildren(...parts);
 }
+window.addEventListener("resize", () => renderChart());
 
 function niceStep(raw) {
   for (const s of [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400]) if (s >= raw) return s;

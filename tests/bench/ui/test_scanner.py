@@ -55,6 +55,18 @@ def scan(page: Any, text: str, trailer: str = "Enter") -> None:
     page.evaluate(_SCANNER_JS, [text, trailer.split("+")])
 
 
+def assert_chart_drawn_at_its_pixel_width(page: Any) -> None:
+    """The SOC chart's user unit is one pixel at any window width: its axis labels are not
+    stretched sideways (a fixed 600-unit viewBox with preserveAspectRatio="none" stretched them)."""
+    for width in (1280, 760):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(150)
+        box, view = page.evaluate("() => { const s = document.querySelector('#chart');"
+                                  " return [s.clientWidth, s.viewBox.baseVal.width]; }")
+        assert box > 0 and abs(box - view) <= 1, (width, box, view)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
 def test_a_scan_never_answers_a_prompt(live_server: Callable[..., Any], station_file: Callable[..., str],
                                        page: Any) -> None:
     server = live_server([station_file("bay1")])
@@ -63,6 +75,7 @@ def test_a_scan_never_answers_a_prompt(live_server: Callable[..., Any], station_
     page.focus("#serial")
     scan(page, SERIAL)
     wait_prompt(page)
+    assert_chart_drawn_at_its_pixel_width(page)
     # the worst case: the "OK" button has the focus when the next pack's label is scanned
     page.focus("#prompt-choices button:has-text('OK')")
     scan(page, NEXT_PACK)
