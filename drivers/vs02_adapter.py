@@ -75,6 +75,10 @@ class CanConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: ISO 14229-1 DTC status bit 0, testFailed: the fault is present now
+DTC_STATUS_TEST_FAILED = 0x01
+
+
 @dataclass(frozen=True)
 class DtcRecord:
     code: int
@@ -89,6 +93,11 @@ class DtcRecord:
     @property
     def code_hex(self) -> str:
         return f"0x{self.code:06X}"
+
+    @property
+    def active(self) -> bool:
+        """The fault is present now (ISO 14229-1 DTC status bit 0, testFailed)."""
+        return bool(self.status & DTC_STATUS_TEST_FAILED)
 
 
 @dataclass(frozen=True)
@@ -473,6 +482,10 @@ class Vs02Adapter:
         """Serial 0xF18C, SW 0xF195, HW 0xF193, manufacturing date 0xF18B (battery.md §6.2)."""
         values = self.read_dids(["serial", "sw_version", "hw_version", "manufacturing_date"])
         return {k: str(v) for k, v in values.items()}
+
+    def active_dtcs(self) -> list[DtcRecord]:
+        """The DTCs whose fault is present now (status testFailed), with their data."""
+        return [d for d in self.read_dtcs(DTC_STATUS_TEST_FAILED) if d.active]
 
     def read_dtcs(self, status_mask: int = 0xFF) -> list[DtcRecord]:
         """DTCs matching ``status_mask`` with their extended data (count, first/last time) and snapshot."""

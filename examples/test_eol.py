@@ -17,7 +17,6 @@ PULSE_S = 10.0  # battery.md §1: the model's DC resistance is the 10 s value
 # battery.md §1 table: 8 x ~0.5 mOhm (10 s cell DCIR) + 0.8 mOhm interconnect/FET/shunt = ~4.8 mOhm;
 # the window allows the cell-to-cell spread and temperature without passing a loose busbar.
 PACK_DCIR_LIMITS_MOHM = (2.5, 8.0)
-DTC_TEST_FAILED = 0x01  # ISO 14229-1 DTC status bit 0: testFailed (active now)
 
 
 def test_identity(bms, supply, load, record_property):
@@ -32,7 +31,7 @@ def test_identity(bms, supply, load, record_property):
 
 
 def test_no_active_dtcs(bms):
-    active = [d for d in bms.read_dtcs(0x09) if d.status & DTC_TEST_FAILED]
+    active = bms.active_dtcs()  # status testFailed: the fault is present now
     assert not active, "active DTCs: " + ", ".join(f"{d.code_hex} {d.name}" for d in active)
 
 

@@ -30,8 +30,6 @@ ALARM_WORDS: dict[str, str] = {
     "CellImbalance": "cell imbalance",
     "General": "general alarm",
 }
-#: ISO 14229 DTC status bit 0, testFailed: the fault is present now
-DTC_TEST_FAILED = 0x01
 
 
 def _extreme(values: list[float] | None, highest: bool) -> tuple[int, float] | None:
@@ -71,7 +69,7 @@ def contactor_cause(adapter: BmsAdapter) -> str:
     except Exception as exc:  # a cause we cannot read must not hide the stop itself
         parts.append(f"BMS alarms unreadable ({exc})")
     try:
-        active = [d for d in adapter.read_dtcs(DTC_TEST_FAILED) if d.status & DTC_TEST_FAILED]
+        active = adapter.active_dtcs()
         if active:
             parts.append("active DTC " + ", ".join(f"{d.code_hex} {d.name}" for d in active))
     except Exception as exc:
