@@ -39,6 +39,8 @@ _TIMEOUT_CODES = {int(StatusCode.error_timeout)} if StatusCode is not None else 
 _ERROR_REPLY = re.compile(r'^\s*([+-]?\d+)\s*,\s*"?(.*?)"?\s*$')
 #: separators of a compound reply (``,`` within a query's list, ``;`` between queries)
 _REPLY_SEPARATORS = re.compile(r"[,;]")
+#: how long to wait for the late reply of an interrupted query before the next query (ms)
+_DRAIN_TIMEOUT_MS = 500
 #: what a transport raises when the link or the reply fails (mapped by ScpiInstrument._typed_error)
 _TRANSPORT_ERRORS = (VisaIOError, TimeoutError, ConnectionError, EOFError, OSError, UnicodeDecodeError)
 
@@ -94,6 +96,9 @@ class ScpiInstrument:
         self.name = name
         self._reopen = reopen
         self._policy = reconnect if reopen is not None else None
+        #: a query was interrupted (Ctrl-C, SIGTERM) after its write: the instrument's reply may
+        #: still arrive, and would answer the next query (the safe state's ``OUTP?`` read-back)
+        self._reply_may_be_pending = False
 
     # --- raw operations ---
     # The transport is called directly on the success path (no closure, no extra frame: measure()
@@ -105,20 +110,30 @@ class ScpiInstrument:
             self._recover(command, lambda: self.transport.write(command), idempotent, error)
 
     def query(self, command: str) -> str:
+        if self._reply_may_be_pending:
+            self._discard_pending_reply()
         try:
             reply = self.transport.query(command)
         except _TRANSPORT_ERRORS as error:
             reply = self._recover(command, lambda: self.transport.query(command), True, error)
+        except KeyboardInterrupt:
+            self._reply_may_be_pending = True
+            raise
         return reply.strip()
 
     def query_floats(self, command: str, count: int | None = None) -> list[float]:
         """A query whose reply is numbers separated by ``,`` or ``;`` (compound queries)."""
         # The transport is called here, not through query(): one Python frame less on measure()'s
         # path. float() ignores the surrounding whitespace itself.
+        if self._reply_may_be_pending:
+            self._discard_pending_reply()
         try:
             reply = self.transport.query(command)
         except _TRANSPORT_ERRORS as error:
             reply = self._recover(command, lambda: self.transport.query(command), True, error)
+        except KeyboardInterrupt:
+            self._reply_may_be_pending = True
+            raise
         # str.split when there is no comma (every compound measure reply): cheaper than the regex
         parts = _REPLY_SEPARATORS.split(reply) if "," in reply else reply.split(";")
         if count is not None and len(parts) != count:
@@ -186,6 +201,26 @@ class ScpiInstrument:
         self.close()
         self.transport = self._mapped("reconnect", self._reopen)
         self._mapped("*IDN?", lambda: self.transport.query("*IDN?"))
+
+    def _discard_pending_reply(self) -> None:
+        """Drop the reply of an interrupted query before the next one is asked: a fresh session
+        when the transport can be re-opened (nothing old can arrive on it), else read and discard
+        what comes within a short time-out."""
+        self._reply_may_be_pending = False
+        if self._reopen is not None:
+            with contextlib.suppress(InstrumentError, OSError, VisaIOError):
+                self.close()
+                self.transport = self._mapped("reconnect", self._reopen)
+                return
+        saved = self.transport.timeout
+        try:
+            self.transport.timeout = min(int(saved), _DRAIN_TIMEOUT_MS) if isinstance(saved, int | float) else saved
+            for _ in range(8):  # a stale reply is one line; a few more would be a confused session
+                self.transport.read()
+        except _TRANSPORT_ERRORS:
+            pass  # nothing (more) to read: the session is clean
+        finally:
+            self.transport.timeout = saved
 
     # --- error mapping and reconnection ---
     def _recover(self, operation: str, action: Callable[[], T], idempotent: bool, error: BaseException) -> T:

@@ -181,3 +181,46 @@ def test_output_is_on_reads_the_instrument_state_back(served: Served) -> None:
         served.instrument.settings[served.instrument._enable_key] = False
     assert driver.output_is_on() is False
     driver.close()
+
+
+class _InterruptedBetweenWriteAndRead:
+    """The real pyvisa session, with Ctrl-C landing once in a query after its write went out
+    (the reply is then on its way, unread)."""
+
+    def __init__(self, resource: object) -> None:
+        self.resource = resource
+        self.interrupt_next_query = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.resource, name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in ("resource", "interrupt_next_query"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.resource, name, value)
+
+    def query(self, message: str) -> str:
+        if self.interrupt_next_query:
+            self.interrupt_next_query = False
+            self.resource.write(message)  # type: ignore[attr-defined]
+            time.sleep(0.05)  # the reply arrives while the operator's Ctrl-C unwinds the stack
+            raise KeyboardInterrupt
+        return self.resource.query(message)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("served", ["keysight_n8700"], indirect=True)
+@pytest.mark.parametrize("reopen", [False, True], ids=["drain", "reopen"])
+def test_a_query_interrupted_by_ctrl_c_does_not_answer_the_next_one(served: Served, reopen: bool) -> None:
+    """After Ctrl-C between a query's write and its read, the safe state's read-back must read its
+    own reply, not the measurement the interrupted query asked for."""
+    session = _InterruptedBetweenWriteAndRead(open_resource(served.resource, 1.0))
+    psu = ScpiInstrument(session, "psu", reopen=(lambda: open_resource(served.resource, 1.0)) if reopen else None,
+                         reconnect=ReconnectPolicy(attempts=3, delay_s=0.05))
+    psu.configure("VOLT 12.5")
+    session.interrupt_next_query = True
+    with pytest.raises(KeyboardInterrupt):
+        psu.query_floats("VOLT?;CURR?")
+    assert psu.query_bool("OUTP?") is False  # "12.5;..." would be a ProtocolError here
+    assert psu.query_float("VOLT?") == 12.5
+    psu.close()
