@@ -154,6 +154,7 @@ class BroadcastState:
         self.db = db or load_dbc()
         self._clock = clock
         self._by_id = {m.frame_id: m for m in self.db.messages}
+        self._decoders = {m.frame_id: _FrameDecoder(m) for m in self.db.messages}
         self.message_names = [m.name for m in self.db.messages]
         self._latest: dict[str, tuple[dict[str, Any], float]] = {}
         #: per frame ID, the last payload and its decoded signals (never mutated once stored)
@@ -175,7 +176,7 @@ class BroadcastState:
         if last is not None and last[0] == payload:
             signals = last[1]  # a repeated payload (identity, limits, idle values): same signals
         else:
-            signals = cast(dict[str, Any], message.decode(payload, decode_choices=False))
+            signals = self._decoders[arbitration_id](payload)
             self._decoded[arbitration_id] = (payload, signals)
         stamp = self._clock()
         with self._lock:
@@ -262,3 +263,44 @@ class BroadcastState:
                     m["EnclosureTemperature"]
                 ]
         return BmsSnapshot(taken_at=self._clock(), **values)
+
+
+class _FrameDecoder:
+    """Decodes one DBC frame; plain frames by shifts, the reverse of the simulator's packing.
+
+    cantools' generic decode unpacks the payload twice with bitstruct (big- and little-endian
+    layouts, the second on a reversed copy) into a merged dict before scaling. For a frame of
+    little-endian integer signals without multiplexing the layout is fixed by the DBC, so each
+    field is taken out of the payload read as one little-endian integer, sign-extended for signed
+    signals, and scaled by the signal's own cantools conversion (``raw_to_scaled``: the same
+    arithmetic). ``tests/drivers/test_vs02_adapter.py`` checks the result equals
+    ``Message.decode`` over a sweep of payloads. Other frames, and payloads of another length
+    (truncated, padded: cantools judges and reports them), are decoded by cantools.
+    """
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+        self.length: int = message.length
+        #: per signal: name, start bit, mask, sign bit (0: unsigned), raw -> physical; None: cantools
+        self.fields: list[tuple[str, int, int, int, Callable[..., Any]]] | None = []
+        if message.is_multiplexed() or message.is_container:
+            self.fields = None
+            return
+        for s in message.signals:
+            if s.byte_order != "little_endian" or s.conversion.is_float or s.start + s.length > 8 * message.length:
+                self.fields = None
+                return
+            sign_bit = 1 << (s.length - 1) if s.is_signed else 0
+            self.fields.append((s.name, s.start, (1 << s.length) - 1, sign_bit, s.conversion.raw_to_scaled))
+
+    def __call__(self, payload: bytes) -> dict[str, Any]:
+        if self.fields is None or len(payload) != self.length:
+            return cast(dict[str, Any], self.message.decode(payload, decode_choices=False))
+        bits = int.from_bytes(payload, "little")
+        signals: dict[str, Any] = {}
+        for name, start, mask, sign_bit, to_scaled in self.fields:
+            raw = bits >> start & mask
+            if raw & sign_bit:
+                raw -= mask + 1
+            signals[name] = to_scaled(raw, False)
+        return signals

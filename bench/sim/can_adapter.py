@@ -132,14 +132,33 @@ def _dtc_records(dtcs: list[Any]) -> bytes:
     return b"".join(d.code.to_bytes(3, "big") + bytes([d.status & 0xFF]) for d in dtcs)
 
 
+_CELL_VOLTAGE_NAMES = tuple(f"Cell{i + 1}Voltage" for i in range(8))
+_CELL_TEMPERATURE_NAMES = tuple(f"Cell{i + 1}Temperature" for i in range(8))
+
+
+@cache
+def _alarm_values(alarm_bits: int, warning_bits: int) -> dict[str, int]:
+    """0x35A's 2-bit fields: 1 active, 2 inactive (battery.md §6.1). The bitmaps rarely change,
+    so the 26 fields are built once per pair of bitmaps (callers copy; never mutate this)."""
+    return {**{n: 1 if alarm_bits >> i & 1 else 2 for i, n in enumerate(ALARM_FIELDS)},
+            **{n: 1 if warning_bits >> i & 1 else 2 for i, n in enumerate(WARNING_FIELDS)}}
+
+
+@cache
+def _version_fields(sw_version: str, hw_version: str) -> tuple[int, int, int]:
+    """(hardware version, software major, software minor) as 0x35F carries them; parsed once per
+    version strings rather than every broadcast cycle."""
+    version = [int(p) if p.isdigit() else 0 for p in sw_version.lstrip("vV").split(".")] + [0, 0]
+    hw = "".join(ch for ch in hw_version if ch.isdigit())
+    return int(hw[:3] or 0) % 256, version[0] % 256, version[1] % 256
+
+
 def broadcast_values(bms: Any, counter: int, uptime_s: float) -> dict[str, dict[str, Any]]:
     """Physical values of every broadcast message, by DBC message name, from the BMS model."""
     cells = list(bms.cell_voltages_v)
     temps = list(bms.temperatures_c)
     vmin, vmax = min(cells), max(cells)
-    version = [int(p) if p.isdigit() else 0 for p in str(bms.sw_version).lstrip("vV").split(".")] + [0, 0]
-    hw = "".join(ch for ch in str(bms.hw_version) if ch.isdigit())
-    alarm_bits, warning_bits = bms.alarm_bits, bms.warning_bits  # computed properties: read once
+    hw_version, sw_major, sw_minor = _version_fields(str(bms.sw_version), str(bms.hw_version))
     values: dict[str, dict[str, Any]] = {
         "BMS_Limits": {
             "ChargeVoltageLimit": bms.charge_voltage_limit_v,
@@ -157,22 +176,20 @@ def broadcast_values(bms: Any, counter: int, uptime_s: float) -> dict[str, dict[
             "PackCurrent": bms.current_a,  # + = charge on both sides: no conversion
             "PackTemperature": max(temps[:8]),
         },
-        "BMS_AlarmsWarnings": {  # 2-bit fields: 1 active, 2 inactive (battery.md §6.1)
-            **{n: 1 if alarm_bits >> i & 1 else 2 for i, n in enumerate(ALARM_FIELDS)},
-            **{n: 1 if warning_bits >> i & 1 else 2 for i, n in enumerate(WARNING_FIELDS)},
-        },
+        # alarm_bits/warning_bits are computed properties: read once
+        "BMS_AlarmsWarnings": dict(_alarm_values(bms.alarm_bits, bms.warning_bits)),
         "BMS_Manufacturer": {"ManufacturerName": int.from_bytes(MANUFACTURER, "little")},
         "BMS_BatteryInfo": {
             "ChemistryCode": 1,
-            "HardwareVersion": int(hw[:3] or 0) % 256,
-            "SoftwareVersionMajor": version[0] % 256,
-            "SoftwareVersionMinor": version[1] % 256,
+            "HardwareVersion": hw_version,
+            "SoftwareVersionMajor": sw_major,
+            "SoftwareVersionMinor": sw_minor,
             "InstalledCapacity": bms.learned_capacity_ah,
             "CycleCount": bms.cycle_count,
         },
-        "BMS_CellVoltages1": {f"Cell{i + 1}Voltage": cells[i] for i in range(4)},
-        "BMS_CellVoltages2": {f"Cell{i + 1}Voltage": cells[i] for i in range(4, 8)},
-        "BMS_CellTemperatures": {f"Cell{i + 1}Temperature": temps[i] for i in range(8)},
+        "BMS_CellVoltages1": dict(zip(_CELL_VOLTAGE_NAMES[:4], cells[:4], strict=True)),
+        "BMS_CellVoltages2": dict(zip(_CELL_VOLTAGE_NAMES[4:], cells[4:8], strict=True)),
+        "BMS_CellTemperatures": dict(zip(_CELL_TEMPERATURE_NAMES, temps[:8], strict=True)),
         "BMS_CellStats": {
             "CellVoltageMin": vmin,
             "CellVoltageMax": vmax,
@@ -217,17 +234,28 @@ class BroadcastFrame(can.Message):
 
 class BroadcastEncoder:
     """Encodes :func:`broadcast_values` with the DBC; values outside a signal's range are clamped
-    (a real BMS saturates its fields rather than refusing to transmit)."""
+    (a real BMS saturates its fields rather than refusing to transmit).
+
+    Hot path: the simulator encodes ~6 changed frames every simulated second. cantools' generic
+    ``Message.encode`` checks each value's type, builds a dict of raw values and packs it twice
+    with bitstruct (big- and little-endian layouts) to OR the halves together. For the plain
+    frames of this DBC (little-endian integer signals, no multiplexing) the layout is known when
+    the DBC is loaded, so each frame is packed here with one shift per signal, using each
+    signal's own cantools conversion for physical -> raw (the same rounding). The bytes are the
+    DBC's: ``tests/bench/sim/test_can_adapter.py`` compares them with ``Message.encode`` over a
+    sweep of values. Other frames (big-endian, float, multiplexed) go through cantools.
+    """
 
     def __init__(self, db: cantools.database.can.Database | None = None) -> None:
         self.db = db or load_broadcast_dbc()
-        # per message, in frame-ID order: name, ID, encoder and each signal's (min, max) from the
-        # DBC (None = unbounded; a max not above the min is not a range), looked up once here
-        # rather than per frame
-        self._plan = [
-            (m.name, m.frame_id, m.encode,
-             {s.name: (s.minimum, s.maximum if s.minimum is None or s.maximum is None
-                       or s.maximum > s.minimum else None) for s in m.signals})
+        # per message, in frame-ID order: name, ID, and how to encode it -- a _FramePacker, or
+        # for a frame it cannot pack the cantools encoder with each signal's (min, max) from
+        # the DBC (None = unbounded; a max not above the min is not a range), looked up once
+        # here rather than per frame
+        self._plan: list[tuple[str, int, _FramePacker | None, Callable[..., bytes],
+                               dict[str, tuple[Any, Any]]]] = [
+            (m.name, m.frame_id, _FramePacker.for_message(m), m.encode,
+             {s.name: _signal_range(s) for s in m.signals})
             for m in sorted(self.db.messages, key=lambda m: m.frame_id)
         ]
         # most frames repeat their last payload (identity, limits, slowly moving values): reuse
@@ -236,16 +264,60 @@ class BroadcastEncoder:
 
     def encode(self, values: dict[str, dict[str, Any]]) -> list[can.Message]:
         frames: list[can.Message] = []
-        for name, frame_id, encode, limits in self._plan:
+        for name, frame_id, packer, encode, limits in self._plan:
             raw = values[name]
             cached = self._last.get(name)
             if cached is not None and cached[0] == raw:
                 data = cached[1]
             else:
-                data = encode({k: _clamp(v, *limits[k]) for k, v in raw.items()}, scaling=True, strict=False)
+                if packer is not None:
+                    data = packer.pack(raw)
+                else:
+                    data = encode({k: _clamp(v, *limits[k]) for k, v in raw.items()}, scaling=True, strict=False)
                 self._last[name] = (dict(raw), data)
             frames.append(BroadcastFrame(arbitration_id=frame_id, data=data, is_extended_id=False, check=False))
         return frames
+
+
+def _signal_range(signal: Any) -> tuple[Any, Any]:
+    """(min, max) of a DBC signal; None = unbounded, and a max not above the min is no range."""
+    high = signal.maximum if signal.minimum is None or signal.maximum is None or signal.maximum > signal.minimum \
+        else None
+    return signal.minimum, high
+
+
+class _FramePacker:
+    """One plain DBC frame packed by shifts: each signal's raw value (its cantools conversion of
+    the clamped physical value) masked to its width (two's complement for signed signals) and
+    shifted to its start bit of the little-endian payload."""
+
+    def __init__(self, length: int, fields: list[tuple[str, Callable[[Any], Any], Any, Any, int, int]]) -> None:
+        self.length = length
+        self.fields = fields
+
+    @classmethod
+    def for_message(cls, message: Any) -> _FramePacker | None:
+        """The packer of ``message``, or None where cantools must encode it."""
+        if message.is_multiplexed() or message.is_container:
+            return None
+        fields = []
+        for s in message.signals:
+            if s.byte_order != "little_endian" or s.conversion.is_float or s.start + s.length > 8 * message.length:
+                return None
+            low, high = _signal_range(s)
+            fields.append((s.name, s.conversion.numeric_scaled_to_raw, low, high, (1 << s.length) - 1, s.start))
+        return cls(message.length, fields)
+
+    def pack(self, values: dict[str, Any]) -> bytes:
+        payload = 0
+        for name, to_raw, low, high, mask, start in self.fields:
+            value = values[name]
+            if low is not None and value < low:
+                value = low
+            elif high is not None and value > high:
+                value = high
+            payload |= (to_raw(value) & mask) << start
+        return payload.to_bytes(self.length, "little")
 
 
 def _clamp(value: Any, low: float | None, high: float | None) -> Any:

@@ -199,11 +199,12 @@ class SimulatedBench:
         closed = self.bms.contactor_closed
         emf = self.pack.open_circuit_emf()
         r = self.pack.series_resistance()
-        supply, load = self.supply, self.load
+        # the instruments' settings stay fixed during the solve: their curves read them once
+        supply, load = self.supply.node_current_curve(), self.load.node_current_curve()
 
         def imbalance(v: float) -> float:
             i_pack = (v - emf) / r if closed else 0.0
-            return supply.node_current(v) + load.node_current(v) - i_pack - v / TERMINAL_LEAK_OHM
+            return supply(v) + load(v) - i_pack - v / TERMINAL_LEAK_OHM
 
         v = _solve_decreasing(imbalance, 0.0, 120.0)
         return v, ((v - emf) / r if closed else 0.0)

@@ -100,6 +100,46 @@ def test_out_of_range_values_saturate_instead_of_failing(rig):
     assert temps["Cell1Temperature"] == pytest.approx(-40.0)
 
 
+def _sweep_values(signal, k: int) -> float | int:
+    """The k-th test value of a DBC signal: its limits, just outside them, values between that
+    round half-way between two raw steps, and a deterministic spread over the whole range."""
+    scale, offset = signal.conversion.scale, signal.conversion.offset
+    low = signal.minimum if signal.minimum is not None else offset
+    high = signal.maximum if signal.maximum is not None and signal.maximum > low else low + scale * 255
+    span = high - low
+    picks = [low, high, low - scale, high + 10 * scale, low + scale / 2, high - scale / 2,
+             low + 0.5 * span, low + span / 3, low + scale * 1.5, low + scale * 2.5]
+    if k < len(picks):
+        value = picks[k]
+    else:  # a spread that also lands between raw steps (thirds and sevenths of a step)
+        value = low + span * ((k * 0.6180339887) % 1.0) + scale * (k % 7) / 7
+    if signal.minimum is None or signal.maximum is None:  # no range to clamp to: stay in the field
+        value = min(max(value, low), high)
+    is_integer = isinstance(scale, int) and isinstance(offset, int)
+    return round(value) if is_integer else value
+
+
+def test_packed_frames_are_the_bytes_cantools_encodes():
+    """The encoder's shift-and-mask packing gives exactly cantools' bytes for every frame, over
+    each signal's range, its limits, values beyond them (clamped, as the encoder does before
+    cantools too) and values half-way between raw steps (the same rounding)."""
+    from bench.sim.can_adapter import BroadcastEncoder, _clamp
+
+    encoder = BroadcastEncoder()
+    packed = 0
+    for name, _, packer, encode, limits in encoder._plan:
+        message = encoder.db.get_message_by_name(name)
+        if packer is None:
+            continue
+        packed += 1
+        for k in range(400):
+            # each signal takes a different pick of the sweep in the same frame
+            values = {s.name: _sweep_values(s, (k + 3 * i) % 400) for i, s in enumerate(message.signals)}
+            expected = encode({n: _clamp(v, *limits[n]) for n, v in values.items()}, scaling=True, strict=False)
+            assert packer.pack(values) == expected, (name, values)
+    assert packed == len(encoder._plan)  # every frame of the VS02 DBC takes the packed path
+
+
 def test_read_multiple_dids_in_one_request(rig):
     bms, _sim, tester = rig
     answer = tester.request(bytes.fromhex("22F18C0112"))
