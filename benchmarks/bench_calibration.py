@@ -1,7 +1,7 @@
 """The whole simulated SOC calibration, timed, with a per-sample cost breakdown.
 
 Run: ``python benchmarks/bench_calibration.py [--scenario healthy --scenario deep_discharge]
-[--transport sockets] [--profile-charge-h 1]``.
+[--transport sockets] [--cpu] [--profile-charge-h 1]``.
 
 Each scenario runs ``procedures/soc_calibration.yaml`` through ``bench.run.execute_run`` on the
 in-process simulator at its 1 s control interval: SCPI through pyvisa (the ``@inprocess``
@@ -69,6 +69,9 @@ class Timers:
 
     by_name: dict[str, Timer] = field(default_factory=dict)
     main: threading.Thread = field(default_factory=threading.current_thread)
+    #: time.perf_counter (wall) or time.thread_time (the engine thread's CPU: steadier on a
+    #: shared machine, where other processes stretch the wall time of every part)
+    clock: Callable[[], float] = time.perf_counter
     #: the timer that scopes all others: calls outside it (connect, record, teardown) not counted
     scope: str = "engine_loop"
     in_scope: bool = False
@@ -80,6 +83,7 @@ class Timers:
         main = self.main
 
         is_scope = name == self.scope
+        clock = self.clock
 
         @functools.wraps(original)
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -87,12 +91,12 @@ class Timers:
                 return original(*args, **kwargs)
             if is_scope:
                 self.in_scope = True
-            started = time.perf_counter()
+            started = clock()
             try:
                 return original(*args, **kwargs)
             finally:
                 timer.calls += 1
-                timer.seconds += time.perf_counter() - started
+                timer.seconds += clock() - started
                 if is_scope:
                     self.in_scope = False
 
@@ -124,8 +128,8 @@ WRAPPED: list[tuple[Any, str, str]] = [
 
 
 @contextmanager
-def instrumented() -> Iterator[Timers]:
-    timers = Timers()
+def instrumented(clock: Callable[[], float] = time.perf_counter) -> Iterator[Timers]:
+    timers = Timers(clock=clock)
     # hasattr: the script also times older trees (no Vs02Adapter.poll) for before/after figures
     undo = [timers.wrap(owner, attribute, name) for owner, attribute, name in WRAPPED if hasattr(owner, attribute)]
     try:
@@ -169,9 +173,9 @@ def station_file(folder: Path, transport: str) -> str | None:
 
 
 def run_calibration(scenario: str, folder: Path, procedure: Path = PROCEDURE,
-                    transport: str = "direct") -> dict[str, Any]:
+                    transport: str = "direct", clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     station = station_file(folder, transport)
-    with instrumented() as timers:
+    with instrumented(clock) as timers:
         started, cpu_started, thread_started = time.perf_counter(), time.process_time(), time.thread_time()
         record = execute_run(RunRequest(procedure=procedure, scenario=scenario, yes=True, station=station,
                                         out_dir=folder / "run", db=f"sqlite:///{folder / 'runs.db'}",
@@ -210,7 +214,7 @@ def report(result: dict[str, Any], baseline: tuple[float, float]) -> None:
           f"({wall / n * 1e3:.2f} ms/sample; {result['bench_h'] * 3600 / wall:,.0f}x real time)")
     print(f"CPU time, all threads: {result['cpu_s']:.1f} s ({result['cpu_s'] / n * 1e3:.2f} ms/sample; "
           f"the rest of the wall time is waiting: I/O, thread hand-offs, other processes); "
-          f"engine thread {result['thread_cpu_s']:.1f} s")
+          f"engine thread {result['thread_cpu_s']:.2f} s")
     print(f"set-up, report and teardown outside the engine loop: {wall - loop:.1f} s")
     if result["learned_ah"] is not None and result["reference_ah"] is not None:
         print(f"capacity: learned {result['learned_ah']:.2f} Ah, bench reference {result['reference_ah']:.2f} Ah, "
@@ -218,7 +222,8 @@ def report(result: dict[str, Any], baseline: tuple[float, float]) -> None:
     print(f"baseline (bare simulator, same bench time): {baseline_s:.1f} s -> whole run is "
           f"{wall / baseline_s:.1f}x the physics alone; CPU: bare {baseline_cpu_s:.1f} s, engine thread "
           f"{result['thread_cpu_s'] / baseline_cpu_s:.1f}x, all threads {result['cpu_s'] / baseline_cpu_s:.1f}x")
-    print(f"{'per-sample cost':<56}{'us/sample':>10}{'share':>8}")
+    what = "engine thread CPU" if t.clock is time.thread_time else "wall"
+    print(f"{'per-sample cost (' + what + ')':<56}{'us/sample':>10}{'share':>8}")
     for label, seconds in breakdown(t):
         print(f"  {label:<54}{seconds / n * 1e6:>10.0f}{seconds / loop:>8.1%}")
     print(f"  {'(engine loop total)':<54}{loop / n * 1e6:>10.0f}")
@@ -271,6 +276,9 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders under this folder")
     parser.add_argument("--transport", choices=["direct", "sockets"], default="direct",
                         help="how the drivers reach the simulator (station simulator.transport)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="time the parts in the engine thread's CPU time instead of wall time "
+                             "(steadier on a shared machine; each timer read costs ~0.5 us)")
     options = parser.parse_args()
     return run(options)
 
@@ -279,11 +287,12 @@ def run(options: argparse.Namespace) -> int:
     if options.profile_charge_h:
         profile_charge(options.profile_charge_h, options.top)
         return 0
+    clock = time.thread_time if options.cpu else time.perf_counter
     if options.charge_h:
         with tempfile.TemporaryDirectory(prefix="bench-charge-") as tmp:
             procedure = Path(tmp) / "charge.yaml"
             procedure.write_text(PROFILE_PROCEDURE.format(seconds=int(options.charge_h * 3600)), encoding="utf-8")
-            result = run_calibration("deep_discharge", Path(tmp), procedure, options.transport)
+            result = run_calibration("deep_discharge", Path(tmp), procedure, options.transport, clock)
         report(result, bare_simulator_s("deep_discharge", result["bench_h"] * 3600))
         return 0
     worst = 0.0
@@ -292,7 +301,7 @@ def run(options: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-cal-") as tmp:
             folder = options.keep / scenario if options.keep else Path(tmp)
             folder.mkdir(parents=True, exist_ok=True)
-            result = run_calibration(scenario, folder, transport=options.transport)
+            result = run_calibration(scenario, folder, transport=options.transport, clock=clock)
         baseline = bare_simulator_s(scenario, result["bench_h"] * 3600)
         report(result, baseline)
         worst = max(worst, result["wall_s"])

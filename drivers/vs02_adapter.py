@@ -16,6 +16,7 @@ Imports nothing from ``bench`` but its error hierarchy, so it can run on a bare 
 from __future__ import annotations
 
 import copy
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -164,6 +165,54 @@ class _BusErrorWatch(can.Listener):
         self.error = exc
 
 
+#: one BLF object holding a classic CAN frame: object header (base + V1) and CAN_MESSAGE body,
+#: python-can's three structs (can/io/blf.py) packed as one; 48 bytes, no padding needed
+_BLF_CAN_OBJECT = struct.Struct("<4sHHLL" + "LHHQ" + "HBBL8s")
+_BLF_HEADER_SIZE = 16 + 16
+_BLF_CAN_MESSAGE, _BLF_TIME_ONE_NANS, _BLF_DIR, _BLF_REMOTE = 1, 0x00000002, 0x1, 0x80
+
+
+class _FastBlfWriter(can.BLFWriter):
+    """python-can's BLF writer with one pack per classic CAN frame.
+
+    The stock writer packs the body, then two headers, and appends three pieces to its buffer
+    for every frame: with the BMS broadcasting 11 frames per simulated second that is a visible
+    share of a lockstep step. The bytes are the same (``tests/drivers/test_vs02_adapter.py``
+    compares the files). Error frames, CAN FD frames, frames with a channel name and any
+    python-can whose writer no longer has the fields used here take the stock path.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._fast = all(hasattr(self, name) for name in
+                         ("_buffer", "_buffer_size", "max_container_size", "_flush", "object_count",
+                          "start_timestamp", "stop_timestamp", "channel"))
+
+    def on_message_received(self, msg: can.Message) -> None:
+        if not self._fast or msg.is_error_frame or msg.is_fd or msg.channel is not None or msg.dlc > 8:
+            super().on_message_received(msg)
+            return
+        timestamp = msg.timestamp
+        if self.start_timestamp is None:  # truncated to ms as the stock writer does
+            self.start_timestamp = int(timestamp * 1000) / 1000
+        self.stop_timestamp = timestamp
+        arb_id = msg.arbitration_id | (0x80000000 if msg.is_extended_id else 0)
+        flags = (_BLF_REMOTE if msg.is_remote_frame else 0) | (0 if msg.is_rx else _BLF_DIR)
+        self._buffer.append(_BLF_CAN_OBJECT.pack(
+            b"LOBJ", _BLF_HEADER_SIZE, 1, _BLF_CAN_OBJECT.size, _BLF_CAN_MESSAGE,
+            _BLF_TIME_ONE_NANS, 0, 0, max(int((timestamp - self.start_timestamp) * 1e9), 0),
+            self.channel, flags, msg.dlc, arb_id, bytes(msg.data)))
+        self._buffer_size += _BLF_CAN_OBJECT.size
+        self.object_count += 1
+        if self._buffer_size >= self.max_container_size:
+            self._flush()
+
+
+def _capture_writer(path: Path) -> can.Listener:
+    """The bus capture's writer: BLF through the one-pack writer, other formats python-can's."""
+    return _FastBlfWriter(path) if path.suffix.lower() == ".blf" else can.Logger(path)
+
+
 class _Capture(can.Listener):
     """Bus capture shared by the listener thread (received) and the UDS thread (transmitted).
 
@@ -187,7 +236,11 @@ class _Capture(can.Listener):
             self._writer.on_message_received(recorded)
 
     def on_message_received(self, msg: can.Message) -> None:
-        self.record(msg)
+        if msg.channel is None:  # received, nothing to drop: straight to the writer (per frame)
+            with self._lock:
+                self._writer.on_message_received(msg)
+        else:
+            self.record(msg)
 
     def stop(self) -> None:
         with self._lock:
@@ -249,7 +302,7 @@ class Vs02Adapter:
         listeners: list[can.Listener] = [self._errors]
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._capture = _Capture(can.Logger(self.log_path))
+            self._capture = _Capture(_capture_writer(self.log_path))
             listeners.append(self._capture)
             if not cfg.extra.get("receive_own_messages"):
                 self._capture_transmitted(self._bus, self._capture)

@@ -153,10 +153,13 @@ class BroadcastState:
     def __init__(self, clock: Callable[[], float], db: cantools.database.can.Database | None = None) -> None:
         self.db = db or load_dbc()
         self._clock = clock
-        self._by_id = {m.frame_id: m for m in self.db.messages}
-        self._decoders = {m.frame_id: _FrameDecoder(m) for m in self.db.messages}
+        #: per frame ID: (message name, decoder); cantools' ``Message.name`` is a property, and
+        #: this lookup runs for every frame on the bus
+        self._frames = {m.frame_id: (m.name, _FrameDecoder(m)) for m in self.db.messages}
         self.message_names = [m.name for m in self.db.messages]
         self._latest: dict[str, tuple[dict[str, Any], float]] = {}
+        #: when the most recent frame arrived (newest_age_s is asked every sample: no scan)
+        self._newest: float | None = None
         #: per frame ID, the last payload and its decoded signals (never mutated once stored)
         self._decoded: dict[int, tuple[bytes, dict[str, Any]]] = {}
         self._lock = threading.Lock()
@@ -168,19 +171,21 @@ class BroadcastState:
 
     def update(self, arbitration_id: int, data: bytes | bytearray, is_extended_id: bool = False) -> bool:
         """Decode one frame; returns False for frames that are not in the DBC."""
-        message = None if is_extended_id else self._by_id.get(arbitration_id)
-        if message is None:
+        frame = None if is_extended_id else self._frames.get(arbitration_id)
+        if frame is None:
             return False
+        name, decode = frame
         payload = bytes(data)
         last = self._decoded.get(arbitration_id)
         if last is not None and last[0] == payload:
             signals = last[1]  # a repeated payload (identity, limits, idle values): same signals
         else:
-            signals = self._decoders[arbitration_id](payload)
+            signals = decode(payload)
             self._decoded[arbitration_id] = (payload, signals)
         stamp = self._clock()
         with self._lock:
-            self._latest[message.name] = (signals, stamp)
+            self._latest[name] = (signals, stamp)
+            self._newest = stamp
             self.frames_received += 1
             if self._wanted is not None and self.frames_received >= self._wanted:
                 self.frames_received_changed.notify_all()
@@ -203,8 +208,7 @@ class BroadcastState:
 
     def newest_age_s(self) -> float:
         """Clock seconds since the most recent frame of any DBC message; inf if none yet."""
-        with self._lock:
-            newest = max((stamp for _, stamp in self._latest.values()), default=None)
+        newest = self._newest
         return math.inf if newest is None else self._clock() - newest
 
     def stale(self, messages: Iterable[str] | None, stale_after_s: float) -> list[str]:

@@ -267,3 +267,29 @@ def test_shift_decoder_gives_what_cantools_decodes():
             assert [type(v) for v in got.values()] == [type(v) for v in expected.values()]
         with pytest.raises(cantools.database.DecodeError):
             decoder(bytes(message.length - 1))
+
+
+def test_fast_blf_capture_writes_the_stock_writers_bytes(tmp_path: Path):
+    """The capture's one-pack BLF writer produces byte for byte the file python-can's BLFWriter
+    writes for the same frames (received, transmitted, extended, remote, an error frame and enough
+    frames to fill several compressed containers), and python-can reads it back."""
+    from drivers.vs02_adapter import _FastBlfWriter
+
+    frames = []
+    for k in range(9000):
+        frames.append(can.Message(timestamp=1_700_000_000.123456 + k * 0.0913, arbitration_id=0x351 + k % 11,
+                                  data=bytes((k + j) % 256 for j in range(8 - k % 3)), is_extended_id=k % 7 == 0,
+                                  is_remote_frame=k % 13 == 0 and k % 7 != 0, is_rx=k % 5 != 0, check=False))
+    frames[100] = can.Message(timestamp=frames[100].timestamp, arbitration_id=0x040, is_error_frame=True,
+                              data=bytes(8))
+    stock_path, fast_path = tmp_path / "stock.blf", tmp_path / "fast.blf"
+    stock, fast = can.BLFWriter(stock_path), _FastBlfWriter(fast_path)
+    assert fast._fast  # this python-can's writer has what the fast path uses
+    for frame in frames:
+        stock.on_message_received(frame)
+        fast.on_message_received(frame)
+    stock.stop()
+    fast.stop()
+    assert fast_path.read_bytes() == stock_path.read_bytes()
+    back = list(can.BLFReader(str(fast_path)))
+    assert len(back) == len(frames) and back[1].arbitration_id == frames[1].arbitration_id
