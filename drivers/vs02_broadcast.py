@@ -162,6 +162,8 @@ class BroadcastState:
         self._newest: float | None = None
         #: per frame ID, the last payload and its decoded signals (never mutated once stored)
         self._decoded: dict[int, tuple[bytes, dict[str, Any]]] = {}
+        #: per message, the signals a snapshot last derived fields from, and those fields
+        self._derived: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.frames_received = 0
         self.frames_received_changed = threading.Condition(self._lock)
@@ -215,18 +217,24 @@ class BroadcastState:
         return [m for m in (messages or self.message_names) if self.age_s(m) > stale_after_s]
 
     def snapshot(self) -> BmsSnapshot:
+        # Taken every control interval: the signal names are looked up from tables built once
+        # (_ALARM_KEYS, _CELL_KEYS, ...), and the values derived from a message whose payload
+        # repeated (same signals object, see update) are reused: limits, identity, alarms.
         with self._lock:
             latest = dict(self._latest)
         s = {name: sig for name, (sig, _) in latest.items()}
         values: dict[str, Any] = {"timestamps": {name: t for name, (_, t) in latest.items()}}
-        if "BMS_Limits" in s:
-            m = s["BMS_Limits"]
-            values["limits"] = Limits(
-                m["ChargeVoltageLimit"],
-                m["ChargeCurrentLimit"],
-                m["DischargeCurrentLimit"],
-                m["DischargeVoltageLimit"],
-            )
+        for name, derive in _DERIVED.items():
+            signals = s.get(name)
+            if signals is None:
+                continue
+            cached = self._derived.get(name)
+            if cached is None or cached[0] is not signals:
+                cached = (signals, derive(signals))
+                self._derived[name] = cached
+            values.update(cached[1])
+        if "alarms" in values:  # lists: each snapshot its own (the cached ones stay unchanged)
+            values["alarms"], values["warnings"] = list(values["alarms"]), list(values["warnings"])
         if "BMS_SocSoh" in s:
             values["soc_pct"] = s["BMS_SocSoh"]["StateOfChargeHiRes"]
             values["soh_pct"] = float(s["BMS_SocSoh"]["StateOfHealth"])
@@ -235,19 +243,9 @@ class BroadcastState:
             values["pack_voltage_v"] = m["PackVoltage"]
             values["current_a"] = CURRENT_SIGN * m["PackCurrent"]
             values["pack_temperature_c"] = m["PackTemperature"]
-        if "BMS_AlarmsWarnings" in s:
-            m = s["BMS_AlarmsWarnings"]
-            values["alarms"] = [n for n in ALARM_SIGNALS if m[f"Alarm{n}"] == ALARM_ACTIVE]
-            values["warnings"] = [n for n in ALARM_SIGNALS if m[f"Warning{n}"] == ALARM_ACTIVE]
-        if "BMS_Manufacturer" in s:
-            raw = int(s["BMS_Manufacturer"]["ManufacturerName"]).to_bytes(8, "little")
-            values["manufacturer"] = raw.decode("ascii", "replace").rstrip(" \0")
-        if "BMS_BatteryInfo" in s:
-            values["installed_capacity_ah"] = s["BMS_BatteryInfo"]["InstalledCapacity"]
-            values["cycle_count"] = int(s["BMS_BatteryInfo"]["CycleCount"])
         if "BMS_CellVoltages1" in s and "BMS_CellVoltages2" in s:
-            cells = {**s["BMS_CellVoltages1"], **s["BMS_CellVoltages2"]}
-            values["cell_voltages_v"] = [cells[f"Cell{i}Voltage"] for i in range(1, 9)]
+            first, second = s["BMS_CellVoltages1"], s["BMS_CellVoltages2"]
+            values["cell_voltages_v"] = [first[k] for k in _CELL_KEYS[:4]] + [second[k] for k in _CELL_KEYS[4:]]
         if "BMS_CellStats" in s:
             m = s["BMS_CellStats"]
             values["cell_v_min"] = m["CellVoltageMin"]
@@ -263,10 +261,41 @@ class BroadcastState:
             values["uptime_s"] = int(m["UptimeSeconds"])
             if "BMS_CellTemperatures" in s:
                 temps = s["BMS_CellTemperatures"]
-                values["temperatures_c"] = [temps[f"Cell{i}Temperature"] for i in range(1, 9)] + [
-                    m["EnclosureTemperature"]
-                ]
+                values["temperatures_c"] = [temps[k] for k in _TEMPERATURE_KEYS] + [m["EnclosureTemperature"]]
         return BmsSnapshot(taken_at=self._clock(), **values)
+
+
+_CELL_KEYS = tuple(f"Cell{i}Voltage" for i in range(1, 9))
+_TEMPERATURE_KEYS = tuple(f"Cell{i}Temperature" for i in range(1, 9))
+_ALARM_KEYS = tuple((n, f"Alarm{n}", f"Warning{n}") for n in ALARM_SIGNALS)
+
+
+def _limits(m: dict[str, Any]) -> dict[str, Any]:
+    return {"limits": Limits(m["ChargeVoltageLimit"], m["ChargeCurrentLimit"], m["DischargeCurrentLimit"],
+                             m["DischargeVoltageLimit"])}
+
+
+def _alarms(m: dict[str, Any]) -> dict[str, Any]:
+    return {"alarms": tuple(n for n, alarm, _ in _ALARM_KEYS if m[alarm] == ALARM_ACTIVE),
+            "warnings": tuple(n for n, _, warning in _ALARM_KEYS if m[warning] == ALARM_ACTIVE)}
+
+
+def _identity(m: dict[str, Any]) -> dict[str, Any]:
+    raw = int(m["ManufacturerName"]).to_bytes(8, "little")
+    return {"manufacturer": raw.decode("ascii", "replace").rstrip(" \0")}
+
+
+def _battery_info(m: dict[str, Any]) -> dict[str, Any]:
+    return {"installed_capacity_ah": m["InstalledCapacity"], "cycle_count": int(m["CycleCount"])}
+
+
+#: snapshot fields derived from one message alone, recomputed only when its payload changed
+_DERIVED: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "BMS_Limits": _limits,
+    "BMS_AlarmsWarnings": _alarms,
+    "BMS_Manufacturer": _identity,
+    "BMS_BatteryInfo": _battery_info,
+}
 
 
 class _FrameDecoder:

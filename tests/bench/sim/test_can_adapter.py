@@ -109,10 +109,8 @@ def _sweep_values(signal, k: int) -> float | int:
     span = high - low
     picks = [low, high, low - scale, high + 10 * scale, low + scale / 2, high - scale / 2,
              low + 0.5 * span, low + span / 3, low + scale * 1.5, low + scale * 2.5]
-    if k < len(picks):
-        value = picks[k]
-    else:  # a spread that also lands between raw steps (thirds and sevenths of a step)
-        value = low + span * ((k * 0.6180339887) % 1.0) + scale * (k % 7) / 7
+    # beyond the picks, a spread that also lands between raw steps (sevenths of a step)
+    value = picks[k] if k < len(picks) else low + span * ((k * 0.6180339887) % 1.0) + scale * (k % 7) / 7
     if signal.minimum is None or signal.maximum is None:  # no range to clamp to: stay in the field
         value = min(max(value, low), high)
     is_integer = isinstance(scale, int) and isinstance(offset, int)
