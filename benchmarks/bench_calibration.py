@@ -215,7 +215,9 @@ def report(result: dict[str, Any], baseline: tuple[float, float]) -> None:
     print(f"CPU time, all threads: {result['cpu_s']:.1f} s ({result['cpu_s'] / n * 1e3:.2f} ms/sample; "
           f"the rest of the wall time is waiting: I/O, thread hand-offs, other processes); "
           f"engine thread {result['thread_cpu_s']:.2f} s")
-    print(f"set-up, report and teardown outside the engine loop: {wall - loop:.1f} s")
+    # outside the loop in the timers' own clock (wall, or with --cpu the engine thread's CPU)
+    outside = (result["thread_cpu_s"] if t.clock is time.thread_time else wall) - loop
+    print(f"set-up, report and teardown outside the engine loop: {outside:.1f} s")
     if result["learned_ah"] is not None and result["reference_ah"] is not None:
         print(f"capacity: learned {result['learned_ah']:.2f} Ah, bench reference {result['reference_ah']:.2f} Ah, "
               f"true {result['true_ah']:.2f} Ah")
