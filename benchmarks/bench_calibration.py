@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import functools
 import io
 import pstats
@@ -264,7 +265,10 @@ def profile_charge(hours: float, top: int) -> None:
     print(f"{hours:g} h charge: {record.verdict}, {n} samples, {wall:.1f} s under cProfile "
           f"({wall / n * 1e3:.2f} ms/sample)")
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
+    stats.print_stats(top)
+    if os.environ.get("BENCH_PROFILE_CALLERS"):  # a regex, e.g. "builtins.round": who calls them
+        stats.print_callers(os.environ["BENCH_PROFILE_CALLERS"])
     print(out.getvalue())
 
 
