@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import functools
 import io
+import os
 import pstats
 import sys
 import tempfile

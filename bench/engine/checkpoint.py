@@ -4,7 +4,12 @@
 SOC, variables, timers); with the embedded simulator, ``sim_state.pkl`` holds the simulated
 hardware's state taken at the same instant, so a resumed run continues on the same pack.
 Both are written to a temporary file, fsynced and renamed, so a kill mid-write leaves the
-previous checkpoint intact.
+previous checkpoint intact. Two files cannot be renamed at once, so the pair is made consistent
+by the JSON: it names the SHA-256 of its simulator state, which is written first beside the
+current one (``sim_state.new.pkl``) and moved over it only after the JSON is in place. A kill
+between any two of these renames leaves a JSON whose own simulator state is on disk
+(:func:`load_checkpoint` picks it by hash), never an engine state paired with another instant's
+pack.
 
 Cadence (:func:`checkpoint_policy`). On real hardware every 30 s of bench time, each file
 fsynced: a power cut of the bench PC must not lose more. On a simulated (lockstep) run the
@@ -16,6 +21,7 @@ Step ends always checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -46,6 +52,9 @@ class EngineState:
     last_sample: list[float] | None = None
     #: UNIX time of the checkpoint, to know how long a real pack was left alone
     written_at: float = 0.0
+    #: SHA-256 of the simulator state taken at the same instant (None: no simulator, or a
+    #: checkpoint written before this field existed)
+    sim_state_sha256: str | None = None
 
     @classmethod
     def new(cls, run_id: str) -> EngineState:
@@ -62,6 +71,10 @@ class EngineState:
         data["reference"] = ReferenceSoc(**data["reference"])
         return cls(**data)
 
+
+SIM_STATE = "sim_state.pkl"
+#: the next simulator state, until the checkpoint naming it is in place
+SIM_STATE_NEW = "sim_state.new.pkl"
 
 #: real hardware: bench seconds between checkpoints, and samples.csv fsynced every 5 s
 REAL_CHECKPOINT_EVERY_S = 30.0
@@ -98,11 +111,16 @@ class CheckpointWriter:
         return t_s - self._last >= self.every_s
 
     def write(self, state: EngineState, t_s: float, sim_state: bytes | None) -> None:
+        """The simulator state beside the current one, then the JSON naming it, then the new
+        simulator state over the old (see the module docstring for why in this order)."""
         self._last = t_s
         state.written_at = time.time()
         if sim_state is not None:
-            atomic_write(self.run_dir / "sim_state.pkl", sim_state, fsync=self.fsync)
+            state.sim_state_sha256 = hashlib.sha256(sim_state).hexdigest()
+            atomic_write(self.run_dir / SIM_STATE_NEW, sim_state, fsync=self.fsync)
         atomic_write(self.run_dir / "checkpoint.json", state.to_json().encode(), fsync=self.fsync)
+        if sim_state is not None:
+            (self.run_dir / SIM_STATE_NEW).replace(self.run_dir / SIM_STATE)
 
     def mark_finished(self) -> None:
         path = self.run_dir / "checkpoint.json"
@@ -123,8 +141,22 @@ def load_checkpoint(run_dir: Path) -> tuple[EngineState, bytes | None]:
         raise InputError(f"checkpoint is unreadable: {exc}", file=str(path)) from None
     if state.finished:
         raise InputError("this run already ended; nothing to resume", file=str(run_dir))
-    sim = run_dir / "sim_state.pkl"
-    return state, sim.read_bytes() if sim.exists() else None
+    return state, _sim_state_of(state, run_dir)
+
+
+def _sim_state_of(state: EngineState, run_dir: Path) -> bytes | None:
+    """The simulator state the checkpoint names: the current file, or the one a kill left beside
+    it between the JSON's rename and its own."""
+    candidates = [run_dir / SIM_STATE, run_dir / SIM_STATE_NEW]
+    present = [path.read_bytes() for path in candidates if path.exists()]
+    if state.sim_state_sha256 is None:  # no simulator, or a checkpoint from before the hash
+        return present[0] if present else None
+    for data in present:
+        if hashlib.sha256(data).hexdigest() == state.sim_state_sha256:
+            return data
+    raise InputError("the simulator state does not match the checkpoint (sha256 "
+                     f"{state.sim_state_sha256[:12]}...): the run cannot be resumed on the same "
+                     "simulated pack", file=str(run_dir / SIM_STATE))
 
 
 def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:

@@ -67,8 +67,8 @@ STORE_DRAIN_TIMEOUT_S = 30.0
 #: record after it is sealed (a document cannot carry its own digest), and the watchdog's own log and
 #: result, which its process may still write after the engine sealed the folder (an off command
 #: handed over to it: bench.watchdog); what it did is copied into the record's events on resume.
-UNHASHED_FILES = frozenset({"record.json", "checkpoint.json", "sim_state.pkl", "report.html", "report.pdf",
-                            "junit.xml", "watchdog.json", "watchdog.log"})
+UNHASHED_FILES = frozenset({"record.json", "checkpoint.json", "sim_state.pkl", "sim_state.new.pkl", "report.html",
+                            "report.pdf", "junit.xml", "watchdog.json", "watchdog.log"})
 
 
 class RunEnded(Exception):
