@@ -17,7 +17,6 @@ from typing import Protocol
 from bench.sim.bms import BmsModel
 from bench.sim.can_adapter import SimAdapter
 from bench.sim.instruments import SimInstrument
-from bench.sim.ocv import soc_from_ocv_mean
 from bench.sim.pack import Pack
 from bench.sim.scenario import Fault
 from bench.sim.scpi_server import ScpiServer
@@ -67,7 +66,7 @@ def apply_fault(world: FaultTarget, fault: Fault) -> None:
             world.adapter.bus_off(fault.duration_s)
     elif fault.kind == "cell_over_voltage":
         # a charger runaway on one cell: its charge jumps to where its rested OCV is voltage_v
-        world.pack.set_cell_soc(fault.cell - 1, soc_from_ocv_mean(fault.voltage_v))
+        world.pack.set_cell_rest_voltage(fault.cell - 1, fault.voltage_v)
     elif fault.kind == "over_temperature":
         world.pack.heat_cell(fault.cell - 1, fault.delta_c)
     elif fault.kind == "bms_reboot":

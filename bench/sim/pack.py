@@ -445,6 +445,21 @@ class Pack:
         self._q[index] = new_q
         self._refresh()
 
+    def set_cell_rest_voltage(self, index: int, voltage_v: float) -> None:
+        """Move cell ``index``'s charge until its open-circuit voltage reads ``voltage_v`` (fault
+        injection: a charger runaway on one cell). Solved on this pack's own OCV, with the cell's
+        offset, hysteresis and temperature, by bisection (the OCV rises with the charge, also
+        where it extrapolates past the table): no second copy of the curve to drift apart."""
+        lo, hi = -0.5, 2.0
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            self.set_cell_soc(index, mid)
+            if self._ocv[index] < voltage_v:
+                lo = mid
+            else:
+                hi = mid
+        self.set_cell_soc(index, 0.5 * (lo + hi))
+
     def scale_cell(self, index: int, capacity_scale: float = 1.0, r_scale: float = 1.0) -> None:
         """Weak-cell fault: capacity x ``capacity_scale`` at unchanged SOC, R0/R1/R2 x ``r_scale``."""
         if capacity_scale <= 0.0 or r_scale <= 0.0:

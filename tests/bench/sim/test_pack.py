@@ -327,3 +327,20 @@ def test_state_dict_and_pickle_resume_identically():
         assert c.terminal_voltage(10.0) == pack.terminal_voltage(10.0)
         assert c.cell_temperatures_c == pack.cell_temperatures_c
         assert c.charge_ledger() == pack.charge_ledger()
+
+
+@pytest.mark.parametrize("target_v", [3.40, 3.65, 3.80])
+def test_a_cell_set_to_a_rest_voltage_reads_it_whatever_its_offsets(target_v):
+    """The cell_over_voltage fault: the cell must read the scenario's voltage at rest, on a pack
+    whose OCV departs from the table (cell and pack offsets, knees); inverting the table alone
+    left it off by the offsets."""
+    offsets = [0.004 * k for k in range(N_CELLS)]
+    cells = [CellParams(203.0, 0.00025, 1.5, 0.05, ocv_offset_v=o) for o in offsets]
+    pack = Pack(PackParams(cells=cells, ocv_offset_v=-0.006, knee_shift_low=0.005, knee_shift_high=0.002))
+    before, charge_before = pack.cell_open_circuit_voltages(), pack.cell_charge_ah[6]
+    pack.set_cell_rest_voltage(6, target_v)
+    after = pack.cell_open_circuit_voltages()
+    assert after[6] == pytest.approx(target_v, abs=1e-4)
+    assert after[:6] == before[:6] and after[7] == before[7]  # only that cell moved
+    # the charge that appeared is booked once, as external (the bisection's trials cancel out)
+    assert pack.cell_ledger()["external_ah"][6] == pytest.approx(pack.cell_charge_ah[6] - charge_before, abs=1e-9)
