@@ -128,7 +128,9 @@ def _run_locked(bench: Bench, station: StationConfig, procedure: Procedure, sha:
                 resume: Any) -> RunRecord:
     events = request.events or EventBus()
     if console is not None:
-        events.subscribe(ProgressPrinter(console, procedure, bench.clock))
+        printer = ProgressPrinter(console, procedure, bench.clock)
+        # its status line takes one sample per every_s: the others are not even built (events.py)
+        events.subscribe(printer, sample_every_s=printer.every_s)
     prompter = request.prompter or (AutoPrompter() if request.yes or not request.interactive
                                     else TerminalPrompter(console or Console()))
     store = _open_store(request.db, station, run_dir)

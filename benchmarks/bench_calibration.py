@@ -121,7 +121,10 @@ WRAPPED: list[tuple[Any, str, str]] = [
     (SimAdapter, "emit_due", "can_emit"),
     (Vs02Adapter, "wait_frames", "can_settle"),
     (Vs02Adapter, "poll", "can_settle"),  # the polled adapter's settle (no wait: it decodes here)
-    (ScpiInstrument, "_call", "scpi"),
+    # older trees: every query went through _call; since the driver change (docs/benchmarks.md,
+    # "Driver measure()") query and query_floats (measure()'s path) call the transport directly
+    *([(ScpiInstrument, "_call", "scpi")] if hasattr(ScpiInstrument, "_call") else
+      [(ScpiInstrument, "query", "scpi"), (ScpiInstrument, "query_floats", "scpi")]),
     (BroadcastState, "snapshot", "bms_snapshot"),
     (SampleLog, "append", "sample_log"),
     (Engine, "_checkpoint", "checkpoint_store"),

@@ -74,22 +74,38 @@ def read_bench(bench: BenchPort, t_s: float, links: LinkSupervisor | None = None
     )
 
 
-def quantities(reading: RawReading, can_age_s: float) -> Env:
-    """The quantities of one reading: sources supply/load, bms, and control (its defaults)."""
+def quantities(reading: RawReading, can_age_s: float, into: Env | None = None) -> Env:
+    """The quantities of one reading: sources supply/load, bms, and control (its defaults).
+
+    ``into``: the dict to fill (the engine's environment of this sample) instead of a new one."""
     bms = reading.bms
-    cells = list(bms.cell_voltages_v) if bms.cell_voltages_v else []
-    temps = list(bms.temperatures_c) if bms.temperatures_c else []
+    cells = bms.cell_voltages_v
+    temps = bms.temperatures_c
     current = reading.current
+    pack_v = reading.pack_v
     limits = bms.limits
-    q: Env = {
-        "pack_v": reading.pack_v,
+    # each statistic once: this runs every control interval (issue 17)
+    high: float | None = None
+    low: float | None = None
+    total: float | None = None
+    mean: float | None = None
+    spread: float | None = None
+    high_cell: int | None = None
+    low_cell: int | None = None
+    if cells:
+        high, low, total = max(cells), min(cells), sum(cells)
+        mean, spread = total / len(cells), high - low
+        high_cell, low_cell = cells.index(high) + 1, cells.index(low) + 1
+    q: Env = {} if into is None else into
+    q.update({
+        "pack_v": pack_v,
         "current": current,
         "abs_current": abs(current),
-        "power": reading.pack_v * current,
-        "cell_v_max": max(cells) if cells else None,
-        "cell_v_min": min(cells) if cells else None,
-        "cell_v_mean": sum(cells) / len(cells) if cells else None,
-        "divergence": (max(cells) - min(cells)) if cells else None,
+        "power": pack_v * current,
+        "cell_v_max": high,
+        "cell_v_min": low,
+        "cell_v_mean": mean,
+        "divergence": spread,
         "temp_max": max(temps) if temps else None,
         "temp_min": min(temps) if temps else None,
         "bms_soc": bms.soc_pct,
@@ -102,16 +118,16 @@ def quantities(reading: RawReading, can_age_s: float) -> Env:
         "bms_learn_ok": bms.learn_ok,
         "contactor_closed": bms.contactor_closed is not False,
         "can_age": can_age_s,
-        "cell_sum_v": sum(cells) if cells else None,
-        "cell_v_max_cell": cells.index(max(cells)) + 1 if cells else None,
-        "cell_v_min_cell": cells.index(min(cells)) + 1 if cells else None,
+        "cell_sum_v": total,
+        "cell_v_max_cell": high_cell,
+        "cell_v_min_cell": low_cell,
         "bms_ccl": limits.charge_current_a if limits is not None else None,
         "bms_cvl": limits.charge_voltage_v if limits is not None else None,
         "bms_dcl": limits.discharge_current_a if limits is not None else None,
         # set by charge and balance steps (bench.engine.charge_control); false elsewhere
         "charge_cv": False,
         "charge_paused": False,
-    }
+    })
     return q
 
 
@@ -138,8 +154,10 @@ class Sampler:
         self._station: dict[str, float] | None = None
 
     def values(self, reading: RawReading, can_age_s: float, step_started_at: float | None,
-               total: Throughput, step: Throughput, reference: ReferenceSoc) -> Env:
-        q = quantities(reading, can_age_s)
+               total: Throughput, step: Throughput, reference: ReferenceSoc, into: Env | None = None) -> Env:
+        """The sample quantities; ``into``: filled in place (the engine passes a copy of its
+        variables, so that the environment is built in one dict, not merged from three)."""
+        q = quantities(reading, can_age_s, into)
         t = reading.t_s
         q.update({
             "t": t,

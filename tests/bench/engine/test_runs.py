@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.engine.events import EventBus, ProgressEvent
+from bench.run import RunRequest, execute_run
 from tests.bench.engine.conftest import PROCEDURES, scenario_file
 
 SHORT = PROCEDURES / "short_cycle.yaml"
@@ -39,6 +41,29 @@ def test_short_cycle_passes_and_leaves_a_complete_record(run_procedure, tmp_path
     assert {f["name"] for f in saved["files"]} >= {"samples.csv", "can.blf"}
     assert record.pack.serial == "VS02P-25-004711"  # read from the BMS over UDS
     assert {i.role for i in record.instruments} == {"supply", "load", "adapter"}
+
+
+def test_a_listener_gets_every_sample_and_a_status_line_one_per_period(tmp_path):
+    """The engine builds a sample event only when someone takes it (EventBus.wants_sample); a
+    subscriber of every sample still gets each one, a status line one per its period."""
+    events = EventBus()
+    samples: list[ProgressEvent] = []
+    status: list[float] = []
+    events.subscribe(lambda ev: samples.append(ev) if ev.kind == "sample" else None)
+    events.subscribe(lambda ev: status.append(ev.t_s) if ev.kind == "sample" else None, sample_every_s=600.0)
+    record = execute_run(RunRequest(procedure=SHORT, out_dir=tmp_path / "run", yes=True, watchdog=False,
+                                    db=f"sqlite:///{tmp_path / 'bench.db'}", events=events), console=None)
+    assert record.verdict == "pass"
+    assert len(samples) == record.sample_count == len(_samples(tmp_path / "run"))
+    assert [ev.t_s for ev in samples] == sorted(ev.t_s for ev in samples)
+    assert set(samples[0].data) >= {"pack_v", "current", "cells", "ah", "step_time"}
+    assert len(samples[0].data["cells"]) == 8
+    times = [ev.t_s for ev in samples]
+    expected: list[float] = []
+    for t in times:
+        if not expected or t >= expected[-1] + 600.0:
+            expected.append(t)
+    assert status == expected and len(status) >= 3
 
 
 def _trip_and_output_off_times(record):
