@@ -423,6 +423,10 @@ class SimAdapter:
         self._server = threading.Thread(target=self._serve, name="sim-uds-server", daemon=True)
         self._server.start()
 
+    def stop(self) -> None:
+        """Tell the UDS server thread to end (at its next 50 ms poll; :meth:`close` waits)."""
+        self._running.clear()
+
     def close(self) -> None:
         self._running.clear()
         if self._server is not None:

@@ -173,13 +173,19 @@ class ScpiServer:
             with contextlib.suppress(OSError):
                 conn.close()
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Refuse new connections and drop the open ones; the accept thread ends at its next
+        50 ms poll (:meth:`close` waits for it). Several servers stopped first and joined after
+        wait out their polls together instead of one after the other."""
         self._closed.set()
         listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(OSError):
                 listener.close()
         self._drop_sessions()
+
+    def close(self) -> None:
+        self.stop()
         if self._accept_thread is not None:
             self._accept_thread.join(timeout=1.0)
 
