@@ -37,66 +37,113 @@ class Breach:
         return f"{base}: {custom}" if custom else base
 
 
+@dataclass(frozen=True)
+class _Threshold:
+    """One side of one level of a limit: its expression, and its value when it reads no name."""
+
+    expr: Expr
+    direction: Literal["above", "below"]
+    constant: float | None
+
+    @classmethod
+    def of(cls, expr: Expr | None, direction: Literal["above", "below"]) -> _Threshold | None:
+        if expr is None:
+            return None
+        constant: float | None = None
+        if expr.is_constant():  # its compiled form ignores the environment and the functions
+            try:
+                constant = float(expr.evaluate({}))
+            except Exception:  # fails the same way every sample: evaluate it there, to report it
+                constant = None
+        return cls(expr, direction, constant)
+
+    def value(self, env: EnvView, functions: Functions) -> float:
+        constant = self.constant
+        return constant if constant is not None else float(self.expr.evaluate(env, functions))
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """A limit as judged every sample: what its model holds, read once (issue 17)."""
+
+    limit: Limit
+    quantity: str
+    when: Expr | None
+    when_names: tuple[str, ...]
+    hold_s: float
+    #: per level, the thresholds in the order they are judged: above, then below
+    trip: tuple[_Threshold, ...]
+    warn: tuple[_Threshold, ...]
+
+    @classmethod
+    def of(cls, limit: Limit) -> _Judged:
+        when = limit.when
+        return cls(limit, limit.quantity, when, tuple(sorted(when.names())) if when is not None else (),
+                   float(getattr(limit, "hold_s", 0.0) or 0.0),
+                   _thresholds(limit.trip_above, limit.trip_below), _thresholds(limit.warn_above, limit.warn_below))
+
+
+def _thresholds(above: Expr | None, below: Expr | None) -> tuple[_Threshold, ...]:
+    return tuple(t for t in (_Threshold.of(above, "above"), _Threshold.of(below, "below")) if t is not None)
+
+
 class LimitMonitor:
     def __init__(self, limits: Iterable[Limit]) -> None:
         self.limits = list(limits)
-        self._since: dict[tuple[str, Level], float] = {}
+        self._judged = [_Judged.of(limit) for limit in self.limits]
+        # bench time each limit's breach started, per level (limit id -> t_s)
+        self._trip_since: dict[str, float] = {}
+        self._warn_since: dict[str, float] = {}
         self._warned: set[str] = set()
 
     def evaluate(self, env: EnvView, t_s: float, functions: Functions) -> tuple[list[Breach], list[Breach]]:
         """Return (new warnings, trips) for this sample."""
         warnings: list[Breach] = []
         trips: list[Breach] = []
-        for limit in self.limits:
-            raw = env.get(limit.quantity)
-            when = limit.when
-            if raw is None or (when is not None and not _holds(when, env, functions)):
-                self._held(limit, "trip", t_s, False)
-                self._held(limit, "warning", t_s, False)
+        trip_since, warn_since = self._trip_since, self._warn_since
+        for judged in self._judged:
+            limit = judged.limit
+            key = limit.id
+            raw = env.get(judged.quantity)
+            if raw is None or (judged.when is not None and not _holds(judged, env, functions)):
+                trip_since.pop(key, None)
+                warn_since.pop(key, None)
                 continue
             value = to_float(raw)
-            trip = self._check(limit, "trip", value, env, functions)
-            if trip is not None and self._held(limit, "trip", t_s, True):
+            trip = _check(judged, "trip", judged.trip, value, env, functions)
+            if trip is not None and _held(trip_since, key, t_s, judged.hold_s):
                 trips.append(trip)
                 continue
             if trip is None:
-                self._held(limit, "trip", t_s, False)
-            warn = self._check(limit, "warning", value, env, functions)
-            held = self._held(limit, "warning", t_s, warn is not None)
-            if warn is not None and held and limit.id not in self._warned:
-                self._warned.add(limit.id)
+                trip_since.pop(key, None)
+            warn = _check(judged, "warning", judged.warn, value, env, functions)
+            if warn is None:
+                warn_since.pop(key, None)
+                self._warned.discard(key)
+            elif _held(warn_since, key, t_s, judged.hold_s) and key not in self._warned:
+                self._warned.add(key)
                 warnings.append(warn)
-            elif warn is None:
-                self._warned.discard(limit.id)
         return warnings, trips
 
-    def _held(self, limit: Limit, level: Level, t_s: float, active: bool) -> bool:
-        key = (limit.id, level)
-        if not active:
-            self._since.pop(key, None)
-            return False
-        start = self._since.setdefault(key, t_s)
-        return t_s - start >= float(getattr(limit, "hold_s", 0.0) or 0.0) - 1e-9
 
-    @staticmethod
-    def _check(limit: Limit, level: Level, value: float, env: EnvView, functions: Functions) -> Breach | None:
-        prefix = "trip" if level == "trip" else "warn"
-        above = getattr(limit, f"{prefix}_above", None)
-        below = getattr(limit, f"{prefix}_below", None)
-        if above is not None:
-            threshold = float(above.evaluate(env, functions))
-            if value > threshold:
-                return Breach(limit, level, value, threshold, "above")
-        if below is not None:
-            threshold = float(below.evaluate(env, functions))
-            if value < threshold:
-                return Breach(limit, level, value, threshold, "below")
-        return None
+def _held(since: dict[str, float], key: str, t_s: float, hold_s: float) -> bool:
+    """A breach seen at ``t_s``: whether it has lasted ``hold_s`` (its start noted on the first)."""
+    return t_s - since.setdefault(key, t_s) >= hold_s - 1e-9
 
 
-def _holds(condition: Expr, env: EnvView, functions: Functions) -> bool:
+def _check(judged: _Judged, level: Level, thresholds: tuple[_Threshold, ...], value: float, env: EnvView,
+           functions: Functions) -> Breach | None:
+    for threshold in thresholds:
+        limit_value = threshold.value(env, functions)
+        if value > limit_value if threshold.direction == "above" else value < limit_value:
+            return Breach(judged.limit, level, value, limit_value, threshold.direction)
+    return None
+
+
+def _holds(judged: _Judged, env: EnvView, functions: Functions) -> bool:
     """A limit's ``when``: false while a quantity it reads has no value yet (the limit is not
     judged then); any other failure is an error of the procedure and propagates."""
-    if condition.lacks_value(env):
+    if any(env.get(name, 0) is None for name in judged.when_names):  # Expr.lacks_value, names read once
         return False
-    return bool(condition.evaluate(env, functions))
+    assert judged.when is not None
+    return bool(judged.when.evaluate(env, functions))
