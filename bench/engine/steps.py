@@ -302,7 +302,8 @@ class StepExecutor:
         limits = self._step_limits.setdefault(step.id, LimitMonitor(step.limits))
         if configure is not None:
             configure()
-        until = list(step.until)
+        # each condition's hold key built once, not every sample
+        until = [(f"{step.id}#{i}", cond) for i, cond in enumerate(step.until)]
         while True:
             sample = eng.sample(step, limits)
             env = sample.env
@@ -319,8 +320,7 @@ class StepExecutor:
                 self.end_reason = reason
                 self._compare(step, env, final=True)
                 return None
-            for i, cond in enumerate(until):
-                key = f"{step.id}#{i}"
+            for key, cond in until:
                 if self._true(cond.when, env):
                     since = st.hold_since.setdefault(key, sample.t)
                     if sample.t - since >= float(cond.hold_s or 0.0) - 1e-9:
