@@ -133,13 +133,11 @@ class SimulatedBench:
         for server in self._servers:
             server.stop()
         if self.adapter is not None:
-            self.adapter.stop()
+            self.adapter.close()  # its threads' polls run out while the servers' do too
+            self.adapter = None
         for server in self._servers:
             server.close()
         self._servers = []
-        if self.adapter is not None:
-            self.adapter.close()
-            self.adapter = None
         if self._bus is not None:
             self._bus.shutdown()
             self._bus = None
