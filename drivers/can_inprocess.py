@@ -20,7 +20,6 @@ import copy
 import threading
 import time
 from collections import deque
-from contextlib import suppress
 from typing import Any
 
 import can
@@ -87,8 +86,12 @@ class InProcessCanBus(can.BusABC):
         straight away. The generic path (time-out loop, filter test, a debug log call per frame)
         costs more than the frame itself when a lockstep poll drains ~11 frames per step."""
         if self._filters is None and self._queue and not self._is_shutdown:
-            with suppress(IndexError):  # another reader of this bus may have taken it meanwhile
+            # try/except, not contextlib.suppress: that builds a context manager per frame
+            # (~0.25 us, 11 frames per lockstep step)
+            try:
                 return self._queue.popleft()
+            except IndexError:  # another reader of this bus may have taken it meanwhile
+                pass
         return super().recv(timeout)
 
     def _put(self, msg: can.Message) -> None:

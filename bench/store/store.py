@@ -139,7 +139,8 @@ class RunStore:
         of each ``bench run`` (issue 17)."""
         if self.at_head():
             return
-        from alembic import command  # only when there is something to upgrade (see above)
+        # lazy: Alembic only when there is something to upgrade (see above)
+        from alembic import command
         from alembic.config import Config
 
         config = Config()
