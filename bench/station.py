@@ -119,18 +119,23 @@ class Bench(BenchPort):
             self.supply.output(False)
             self.outputs.supply_on = False
 
-    def charge(self, voltage_v: float, current_a: float) -> None:
-        """Supply on at ``voltage_v`` / ``current_a`` (CC until the voltage is reached, then CV)."""
+    def charge(self, voltage_v: float, current_a: float, up_to_a: float | None = None) -> None:
+        """Supply on at ``voltage_v`` / ``current_a`` (CC until the voltage is reached, then CV).
+
+        ``up_to_a``: the highest current this charge will be set to (the step's request, which the
+        charge control ramps up to from a soft start): range-checked now, before the output is on,
+        and the base of the over-current protection, so neither stops at the first setpoint."""
         ranges = self.ranges["supply"]
+        ceiling_a = max(current_a, up_to_a if up_to_a is not None else current_a)
         self._in_range("supply", "voltage", voltage_v, ranges.voltage_max_v, "V")
-        self._in_range("supply", "current", current_a, ranges.current_max_a, "A")
+        self._in_range("supply", "current", ceiling_a, ranges.current_max_a, "A")
         if self.outputs.load_on:
             self.load.input(False)
             self.outputs.load_on = False
         caps = self.supply.capabilities
         # OCP only where the family has a separate trip level; on families whose OCP trips on
         # entering CC (Keysight N8700) it would end every CC charge.
-        ocp = (min(current_a * 1.1 + 1.0, ranges.current_max_a)
+        ocp = (min(ceiling_a * 1.1 + 1.0, ranges.current_max_a)
                if caps.can("ocp") and not caps.ocp_is_cc_trip else None)
         self.protections["supply"] = program_and_verify(
             self.supply, ProtectionSettings(ovp=self.supply_ovp_v(voltage_v), ocp=ocp))
@@ -141,14 +146,17 @@ class Bench(BenchPort):
             self.outputs.supply_on = True
         self.commanded = Commanded("charge", current_a=current_a, voltage_v=voltage_v)
 
-    def adjust_charge(self, voltage_v: float, current_a: float) -> None:
+    def adjust_charge(self, voltage_v: float, current_a: float, up_to_a: float | None = None) -> None:
         """New setpoints for a charge already running (the charge control law, every interval):
         only the values that changed are written; protections stay as programmed at the start.
         With no charge running (after a pause) it is a full :meth:`charge`."""
         old = self.commanded
         if old.kind != "charge" or not self.outputs.supply_on:
-            self.charge(voltage_v, current_a)
+            self.charge(voltage_v, current_a, up_to_a)
             return
+        ranges = self.ranges["supply"]  # a setpoint is never written beyond the station's range
+        self._in_range("supply", "voltage", voltage_v, ranges.voltage_max_v, "V")
+        self._in_range("supply", "current", current_a, ranges.current_max_a, "A")
         if abs(voltage_v - old.voltage_v) > 1e-3:
             self.supply.set_voltage(voltage_v)
         # writes only when the change matters (0.05 A or 0.5 %): fewer round trips, same control

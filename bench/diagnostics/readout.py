@@ -117,7 +117,7 @@ def bring_to_end_of_cv(bench: Bench, *, progress: Callable[[str], None] | None =
     limits = bench.adapter.snapshot().limits
     first = controller.first(limits.charge_current_a if limits else None,
                              limits.charge_voltage_v if limits else None)
-    bench.charge(first.voltage_v, first.current_a)
+    bench.charge(first.voltage_v, first.current_a, up_to_a=current)  # protections for the ramp's top
     ah = 0.0
     tapered_since: float | None = None
     last_report = start
@@ -147,7 +147,8 @@ def bring_to_end_of_cv(bench: Bench, *, progress: Callable[[str], None] | None =
         if not setpoint.output_on:
             bench.outputs_off()
         else:
-            bench.adjust_charge(setpoint.voltage_v, setpoint.current_a)  # switches back on after a pause
+            bench.adjust_charge(setpoint.voltage_v, setpoint.current_a,  # switches back on after a pause
+                                up_to_a=current)
         if amps < taper_a and setpoint.cv_phase:
             tapered_since = clock.now() if tapered_since is None else tapered_since
             if clock.now() - tapered_since >= TAPER_HOLD_S:

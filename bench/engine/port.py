@@ -114,11 +114,13 @@ class BenchPort(ABC):
         """Supply output and load input off (no protections touched): a rest, a pause."""
 
     @abstractmethod
-    def charge(self, voltage_v: float, current_a: float) -> None:
-        """Load off, supply on at ``voltage_v`` / ``current_a`` with its protections programmed."""
+    def charge(self, voltage_v: float, current_a: float, up_to_a: float | None = None) -> None:
+        """Load off, supply on at ``voltage_v`` / ``current_a`` with its protections programmed
+        for ``up_to_a``, the highest current the charge may be set to (checked against the range
+        before the output goes on)."""
 
     @abstractmethod
-    def adjust_charge(self, voltage_v: float, current_a: float) -> None:
+    def adjust_charge(self, voltage_v: float, current_a: float, up_to_a: float | None = None) -> None:
         """New setpoints for a charge already running; a full :meth:`charge` when none runs."""
 
     @abstractmethod

@@ -96,12 +96,15 @@ class _ChargeRegulator:
                                   f"allows no charge current (CCL {_fmt(ccl, 'A')}, highest cell "
                                   f"{_fmt(vmax, 'V', 3)})", data={"limit": "bms_ccl"})
         elif previous is None:
-            bench.charge(setpoint.voltage_v, setpoint.current_a)  # the step programs its own protections
+            # the step's request is the ceiling: range and over-current protection are set for it,
+            # not for the soft start's first setpoint
+            bench.charge(setpoint.voltage_v, setpoint.current_a, up_to_a=self.controller.request.current_a)
         else:
             if not previous.output_on:
                 self.engine.event("resume", f"{self.step.id}: charge resumed: the BMS allows "
                                   f"{_fmt(ccl, 'A')} again")
-            bench.adjust_charge(setpoint.voltage_v, setpoint.current_a)  # a full charge() after a pause
+            bench.adjust_charge(setpoint.voltage_v, setpoint.current_a,  # a full charge() after a pause
+                                up_to_a=self.controller.request.current_a)
         self.applied = setpoint
 
 

@@ -123,3 +123,20 @@ def test_a_derated_supply_refuses_a_charge_beyond_it():
         assert not bench.sim.truth()["supply_output_on"]
         bench.charge(28.4, 50.0)
         assert bench.sim.truth()["supply_output_on"]
+
+
+def test_the_supply_over_current_trip_is_set_for_the_charges_top_not_its_soft_start():
+    # the ITECH IT6500C has a separate OCP trip level: set from the 25 A soft start it would trip
+    # at 28.5 A while the charge control ramps to the step's 100 A
+    station = load_station(None)
+    station = station.model_copy(update={
+        "supply": station.supply.model_copy(update={"family": "itech_it6500c", "model": "IT6512C"}),
+        "simulator": station.simulator.model_copy(update={"supply_family": "itech_it6500c"})})
+    with connect_bench(station) as bench:
+        bench.charge(28.4, 25.0, up_to_a=100.0)
+        supply = bench.sim.truth()["supply"]["programmed"]  # what the instrument itself holds
+        assert supply["ocp_level"] == pytest.approx(100.0 * 1.1 + 1.0) and supply["current"] == 25.0
+        bench.adjust_charge(28.4, 100.0, up_to_a=100.0)
+        assert bench.sim.truth()["supply"]["programmed"]["current"] == pytest.approx(100.0)
+        with pytest.raises(SetpointOutOfRange):
+            bench.adjust_charge(28.4, 200.0, up_to_a=100.0)  # never beyond the station's range

@@ -7,8 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
+from bench.config import SIM_STATION
 from bench.engine.events import EventBus, ProgressEvent
+from bench.record import RunRecord
 from bench.run import RunRequest, execute_run
 from tests.bench.engine.conftest import PROCEDURES, scenario_file
 
@@ -188,3 +191,49 @@ def test_every_file_of_every_run_matches_its_recorded_digest(run_procedure, tmp_
     assert all(f.matches_record is not False for f in load_run(run_dir).files)
     html = (run_dir / "report.html").read_text(encoding="utf-8")
     assert "NO: record has" not in html and "can.blf" in html
+
+
+RUNTIME_CHARGE = """\
+procedure: a charge current known only at run time
+version: 1.0.0
+steps:
+  - id: pick
+    set: {wanted: "{current}"}
+  - id: charge
+    charge: {mode: cc_cv, current: wanted, voltage: 28.4V}
+    until:
+      - {when: "step_time >= 120s", reason: done}
+"""
+
+
+def _derated_station(tmp_path: Path, **supply: object) -> Path:
+    data = yaml.safe_load(SIM_STATION.read_text(encoding="utf-8"))
+    data["supply"]["ranges"] = {"voltage_max_v": 31.5, "current_max_a": 40.0, "power_max_w": 3300.0}
+    data["supply"].update(supply)
+    data["simulator"]["supply_family"] = data["supply"]["family"]
+    path = tmp_path / "derated.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def _charge_run(tmp_path: Path, station: Path, current: str) -> RunRecord:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    procedure = tmp_path / "charge.yaml"
+    procedure.write_text(RUNTIME_CHARGE.replace("{current}", current), encoding="utf-8")
+    request = RunRequest(procedure=procedure, station=str(station), out_dir=tmp_path / "run", yes=True,
+                         watchdog=False, db=f"sqlite:///{tmp_path / 'bench.db'}")
+    return execute_run(request, console=None)
+
+
+def test_a_runtime_charge_current_beyond_the_derated_supply_is_refused_before_the_output_goes_on(tmp_path):
+    """Validation cannot see a current computed at run time; the charge control starts from a
+    soft start (25 A) and ramps: the ramp's top (60 A) must be refused before the supply is on
+    (before the fix the first 25 A passed and the ramp went on to 60 A)."""
+    record = _charge_run(tmp_path, _derated_station(tmp_path), "60A")
+    assert record.verdict == "aborted"
+    assert "outside the station's supply range 0..40 A" in (record.abort_reason or "")
+    assert record.sim_truth is not None
+    assert not [t for t in record.sim_truth.output_transitions if t["instrument"] == "supply" and t["on"]]
+    # inside the range the same procedure charges, ramping up to its request
+    ok = _charge_run(tmp_path / "ok", _derated_station(tmp_path), "38A")
+    assert ok.verdict == "pass", ok.abort_reason
