@@ -104,6 +104,8 @@ class ScpiInstrument:
     # The transport is called directly on the success path (no closure, no extra frame: measure()
     # is the engine's per-interval call); only a failure pays for the mapping and the retry.
     def write(self, command: str, *, idempotent: bool = True) -> None:
+        if self._reply_may_be_pending:  # e.g. the safe state's OUTP OFF right after a Ctrl-C
+            self._discard_pending_reply()
         try:
             self.transport.write(command)
         except _TRANSPORT_ERRORS as error:
@@ -206,12 +208,15 @@ class ScpiInstrument:
         """Drop the reply of an interrupted query before the next one is asked: a fresh session
         when the transport can be re-opened (nothing old can arrive on it), else read and discard
         what comes within a short time-out."""
-        self._reply_may_be_pending = False
         if self._reopen is not None:
-            with contextlib.suppress(InstrumentError, OSError, VisaIOError):
-                self.close()
-                self.transport = self._mapped("reconnect", self._reopen)
-                return
+            self.close()
+            # a failed re-open raises the typed error here, before the command, and the next call
+            # tries again (the closed session is never used): the caller's error handling (the
+            # safe state's retries, the link supervisor) takes it from there
+            self.transport = self._mapped("reconnect", self._reopen)
+            self._reply_may_be_pending = False
+            return
+        self._reply_may_be_pending = False
         saved = self.transport.timeout
         try:
             self.transport.timeout = min(int(saved), _DRAIN_TIMEOUT_MS) if isinstance(saved, int | float) else saved

@@ -218,9 +218,13 @@ def test_a_query_interrupted_by_ctrl_c_does_not_answer_the_next_one(served: Serv
     psu = ScpiInstrument(session, "psu", reopen=(lambda: open_resource(served.resource, 1.0)) if reopen else None,
                          reconnect=ReconnectPolicy(attempts=3, delay_s=0.05))
     psu.configure("VOLT 12.5")
+    psu.configure("OUTP ON", idempotent=False)
     session.interrupt_next_query = True
     with pytest.raises(KeyboardInterrupt):
         psu.query_floats("VOLT?;CURR?")
-    assert psu.query_bool("OUTP?") is False  # "12.5;..." would be a ProtocolError here
+    # the safe state's order: the off command (a write, then its error check), then the read-back
+    psu.configure("OUTP OFF", idempotent=False)  # "12.5;0" as the error reply would not parse
+    assert served.instrument.output_on is False
+    assert psu.query_bool("OUTP?") is False
     assert psu.query_float("VOLT?") == 12.5
     psu.close()
