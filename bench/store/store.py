@@ -75,6 +75,8 @@ def migrations_head() -> str | None:
             parents.add(str(found["down_revision"]))
     heads = revisions - parents
     return heads.pop() if len(heads) == 1 and parents <= revisions else None
+
+
 #: pg_advisory_xact_lock key serialising concurrent ``migrate()`` calls of several benches.
 _MIGRATION_LOCK_KEY = 0x56_53_30_32  # "VS02"
 #: SQLite: how long a writer waits for another bench's transaction before giving up.
@@ -142,6 +144,7 @@ class RunStore:
         # lazy: Alembic only when there is something to upgrade (see above)
         from alembic import command
         from alembic.config import Config
+        from alembic.util import CommandError
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -149,7 +152,13 @@ class RunStore:
             if self.backend == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            try:
+                command.upgrade(config, "head")
+            except CommandError as exc:  # e.g. a revision this software does not know
+                raise StoreError(
+                    f"records store {self.display_url}: migrate: {exc}: the database was migrated by "
+                    f"a newer bench software (this one knows up to revision {migrations_head() or '?'}); "
+                    "update this bench before it writes there") from exc
 
     def at_head(self) -> bool:
         """True when the database's ``alembic_version`` names the one head revision of

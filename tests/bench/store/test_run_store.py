@@ -249,3 +249,11 @@ def test_db_url_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("BENCH_DB", "postgresql://env")
     assert resolve_db_url(None, "postgresql://station", tmp_path) == "postgresql://env"
     assert resolve_db_url("sqlite:///cli.db", "postgresql://station", tmp_path) == "sqlite:///cli.db"
+
+
+def test_a_database_from_newer_software_is_a_clear_store_error(store: RunStore):
+    # a factory database migrated by a newer bench: this bench must say so, not crash in Alembic
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    with pytest.raises(StoreError, match=r"'0099'.*newer bench software.*revision 0002"):
+        store.migrate()
