@@ -302,7 +302,9 @@ class StepExecutor:
         re-decides the setpoints from each sample, then limits and end conditions are judged."""
         eng = self.engine
         st = eng.state
-        limits = self._step_limits.setdefault(step.id, LimitMonitor(step.limits))
+        limits = self._step_limits.get(step.id)
+        if limits is None:  # one monitor per step, kept across re-entries (its hold timers, its precomputed limits)
+            limits = self._step_limits[step.id] = LimitMonitor(step.limits)
         if configure is not None:
             configure()
         # each condition's hold key built once, not every sample

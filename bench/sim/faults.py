@@ -53,6 +53,8 @@ def _server(world: FaultTarget, name: str) -> ScpiServer | None:
 
 
 def apply_fault(world: FaultTarget, fault: Fault) -> None:
+    # each branch tests fault.kind itself, so mypy narrows the Fault union to that fault's model;
+    # `kind` keeps the plain string for the last branches (a shared one, and the error)
     kind = fault.kind
     if fault.kind == "instrument_disconnect":
         server = _server(world, fault.instrument)
