@@ -82,7 +82,7 @@ class Sample:
 
 
 @dataclass(frozen=True)
-class EndRun:
+class RunEnd:
     """The run ends now, with ``verdict`` (``auto``: fail if a check failed, else pass)."""
 
     verdict: EndVerdict
@@ -98,7 +98,7 @@ class StepOutcome:
     #: the step to go to; None: the next one in order
     next_step: str | None = None
     #: set by an ``end`` step
-    end_run: EndRun | None = None
+    run_end: RunEnd | None = None
 
 
 class StepContext(RunContext, Protocol):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench import __version__
 from bench.engine.checkpoint import CheckpointWriter, EngineState, atomic_write, checkpoint_policy
-from bench.engine.context import AutoPrompter, EndRun, EndVerdict, PauseRequest, Prompter, Sample
+from bench.engine.context import AutoPrompter, EndVerdict, PauseRequest, Prompter, RunEnd, Sample
 from bench.engine.datalog import Row, SampleLog, sha256_file
 from bench.engine.events import EventBus, EventKind, ProgressEvent
 from bench.engine.journal import RecordEventKind
@@ -76,7 +76,7 @@ class RunEnded(Exception):
     check of the scanned pack, run from the stop hook) ends the run where it cannot return a
     :class:`~bench.engine.context.StepOutcome`."""
 
-    def __init__(self, end: EndRun) -> None:
+    def __init__(self, end: RunEnd) -> None:
         super().__init__(end.message)
         self.end = end
 
@@ -145,7 +145,7 @@ class Engine:
     def run(self) -> RunRecord:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.state.step_pos is not None
-        end: EndRun | None = None
+        end: RunEnd | None = None
         try:
             self._open_record(resumed)
             self.publish("run_started", {"procedure": self.procedure.procedure,
@@ -309,7 +309,7 @@ class Engine:
                     self.opts.heartbeat = None
 
     # ------------------------------------------------------------------ step sequencing
-    def _execute(self) -> EndRun | None:
+    def _execute(self) -> RunEnd | None:
         """Run the steps from the current one; returns how the run ends when a step ends it."""
         st = self.state
         if st.step_pos is None:
@@ -328,14 +328,14 @@ class Engine:
                 self._begin_step(step)
             checks_before = len(self.record.checks)
             outcome = self._executor.execute(step)
-            if outcome.end_run is not None:
-                return outcome.end_run  # the step stays open: the end of the run closes it
+            if outcome.run_end is not None:
+                return outcome.run_end  # the step stays open: the end of the run closes it
             target = outcome.next_step
             self._end_step(step, outcome.end_reason)
             failed = [c for c in self.record.checks[checks_before:] if not c.passed]
             if failed:
                 decided = self._on_failure(step, failed, target)
-                if isinstance(decided, EndRun):
+                if isinstance(decided, RunEnd):
                     return decided
                 target = decided
             elif step.retry is not None:
@@ -344,7 +344,7 @@ class Engine:
             st.step_started_at = None
         return None
 
-    def _on_failure(self, step: Step, failed: list[CheckRecord], target: str | None) -> str | EndRun | None:
+    def _on_failure(self, step: Step, failed: list[CheckRecord], target: str | None) -> str | RunEnd | None:
         """A step recorded failed checks: retry its group, or apply its ``on_fail`` policy."""
         names = ", ".join(c.id for c in failed)
         retry = step.retry
@@ -364,7 +364,7 @@ class Engine:
         policy = step.on_fail
         if policy == "abort":
             self.event("info", f"step {step.id} failed ({names}): on_fail abort ends the run")
-            return EndRun("fail", f"stopped after step {step.id} failed: {names}")
+            return RunEnd("fail", f"stopped after step {step.id} failed: {names}")
         goto = step.on_fail_goto
         if goto is not None:
             self.event("info", f"step {step.id} failed ({names}): on_fail goes to {goto}")
@@ -634,7 +634,7 @@ class Engine:
 
     def end_run(self, verdict: EndVerdict, message: str) -> None:
         """End the run now, from outside the step loop (see :class:`RunEnded`)."""
-        raise RunEnded(EndRun(verdict, message))
+        raise RunEnded(RunEnd(verdict, message))
 
 
 #: The cell columns of a sample whose BMS has not sent its cell voltages yet.

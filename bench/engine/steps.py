@@ -24,7 +24,7 @@ from bench.engine.charge_control import (
     ChargeRequest,
     ChargeSetpoint,
 )
-from bench.engine.context import EndRun, PauseRequest, Sample, StepContext, StepOutcome
+from bench.engine.context import PauseRequest, RunEnd, Sample, StepContext, StepOutcome
 from bench.engine.limits import LimitMonitor
 from bench.engine.values import Env, EnvView, Value, as_float, to_float
 from bench.errors import ProcedureError, RunAborted, SafetyTrip
@@ -116,7 +116,7 @@ class StepExecutor:
     def __init__(self, engine: StepContext) -> None:
         self.engine = engine
         self.end_reason = ""
-        self._end_run: EndRun | None = None
+        self._run_end: RunEnd | None = None
         self._step_limits: dict[str, LimitMonitor] = {}
         self._resuming = False
 
@@ -143,10 +143,10 @@ class StepExecutor:
             eng.state.hold_since = {}
         self._resuming = False
         self.end_reason = "done"
-        self._end_run = None
+        self._run_end = None
         target = self._dispatch(step)
-        if self._end_run is not None:
-            return StepOutcome(self.end_reason, None, self._end_run)
+        if self._run_end is not None:
+            return StepOutcome(self.end_reason, None, self._run_end)
         if target is None:
             target = step.next
         return StepOutcome(self.end_reason, target)
@@ -457,7 +457,7 @@ class StepExecutor:
 
     def _do_end(self, step: Step, action: EndAction) -> str | None:
         self.end_reason = "end"
-        self._end_run = EndRun(action.verdict, action.message or "")
+        self._run_end = RunEnd(action.verdict, action.message or "")
         return None
 
     # -------------------------------------------------------------- helpers
