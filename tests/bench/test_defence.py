@@ -92,7 +92,7 @@ def test_sigkill_mid_discharge_watchdog_turns_outputs_off_and_resume_completes(t
         # resume takes over and completes the run with the uninterrupted verdict
         resumed = run_bench("resume", str(run_dir), "--yes", "--json", "--db", db, timeout=120)
         summary = json.loads(resumed.stdout.strip().splitlines()[-1])
-        assert resumed.returncode == 0, resumed.stderr
+        assert resumed.returncode == 0, (summary.get("abort_reason"), resumed.stderr)
         assert summary["verdict"] == "pass", summary
         record = json.loads((run_dir / "record.json").read_text())
         kinds = [e["kind"] for e in record["events"]]
