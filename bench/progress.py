@@ -37,7 +37,9 @@ class ProgressPrinter:
             c.print(f"{_hms(ev.t_s)} step {d['index'] + 1}/{d['count']} [cyan]{d['step']}[/] ({d['kind']})"
                     + (f": {d['description']}" if d.get("description") else ""))
         elif ev.kind == "step_ended":
-            c.print(f"{_hms(ev.t_s)}   ended: {d['reason']}  {d['ah']:+.2f} Ah  {d['wh']:+.1f} Wh"
+            # round, then + 0.0: a rest's -0.0001 Ah prints as +0.00, not -0.00
+            c.print(f"{_hms(ev.t_s)}   ended: {d['reason']}  {round(d['ah'], 2) + 0.0:+.2f} Ah  "
+                    f"{round(d['wh'], 1) + 0.0:+.1f} Wh"
                     f"  {_hms(d['duration_s'])}", markup=False)
         elif ev.kind == "sample" and ev.t_s >= self._next_status:
             self._next_status = ev.t_s + self.every_s

@@ -82,6 +82,13 @@ def run_duration(bench_s: float | None, wall_s: float | None) -> str:
     return f"{format_duration(bench_s)} bench time ({format_duration(wall_s)} wall)"
 
 
+def fixed(value: float, digits: int) -> str:
+    """``value`` to ``digits`` decimals, without the "-0.00" a tiny negative rounds to (a rest
+    step's -0.0001 Ah of self-discharge read as a discharge)."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text) else text
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -148,6 +155,7 @@ def report_context(run: RunData, generated_at: datetime | None = None) -> dict[s
         "duration": run_duration(
             t_end, (record.ended_at - record.started_at).total_seconds() if record.ended_at else None),
         "fmt_duration": format_duration,
+        "fixed": fixed,
     }
 
 

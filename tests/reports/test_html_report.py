@@ -11,7 +11,7 @@ import pytest
 
 from bench.record import RunRecord
 from reports import charts
-from reports.html import format_duration, format_limits, report_id, run_duration, write_report
+from reports.html import fixed, format_duration, format_limits, report_id, run_duration, write_report
 from reports.pdf import find_browser, html_to_pdf, screenshot
 from reports.plots import decimate_minmax
 from tests.reports.png import color_pixels, read_png
@@ -117,3 +117,8 @@ def test_duration_shows_bench_time_when_the_simulator_ran_faster_than_the_wall()
     assert run_duration(3350.0, 3351.0) == format_duration(3351.0)
     assert run_duration(None, 10.0) == format_duration(10.0)
 
+
+
+def test_a_tiny_negative_step_total_reads_zero_not_minus_zero():
+    assert fixed(-0.0001, 2) == "0.00" and fixed(-0.004, 1) == "0.0"
+    assert fixed(-183.594, 2) == "-183.59" and fixed(-0.006, 2) == "-0.01" and fixed(0.0, 2) == "0.00"
