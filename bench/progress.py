@@ -17,13 +17,14 @@ def _hms(seconds: float) -> str:
 
 
 class ProgressPrinter:
-    """Prints step changes, checks, warnings and (every ``every_s`` bench seconds) a status line."""
+    """Prints step changes, checks, warnings and a status line per ``sample`` event it receives:
+    subscribe it with ``sample_every_s=printer.every_s`` (the event bus spaces them, and the
+    engine builds no sample event in between)."""
 
     def __init__(self, console: Console, procedure: Any, clock: Any, every_s: float = 600.0) -> None:
         self.console = console
         self.procedure = procedure
         self.every_s = every_s
-        self._next_status = 0.0
         self._step = ""
 
     def __call__(self, ev: ProgressEvent) -> None:
@@ -41,8 +42,7 @@ class ProgressPrinter:
             c.print(f"{_hms(ev.t_s)}   ended: {d['reason']}  {round(d['ah'], 2) + 0.0:+.2f} Ah  "
                     f"{round(d['wh'], 1) + 0.0:+.1f} Wh"
                     f"  {_hms(d['duration_s'])}", markup=False)
-        elif ev.kind == "sample" and ev.t_s >= self._next_status:
-            self._next_status = ev.t_s + self.every_s
+        elif ev.kind == "sample":  # one per every_s: subscribe(printer, sample_every_s=printer.every_s)
             soc = d.get("bms_soc")
             ref = d.get("ref_soc")
             c.print(f"{_hms(ev.t_s)}   {d['pack_v']:.2f} V {d['current']:+.1f} A  BMS SOC "

@@ -73,12 +73,16 @@ class Sample:
 
     env: Env
     reading: RawReading
-    t: float
     step_time: float
     #: hold the step with outputs off (the first pause asked for in this sample)
     pause: PauseRequest | None = None
     #: a ``goto`` limit tripped: leave the step for this one
     goto: str | None = None
+
+    @property
+    def t(self) -> float:
+        """Bench time of the sample: its reading's."""
+        return self.reading.t_s
 
 
 @dataclass(frozen=True)

@@ -487,7 +487,7 @@ class Engine:
             # before any other pause: resuming while an instrument is unreachable cannot work
             pause = link_pause
         self._checkpoint()
-        return Sample(env=env, reading=reading, t=reading.t_s, step_time=self._step_time(reading),
+        return Sample(env=env, reading=reading, step_time=self._step_time(reading),
                       pause=pause, goto=goto)
 
     def instant_env(self, step: Step) -> Env:

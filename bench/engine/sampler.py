@@ -131,10 +131,6 @@ def quantities(reading: RawReading, can_age_s: float, into: Env | None = None) -
     return q
 
 
-#: A sample quantity's value: a number, a flag, a cell number, or None (no value yet).
-SampleValue = float | int | bool | None
-
-
 class StationFacts(Protocol):
     """What the sampler asks the bench for the station's quantities."""
 
