@@ -6,26 +6,13 @@ The import graph comes from tools/measure_seams.py, the same tool that gives iss
 from __future__ import annotations
 
 import ast
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tools import measure_seams as seams
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("measure_seams", ROOT / "tools" / "measure_seams.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("measure_seams", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-seams = _load_tool()
 KNOWN = seams.modules(ROOT)
 # every import, the ones inside functions and under TYPE_CHECKING included: a lazy import still
 # ties the layers together

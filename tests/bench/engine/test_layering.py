@@ -5,32 +5,29 @@ layering rules in tests/test_layering.py."""
 
 from __future__ import annotations
 
-import ast
 import inspect
 from pathlib import Path
 
 from bench.engine.port import BenchPort
 from bench.station import Bench
-from tools.measure_seams import any_in_signatures
+from tools.measure_seams import any_in_signatures, imports, modules
 
 ENGINE = Path(__file__).resolve().parents[3] / "bench" / "engine"
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module ``path`` imports, at module level, inside functions or under TYPE_CHECKING."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-    return found
+ROOT = ENGINE.parents[1]
+KNOWN = modules(ROOT)
+
+
+def _imports(module: str) -> set[str]:
+    """Every project module ``module`` imports, anywhere in it (the measure_seams graph)."""
+    return imports(module, KNOWN[module], KNOWN, top_level_only=False)
 
 
 def test_runner_and_steps_do_not_import_each_other() -> None:
-    assert "bench.engine.runner" not in _imports(ENGINE / "steps.py")
+    assert "bench.engine.runner" not in _imports("bench.engine.steps")
     # the runner uses the executor; the executor knows the run only as a StepContext
-    assert "bench.engine.steps" in _imports(ENGINE / "runner.py")
+    assert "bench.engine.steps" in _imports("bench.engine.runner")
 
 
 def test_no_any_in_engine_signatures() -> None:
