@@ -8,6 +8,7 @@ every spike. Colours are fixed per series so a rendered page can be checked pixe
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -178,8 +179,11 @@ def render_svg(chart: Chart) -> str:
                f'{escape(chart.x_label)}</text>')
     out.append(f'<text transform="translate(14 {top + plot_h / 2:.0f}) rotate(-90)" '
                f'text-anchor="middle">{escape(chart.y_label)}</text>')
-    out.append(f'<clipPath id="clip-{id(chart)}"><rect x="{_MARGIN_LEFT}" y="{top}" width="{plot_w}" '
-               f'height="{plot_h}"/></clipPath><g clip-path="url(#clip-{id(chart)})">')
+    # the id from what the clip is, not id(chart): the same run renders the same page byte for byte
+    # (an equal id on another chart of the page names an equal rectangle)
+    rect = f'<rect x="{_MARGIN_LEFT}" y="{top}" width="{plot_w}" height="{plot_h}"/>'
+    clip = f"clip-{zlib.crc32(rect.encode()):08x}"
+    out.append(f'<clipPath id="{clip}">{rect}</clipPath><g clip-path="url(#{clip})">')
     for band in bands:
         xs = sx(band.x)
         upper = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(xs, sy(band.high), strict=True))

@@ -122,3 +122,25 @@ def test_duration_shows_bench_time_when_the_simulator_ran_faster_than_the_wall()
 def test_a_tiny_negative_step_total_reads_zero_not_minus_zero():
     assert fixed(-0.0001, 2) == "0.00" and fixed(-0.004, 1) == "0.0"
     assert fixed(-183.594, 2) == "-183.59" and fixed(-0.006, 2) == "-0.01" and fixed(0.0, 2) == "0.00"
+
+
+def test_the_same_run_renders_the_same_page_byte_for_byte(complete):
+    """In another process too (an id taken from object addresses differs there)."""
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from reports.html import render_report
+    from reports.rundir import load_run
+
+    run_dir = complete[0]
+    issued = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    here = render_report(load_run(run_dir), issued)
+    assert "clip-path" in here
+    script = ("import sys; from datetime import UTC, datetime; from pathlib import Path; "
+              "from reports.html import render_report; from reports.rundir import load_run; "
+              "sys.stdout.write(render_report(load_run(Path(sys.argv[1])), "
+              "datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)))")
+    there = subprocess.run([sys.executable, "-c", script, str(run_dir)], capture_output=True,
+                           text=True, check=True).stdout
+    assert there == here
