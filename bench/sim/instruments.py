@@ -154,10 +154,13 @@ class SimInstrument(ScpiDevice):
             no_args(args)
             if key.startswith("tripped:"):
                 return format_bool(key.partition(":")[2] in self.tripped)
+            # one meter per query: MEAS:VOLT?;CURR? is two of these every control interval
+            if key == "measure_voltage":
+                return format_number(self.voltage_reading())
+            if key == "measure_current":
+                return format_number(self.current_reading())
             voltage, current = self.readings()
-            value = {"measure_voltage": voltage, "measure_current": current,
-                     "measure_power": voltage * current}[key]
-            return format_number(value)
+            return format_number({"measure_power": voltage * current}[key])
 
         return handler
 
@@ -208,8 +211,13 @@ class SimInstrument(ScpiDevice):
         return condition and held >= delay_s
 
     def readings(self) -> tuple[float, float]:
-        voltage = self.true_v * (SENSE_LEAD_OFF_GAIN if self._sense_lead_off else 1.0)
-        return self.v_meter.read(voltage), self.i_meter.read(self.true_i)
+        return self.voltage_reading(), self.current_reading()
+
+    def voltage_reading(self) -> float:
+        return self.v_meter.read(self.true_v * (SENSE_LEAD_OFF_GAIN if self._sense_lead_off else 1.0))
+
+    def current_reading(self) -> float:
+        return self.i_meter.read(self.true_i)
 
     # --- faults the world can trigger ---
     def shunt_gain_error(self, gain: float) -> None:

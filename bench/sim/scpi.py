@@ -246,6 +246,7 @@ class ScpiDevice:
 
     def __init__(self) -> None:
         self.tree = CommandTree()
+        self._parsed: dict[str, list[tuple[str, list[str] | ScpiError]]] = {}
         self.errors: deque[tuple[int, str]] = deque()
         self.esr = 0
         self.ese = 0
@@ -353,13 +354,16 @@ class ScpiDevice:
         """Execute one program message; return the response message or None when nothing is queried."""
         replies: list[str] = []
         path: tuple[str, ...] = ()
-        for raw_unit in _split_units(message):
-            unit = raw_unit.strip()
-            if not unit:
-                continue
-            header, _, rest = unit.partition(" ")
+        units = self._parsed.get(message)
+        if units is None:
+            units = _parse_units(message)
+            # a message with a parse error is not kept: its error object is raised once
+            if len(self._parsed) < _PARSED_CACHE_SIZE and not any(isinstance(a, ScpiError) for _, a in units):
+                self._parsed[message] = units
+        for header, args in units:
             try:
-                args = _split_args(rest)
+                if isinstance(args, ScpiError):
+                    raise args
                 if header.startswith("*"):
                     handler = self._common.get(header.upper())
                     if handler is None:
@@ -379,6 +383,27 @@ class ScpiDevice:
             if reply is not None:
                 replies.append(reply)
         return ";".join(replies) if replies else None
+
+
+#: program messages kept parsed per device: a driver sends a handful of distinct messages over
+#: and over (MEAS:VOLT?;CURR? every control interval); a bound keeps odd traffic from growing it
+_PARSED_CACHE_SIZE = 256
+
+
+def _parse_units(message: str) -> list[tuple[str, list[str] | ScpiError]]:
+    """(header, arguments) of each non-empty program message unit; a unit whose arguments do not
+    parse carries its error, raised when execution reaches it (the units before it still run)."""
+    units: list[tuple[str, list[str] | ScpiError]] = []
+    for raw_unit in _split_units(message):
+        unit = raw_unit.strip()
+        if not unit:
+            continue
+        header, _, rest = unit.partition(" ")
+        try:
+            units.append((header, _split_args(rest)))
+        except ScpiError as error:
+            units.append((header, error))
+    return units
 
 
 def _split_units(message: str) -> list[str]:

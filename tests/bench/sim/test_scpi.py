@@ -115,3 +115,17 @@ def test_command_error_stops_the_rest_of_the_message(psu) -> None:
 )
 def test_parse_number_multipliers(text: str, unit: str, expected: float) -> None:
     assert parse_number(text, unit, 0.0, 1e7) == pytest.approx(expected)
+
+
+def test_a_repeated_message_executes_the_same_each_time(psu) -> None:
+    """The parsed-message cache keeps no state that belongs to one execution."""
+    for volts in (10, 11):
+        psu.handle(f"VOLT {volts}")
+        # the same message twice: answers follow the state, the relative path restarts each time
+        assert psu.handle("VOLT?;CURR?") == f"{volts};0"
+        assert psu.handle("VOLT?;CURR?") == f"{volts};0"
+    for _ in range(2):  # an argument error (-102 syntax) is raised, and queued, every time
+        psu.handle("VOLT 5,,6;:CURR 2")
+        psu.handle("VOLT:PROT 31;CURR 5")  # a path error every time (VOLT:CURR)
+    assert errors(psu) == [-102, -113, -102, -113]
+    assert psu.handle("CURR?") == "0"  # the error stopped the rest of each message
