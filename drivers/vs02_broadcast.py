@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntFlag
-from typing import Any, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import cantools
+from cantools.database.conversion import IdentityConversion, LinearConversion, LinearIntegerConversion
 
 from drivers.vs02_dbc import ALARM_ACTIVE, ALARM_SIGNALS, CONDITION_NAMES, load_dbc
 
@@ -52,6 +53,31 @@ _MULTI_MESSAGE_FIELDS = {
     "cell_voltages_v": ("BMS_CellVoltages1", "BMS_CellVoltages2"),
     "temperatures_c": ("BMS_CellTemperatures", "BMS_Status"),
 }
+
+
+class DataFrame(Protocol):
+    """What :meth:`BroadcastState.update_frames` reads of a frame (a ``can.Message`` has it)."""
+
+    @property
+    def arbitration_id(self) -> int: ...
+    @property
+    def data(self) -> bytes | bytearray: ...
+    @property
+    def is_extended_id(self) -> bool: ...
+    @property
+    def is_error_frame(self) -> bool: ...
+    @property
+    def is_remote_frame(self) -> bool: ...
+
+
+class _Frame(NamedTuple):
+    """A frame given to :meth:`BroadcastState.update` by its fields."""
+
+    arbitration_id: int
+    data: bytes | bytearray
+    is_extended_id: bool = False
+    is_error_frame: bool = False
+    is_remote_frame: bool = False
 
 
 class GaugeStatus(IntFlag):
@@ -173,25 +199,46 @@ class BroadcastState:
 
     def update(self, arbitration_id: int, data: bytes | bytearray, is_extended_id: bool = False) -> bool:
         """Decode one frame; returns False for frames that are not in the DBC."""
-        frame = None if is_extended_id else self._frames.get(arbitration_id)
-        if frame is None:
-            return False
-        name, decode = frame
-        payload = bytes(data)
-        last = self._decoded.get(arbitration_id)
-        if last is not None and last[0] == payload:
-            signals = last[1]  # a repeated payload (identity, limits, idle values): same signals
-        else:
-            signals = decode(payload)
-            self._decoded[arbitration_id] = (payload, signals)
+        return self.update_frames((_Frame(arbitration_id, data, is_extended_id),)) == 1
+
+    def update_frames(self, frames: Iterable[DataFrame]) -> int:
+        """Decode frames received together (a lockstep step's broadcast cycle, or one frame):
+        one clock read and one lock for the batch. Error, remote and extended frames and IDs
+        not in the DBC are skipped; returns how many were decoded."""
+        known, last_decoded = self._frames, self._decoded
+        decoded: list[tuple[str, dict[str, Any]]] = []
+        for frame in frames:
+            if frame.is_extended_id or frame.is_error_frame or frame.is_remote_frame:
+                continue
+            arbitration_id = frame.arbitration_id
+            message = known.get(arbitration_id)
+            if message is None:
+                continue
+            data = frame.data
+            last = last_decoded.get(arbitration_id)
+            if last is not None and last[0] == data:
+                signals = last[1]  # a repeated payload (identity, limits, idle values): same signals
+            else:
+                payload = bytes(data)
+                signals = message[1](payload)
+                last_decoded[arbitration_id] = (payload, signals)
+            decoded.append((message[0], signals))
+        return self._store(decoded)
+
+    def _store(self, decoded: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """Keep the latest signals of each decoded message, stamped with the clock now."""
+        if not decoded:
+            return 0
         stamp = self._clock()
         with self._lock:
-            self._latest[name] = (signals, stamp)
+            latest = self._latest
+            for name, signals in decoded:
+                latest[name] = (signals, stamp)
             self._newest = stamp
-            self.frames_received += 1
+            self.frames_received += len(decoded)
             if self._wanted is not None and self.frames_received >= self._wanted:
                 self.frames_received_changed.notify_all()
-        return True
+        return len(decoded)
 
     def wait_frames(self, count: int, timeout_s: float) -> bool:
         """Block until ``frames_received >= count``; False on time-out (wall clock)."""
@@ -314,26 +361,37 @@ class _FrameDecoder:
     def __init__(self, message: Any) -> None:
         self.message = message
         self.length: int = message.length
-        #: per signal: name, start bit, mask, sign bit (0: unsigned), raw -> physical; None: cantools
-        self.fields: list[tuple[str, int, int, int, Callable[..., Any]]] | None = []
+        #: per signal: name, start bit, mask, sign bit (0: unsigned), then either scale and offset
+        #: of a linear conversion inlined in __call__ and None, or cantools' raw -> physical;
+        #: None: the frame goes to cantools
+        self.fields: list[tuple[str, int, int, int, Any, Any, Callable[..., Any] | None]] | None = []
         if message.is_multiplexed() or message.is_container:
             self.fields = None
             return
         for s in message.signals:
-            if s.byte_order != "little_endian" or s.conversion.is_float or s.start + s.length > 8 * message.length:
+            conversion = s.conversion
+            if s.byte_order != "little_endian" or conversion.is_float or s.start + s.length > 8 * message.length:
                 self.fields = None
                 return
             sign_bit = 1 << (s.length - 1) if s.is_signed else 0
-            self.fields.append((s.name, s.start, (1 << s.length) - 1, sign_bit, s.conversion.raw_to_scaled))
+            # cantools' linear conversions are raw * scale + offset, its identity raw (= raw * 1 + 0
+            # for an integer): inlined, since a method call per signal is most of a frame's decoding
+            if type(conversion) in (LinearConversion, LinearIntegerConversion):
+                scale, offset, to_scaled = conversion.scale, conversion.offset, None
+            elif type(conversion) is IdentityConversion:
+                scale, offset, to_scaled = 1, 0, None
+            else:
+                scale, offset, to_scaled = 1, 0, conversion.raw_to_scaled
+            self.fields.append((s.name, s.start, (1 << s.length) - 1, sign_bit, scale, offset, to_scaled))
 
     def __call__(self, payload: bytes) -> dict[str, Any]:
         if self.fields is None or len(payload) != self.length:
             return cast(dict[str, Any], self.message.decode(payload, decode_choices=False))
         bits = int.from_bytes(payload, "little")
         signals: dict[str, Any] = {}
-        for name, start, mask, sign_bit, to_scaled in self.fields:
+        for name, start, mask, sign_bit, scale, offset, to_scaled in self.fields:
             raw = bits >> start & mask
             if raw & sign_bit:
                 raw -= mask + 1
-            signals[name] = to_scaled(raw, False)
+            signals[name] = raw * scale + offset if to_scaled is None else to_scaled(raw, False)
         return signals

@@ -117,25 +117,33 @@ def _sweep_values(signal, k: int) -> float | int:
     return round(value) if is_integer else value
 
 
+def _field_top(signal) -> float | int:
+    """The physical value of the largest raw value ``signal``'s field holds (within its range,
+    if it has one): a 64-bit field's top is where float arithmetic would lose digits."""
+    raw = (1 << (signal.length - (1 if signal.is_signed else 0))) - 1
+    value = raw * signal.conversion.scale + signal.conversion.offset
+    if signal.minimum is not None and signal.maximum is not None and signal.maximum > signal.minimum:
+        value = min(max(value, signal.minimum), signal.maximum)
+    return value
+
+
 def test_packed_frames_are_the_bytes_cantools_encodes():
     """The encoder's shift-and-mask packing gives exactly cantools' bytes for every frame, over
     each signal's range, its limits, values beyond them (clamped, as the encoder does before
-    cantools too) and values half-way between raw steps (the same rounding)."""
-    from bench.sim.can_adapter import BroadcastEncoder, _clamp
+    cantools too), values half-way between raw steps (the same rounding) and the top of each
+    field (an 8-byte identity field such as 0x35E's name keeps every digit)."""
+    from bench.sim.can_adapter import BroadcastEncoder, _clamp, _FramePacker, _signal_range
 
     encoder = BroadcastEncoder()
-    packed = 0
-    for name, _, packer, encode, limits in encoder._plan:
-        message = encoder.db.get_message_by_name(name)
-        if packer is None:
-            continue
-        packed += 1
-        for k in range(400):
-            # each signal takes a different pick of the sweep in the same frame
-            values = {s.name: _sweep_values(s, (k + 3 * i) % 400) for i, s in enumerate(message.signals)}
-            expected = encode({n: _clamp(v, *limits[n]) for n, v in values.items()}, scaling=True, strict=False)
-            assert packer.pack(values) == expected, (name, values)
-    assert packed == len(encoder._plan)  # every frame of the VS02 DBC takes the packed path
+    for message in encoder.db.messages:
+        packer = _FramePacker.for_message(message)
+        assert packer is not None, message.name  # every frame of the VS02 DBC takes the packed path
+        rows = [tuple(_sweep_values(s, (k + 3 * i) % 400) for i, s in enumerate(message.signals))
+                for k in range(400)]  # each signal takes a different pick of the sweep in the same frame
+        rows.append(tuple(_field_top(s) for s in message.signals))
+        for row in rows:
+            clamped = {s.name: _clamp(v, *_signal_range(s)) for s, v in zip(message.signals, row, strict=True)}
+            assert packer.pack(row) == message.encode(clamped, scaling=True, strict=False), (message.name, row)
 
 
 def test_read_multiple_dids_in_one_request(rig):
