@@ -123,9 +123,10 @@ class InProcessCanBus(can.BusABC):
             frames.append(first)
         # one popleft per frame queued now: each is atomic, so a frame a sender on another
         # thread appends meanwhile is either taken here or left for the next call, never lost
+        popleft, append = queue.popleft, frames.append
         try:
             for _ in range(len(queue)):
-                frames.append(queue.popleft())
+                append(popleft())
         except IndexError:  # another reader of this bus took the rest
             pass
         if self._filters is not None:

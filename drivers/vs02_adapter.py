@@ -208,25 +208,33 @@ class _FastBlfWriter(can.BLFWriter):
             return
         pack, size, channel = _BLF_CAN_OBJECT.pack, _BLF_CAN_OBJECT.size, self.channel
         start = self.start_timestamp
+        packed: list[bytes] = []  # the classic frames since the last stock-path one
         for msg in msgs:
             if msg.is_error_frame or msg.is_fd or msg.channel is not None or msg.dlc > 8:
+                self._append(packed)
+                packed = []
                 super().on_message_received(msg)  # keeps the header fields and may flush itself
                 start = self.start_timestamp
                 continue
             timestamp = msg.timestamp
             if start is None:  # truncated to ms as the stock writer does
                 start = self.start_timestamp = int(timestamp * 1000) / 1000
-            self.stop_timestamp = timestamp
+            offset_ns = int((timestamp - start) * 1e9)
             flags = (_BLF_REMOTE if msg.is_remote_frame else 0) | (0 if msg.is_rx else _BLF_DIR)
-            # self._buffer, not a local: the stock path above may flush, which replaces the list
-            self._buffer.append(pack(
-                b"LOBJ", _BLF_HEADER_SIZE, 1, size, _BLF_CAN_MESSAGE,
-                _BLF_TIME_ONE_NANS, 0, 0, max(int((timestamp - start) * 1e9), 0), channel, flags, msg.dlc,
-                msg.arbitration_id | (0x80000000 if msg.is_extended_id else 0), bytes(msg.data)))
-            self._buffer_size += size
-            self.object_count += 1
+            packed.append(pack(
+                b"LOBJ", _BLF_HEADER_SIZE, 1, size, _BLF_CAN_MESSAGE, _BLF_TIME_ONE_NANS, 0, 0,
+                offset_ns if offset_ns > 0 else 0, channel, flags, msg.dlc,
+                msg.arbitration_id | (0x80000000 if msg.is_extended_id else 0), msg.data))
+            self.stop_timestamp = timestamp
+        self._append(packed)
         while self._buffer_size >= self.max_container_size:  # stop() flushes only once
             self._flush()
+
+    def _append(self, packed: list[bytes]) -> None:
+        """Add packed CAN objects to the container being filled (the counts as the stock writer)."""
+        self._buffer.extend(packed)  # self._buffer, not a kept reference: _flush replaces the list
+        self._buffer_size += _BLF_CAN_OBJECT.size * len(packed)
+        self.object_count += len(packed)
 
 
 #: zlib level of the BLF capture's containers: 1 (fastest) compresses this bus's frames ~4x faster

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntFlag
 from typing import Any, NamedTuple, Protocol, cast
@@ -183,7 +183,10 @@ class BroadcastState:
         #: this lookup runs for every frame on the bus
         self._frames = {m.frame_id: (m.name, _FrameDecoder(m)) for m in self.db.messages}
         self.message_names = [m.name for m in self.db.messages]
-        self._latest: dict[str, tuple[dict[str, Any], float]] = {}
+        #: per message, the latest signals and the clock time they arrived (two dicts: a snapshot
+        #: copies each whole, every control interval)
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._stamps: dict[str, float] = {}
         #: when the most recent frame arrived (newest_age_s is asked every sample: no scan)
         self._newest: float | None = None
         #: per frame ID, the last payload and its decoded signals (never mutated once stored)
@@ -206,7 +209,8 @@ class BroadcastState:
         one clock read and one lock for the batch. Error, remote and extended frames and IDs
         not in the DBC are skipped; returns how many were decoded."""
         known, last_decoded = self._frames, self._decoded
-        decoded: list[tuple[str, dict[str, Any]]] = []
+        decoded: dict[str, dict[str, Any]] = {}  # message name -> its latest signals in the batch
+        count = 0
         for frame in frames:
             if frame.is_extended_id or frame.is_error_frame or frame.is_remote_frame:
                 continue
@@ -222,23 +226,18 @@ class BroadcastState:
                 payload = bytes(data)
                 signals = message[1](payload)
                 last_decoded[arbitration_id] = (payload, signals)
-            decoded.append((message[0], signals))
-        return self._store(decoded)
-
-    def _store(self, decoded: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        """Keep the latest signals of each decoded message, stamped with the clock now."""
-        if not decoded:
-            return 0
-        stamp = self._clock()
-        with self._lock:
-            latest = self._latest
-            for name, signals in decoded:
-                latest[name] = (signals, stamp)
-            self._newest = stamp
-            self.frames_received += len(decoded)
-            if self._wanted is not None and self.frames_received >= self._wanted:
-                self.frames_received_changed.notify_all()
-        return len(decoded)
+            decoded[message[0]] = signals
+            count += 1
+        if count:
+            stamp = self._clock()
+            with self._lock:
+                self._latest.update(decoded)
+                self._stamps.update(dict.fromkeys(decoded, stamp))
+                self._newest = stamp
+                self.frames_received += count
+                if self._wanted is not None and self.frames_received >= self._wanted:
+                    self.frames_received_changed.notify_all()
+        return count
 
     def wait_frames(self, count: int, timeout_s: float) -> bool:
         """Block until ``frames_received >= count``; False on time-out (wall clock)."""
@@ -252,8 +251,8 @@ class BroadcastState:
 
     def age_s(self, message: str) -> float:
         with self._lock:
-            entry = self._latest.get(message)
-        return math.inf if entry is None else self._clock() - entry[1]
+            stamp = self._stamps.get(message)
+        return math.inf if stamp is None else self._clock() - stamp
 
     def newest_age_s(self) -> float:
         """Clock seconds since the most recent frame of any DBC message; inf if none yet."""
@@ -268,9 +267,8 @@ class BroadcastState:
         # (_ALARM_KEYS, _CELL_KEYS, ...), and the values derived from a message whose payload
         # repeated (same signals object, see update) are reused: limits, identity, alarms.
         with self._lock:
-            latest = dict(self._latest)
-        s = {name: sig for name, (sig, _) in latest.items()}
-        values: dict[str, Any] = {"timestamps": {name: t for name, (_, t) in latest.items()}}
+            s, stamps = dict(self._latest), dict(self._stamps)
+        values: dict[str, Any] = {"timestamps": stamps}
         for name, derive in _DERIVED.items():
             signals = s.get(name)
             if signals is None:
@@ -292,7 +290,7 @@ class BroadcastState:
             values["pack_temperature_c"] = m["PackTemperature"]
         if "BMS_CellVoltages1" in s and "BMS_CellVoltages2" in s:
             first, second = s["BMS_CellVoltages1"], s["BMS_CellVoltages2"]
-            values["cell_voltages_v"] = [first[k] for k in _CELL_KEYS[:4]] + [second[k] for k in _CELL_KEYS[4:]]
+            values["cell_voltages_v"] = [first[k] for k in _CELL_KEYS_1] + [second[k] for k in _CELL_KEYS_2]
         if "BMS_CellStats" in s:
             m = s["BMS_CellStats"]
             values["cell_v_min"] = m["CellVoltageMin"]
@@ -313,6 +311,7 @@ class BroadcastState:
 
 
 _CELL_KEYS = tuple(f"Cell{i}Voltage" for i in range(1, 9))
+_CELL_KEYS_1, _CELL_KEYS_2 = _CELL_KEYS[:4], _CELL_KEYS[4:]  # BMS_CellVoltages1, BMS_CellVoltages2
 _TEMPERATURE_KEYS = tuple(f"Cell{i}Temperature" for i in range(1, 9))
 _ALARM_KEYS = tuple((n, f"Alarm{n}", f"Warning{n}") for n in ALARM_SIGNALS)
 

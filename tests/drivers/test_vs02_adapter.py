@@ -269,11 +269,14 @@ def test_shift_decoder_gives_what_cantools_decodes():
             decoder(bytes(message.length - 1))
 
 
-def test_fast_blf_capture_writes_the_stock_writers_bytes(tmp_path: Path):
+@pytest.mark.parametrize("batch", [1, 11, 4000, 9000])
+def test_fast_blf_capture_writes_the_stock_writers_bytes(tmp_path: Path, batch: int):
     """The capture's one-pack BLF writer produces byte for byte the file python-can's BLFWriter
     writes for the same frames (received, transmitted, extended, remote, an error frame and enough
-    frames to fill several compressed containers), and python-can reads it back."""
-    from drivers.vs02_adapter import _FastBlfWriter
+    frames to fill several compressed containers), fed a frame at a time or in batches (a polled
+    step's cycle; batches that fill more than one container, with the error frame inside one),
+    at the capture's compression level, and python-can reads it back."""
+    from drivers.vs02_adapter import BLF_COMPRESSION_LEVEL, _FastBlfWriter
 
     frames = []
     for k in range(9000):
@@ -283,13 +286,46 @@ def test_fast_blf_capture_writes_the_stock_writers_bytes(tmp_path: Path):
     frames[100] = can.Message(timestamp=frames[100].timestamp, arbitration_id=0x040, is_error_frame=True,
                               data=bytes(8))
     stock_path, fast_path = tmp_path / "stock.blf", tmp_path / "fast.blf"
-    stock, fast = can.BLFWriter(stock_path), _FastBlfWriter(fast_path)
+    stock = can.BLFWriter(stock_path, compression_level=BLF_COMPRESSION_LEVEL)
+    fast = _FastBlfWriter(fast_path, compression_level=BLF_COMPRESSION_LEVEL)
     assert fast._fast  # this python-can's writer has what the fast path uses
     for frame in frames:
         stock.on_message_received(frame)
-        fast.on_message_received(frame)
+    for start in range(0, len(frames), batch):
+        if batch == 1:
+            fast.on_message_received(frames[start])
+        else:
+            fast.on_frames(frames[start:start + batch])
     stock.stop()
     fast.stop()
     assert fast_path.read_bytes() == stock_path.read_bytes()
     back = list(can.BLFReader(str(fast_path)))
     assert len(back) == len(frames) and back[1].arbitration_id == frames[1].arbitration_id
+
+
+def test_batch_decode_equals_frame_by_frame():
+    """BroadcastState.update_frames (a polled step's batch) leaves the state update() leaves
+    frame by frame: the same snapshot, count and per-message time stamps; error, remote,
+    extended and unknown frames are skipped."""
+    from bench.sim.can_adapter import BroadcastEncoder, broadcast_rows
+    from drivers.vs02_broadcast import BroadcastState
+
+    bms = StandinBms()
+    encoder = BroadcastEncoder()
+    now = [0.0]
+    by_frame, by_batch = BroadcastState(lambda: now[0]), BroadcastState(lambda: now[0])
+    for step in range(5):
+        now[0] = float(step)
+        bms.soc_pct -= 0.37
+        bms.cell_voltages_v = [v - 0.0013 * (i + 1) for i, v in enumerate(bms.cell_voltages_v)]
+        cycle = encoder.encode_rows(broadcast_rows(bms, step, step))
+        cycle += [can.Message(arbitration_id=0x040, is_error_frame=True, data=bytes(8)),
+                  can.Message(arbitration_id=0x351, is_remote_frame=True, is_extended_id=False),
+                  can.Message(arbitration_id=0x351, data=bytes(8), is_extended_id=True),
+                  can.Message(arbitration_id=0x123, data=bytes(8), is_extended_id=False)]
+        decoded = [by_frame.update(m.arbitration_id, m.data, m.is_extended_id) for m in cycle
+                   if not (m.is_error_frame or m.is_remote_frame)]
+        assert by_batch.update_frames(cycle) == sum(decoded) == 11
+    first, second = by_frame.snapshot(), by_batch.snapshot()
+    assert first == second and first.message_counter == 4 and first.soc_pct == pytest.approx(bms.soc_pct, abs=0.005)
+    assert by_frame.frames_received == by_batch.frames_received == 55

@@ -146,6 +146,37 @@ def test_packed_frames_are_the_bytes_cantools_encodes():
             assert packer.pack(row) == message.encode(clamped, scaling=True, strict=False), (message.name, row)
 
 
+def test_broadcast_frame_is_a_plain_classic_data_frame():
+    """The simulator's frame, built without Message.__init__, has every field python-can's
+    constructor gives the same classic data frame, and deep-copies (the virtual bus) to an equal
+    frame with its own payload."""
+    import copy
+
+    from bench.sim.can_adapter import BroadcastFrame
+
+    frame = BroadcastFrame(0x355, b"\x3d\x00\x64\x00\xd3\x17")
+    expected = can.Message(arbitration_id=0x355, data=b"\x3d\x00\x64\x00\xd3\x17", is_extended_id=False)
+    fields = [name for name in can.Message.__slots__ if name != "__weakref__"]
+    assert {n: getattr(frame, n) for n in fields} == {n: getattr(expected, n) for n in fields}
+    assert isinstance(frame.data, bytearray)
+    copied = copy.deepcopy(frame)
+    assert {n: getattr(copied, n) for n in fields} == {n: getattr(expected, n) for n in fields}
+    assert copied.data is not frame.data
+
+
+def test_broadcast_rows_are_broadcast_values_in_dbc_order():
+    """The encoder's rows and the named values are the same numbers, in the DBC's signal order."""
+    from bench.sim.can_adapter import BROADCAST_SIGNALS, broadcast_rows, broadcast_values
+
+    bms = StandinBms()
+    rows, values = broadcast_rows(bms, 7, 12.5), broadcast_values(bms, 7, 12.5)
+    assert list(rows) == list(values)
+    for message in load_dbc().messages:
+        assert BROADCAST_SIGNALS[message.name] == tuple(s.name for s in message.signals)
+        assert list(values[message.name]) == list(BROADCAST_SIGNALS[message.name])
+        assert tuple(values[message.name].values()) == tuple(rows[message.name])
+
+
 def test_read_multiple_dids_in_one_request(rig):
     bms, _sim, tester = rig
     answer = tester.request(bytes.fromhex("22F18C0112"))
