@@ -16,6 +16,7 @@ Imports nothing from ``bench`` but its error hierarchy, so it can run on a bare 
 from __future__ import annotations
 
 import copy
+import operator
 import struct
 import threading
 import time
@@ -50,6 +51,7 @@ _CAN_ERR_BUSOFF = 0x040
 _CAN_ERR_RESTARTED = 0x100
 _CAN_ERR_CRTL_PASSIVE = 0x10 | 0x20  # RX / TX passive, in data[1]
 
+_ARBITRATION_ID, _IS_ERROR_FRAME = operator.attrgetter("arbitration_id"), operator.attrgetter("is_error_frame")
 _BUS_STATES = {can.BusState.ACTIVE: "active", can.BusState.PASSIVE: "passive", can.BusState.ERROR: "bus_off"}
 SESSION_CODES = {"default": 0x01, "programming": 0x02, "extended": 0x03}
 RESET_CODES = {"hard": 0x01, "key_off_on": 0x02, "soft": 0x03}
@@ -152,11 +154,13 @@ class ResponseOnlyIsoTpStack(isotp.NotifierBasedCanStack):
             super()._on_message_received(msg)
 
     def on_frames(self, msgs: Sequence[can.Message]) -> None:
-        """A polled batch: only the frames of the receive ID go on to the stack."""
+        """A polled batch: only the frames of the receive ID go on to the stack (most batches
+        are a broadcast cycle without one: looked for in C first)."""
         rx_id = self._rx_id
-        for msg in msgs:
-            if msg.arbitration_id == rx_id and not msg.is_extended_id:
-                super()._on_message_received(msg)
+        if rx_id in map(_ARBITRATION_ID, msgs):
+            for msg in msgs:
+                if msg.arbitration_id == rx_id and not msg.is_extended_id:
+                    super()._on_message_received(msg)
 
 
 class _BusErrorWatch(can.Listener):
@@ -428,11 +432,12 @@ class Vs02Adapter:
             self.broadcast.update(msg.arbitration_id, msg.data, msg.is_extended_id)
 
     def _on_frames(self, msgs: Sequence[can.Message]) -> None:
-        """A polled batch: decoded in one call; error frames tracked in order."""
+        """A polled batch: decoded in one call; error frames (rare: looked for in C) tracked in order."""
         self.broadcast.update_frames(msgs)
-        for msg in msgs:
-            if msg.is_error_frame:
-                self._track_error_frame(msg)
+        if any(map(_IS_ERROR_FRAME, msgs)):
+            for msg in msgs:
+                if msg.is_error_frame:
+                    self._track_error_frame(msg)
 
     def _track_error_frame(self, msg: can.Message) -> None:
         error_class = msg.arbitration_id

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntFlag
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, Protocol, cast
 
 import cantools
 from cantools.database.conversion import IdentityConversion, LinearConversion, LinearIntegerConversion
@@ -68,16 +68,6 @@ class DataFrame(Protocol):
     def is_error_frame(self) -> bool: ...
     @property
     def is_remote_frame(self) -> bool: ...
-
-
-class _Frame(NamedTuple):
-    """A frame given to :meth:`BroadcastState.update` by its fields."""
-
-    arbitration_id: int
-    data: bytes | bytearray
-    is_extended_id: bool = False
-    is_error_frame: bool = False
-    is_remote_frame: bool = False
 
 
 class GaugeStatus(IntFlag):
@@ -202,42 +192,59 @@ class BroadcastState:
 
     def update(self, arbitration_id: int, data: bytes | bytearray, is_extended_id: bool = False) -> bool:
         """Decode one frame; returns False for frames that are not in the DBC."""
-        return self.update_frames((_Frame(arbitration_id, data, is_extended_id),)) == 1
+        decoded = None if is_extended_id else self._decode(arbitration_id, data)
+        if decoded is None:
+            return False
+        name, signals = decoded
+        stamp = self._clock()
+        with self._lock:
+            self._latest[name] = signals
+            self._stamps[name] = stamp
+            self._received(1, stamp)
+        return True
 
     def update_frames(self, frames: Iterable[DataFrame]) -> int:
-        """Decode frames received together (a lockstep step's broadcast cycle, or one frame):
-        one clock read and one lock for the batch. Error, remote and extended frames and IDs
-        not in the DBC are skipped; returns how many were decoded."""
-        known, last_decoded = self._frames, self._decoded
-        decoded: dict[str, dict[str, Any]] = {}  # message name -> its latest signals in the batch
+        """Decode frames received together (a lockstep step's broadcast cycle): one clock read
+        and one lock for the batch. Error, remote and extended frames and IDs not in the DBC
+        are skipped; returns how many were decoded."""
+        batch: dict[str, dict[str, Any]] = {}  # message name -> its latest signals in the batch
         count = 0
+        decode = self._decode
         for frame in frames:
             if frame.is_extended_id or frame.is_error_frame or frame.is_remote_frame:
                 continue
-            arbitration_id = frame.arbitration_id
-            message = known.get(arbitration_id)
-            if message is None:
-                continue
-            data = frame.data
-            last = last_decoded.get(arbitration_id)
-            if last is not None and last[0] == data:
-                signals = last[1]  # a repeated payload (identity, limits, idle values): same signals
-            else:
-                payload = bytes(data)
-                signals = message[1](payload)
-                last_decoded[arbitration_id] = (payload, signals)
-            decoded[message[0]] = signals
-            count += 1
+            decoded = decode(frame.arbitration_id, frame.data)
+            if decoded is not None:
+                batch[decoded[0]] = decoded[1]
+                count += 1
         if count:
             stamp = self._clock()
             with self._lock:
-                self._latest.update(decoded)
-                self._stamps.update(dict.fromkeys(decoded, stamp))
-                self._newest = stamp
-                self.frames_received += count
-                if self._wanted is not None and self.frames_received >= self._wanted:
-                    self.frames_received_changed.notify_all()
+                self._latest.update(batch)
+                self._stamps.update(dict.fromkeys(batch, stamp))
+                self._received(count, stamp)
         return count
+
+    def _decode(self, arbitration_id: int, data: bytes | bytearray) -> tuple[str, dict[str, Any]] | None:
+        """(message name, signals) of a standard-ID frame; None if its ID is not in the DBC."""
+        message = self._frames.get(arbitration_id)
+        if message is None:
+            return None
+        last = self._decoded.get(arbitration_id)
+        if last is not None and last[0] == data:
+            return message[0], last[1]  # a repeated payload (identity, limits, idle values): same signals
+        payload = bytes(data)
+        signals = message[1](payload)
+        self._decoded[arbitration_id] = (payload, signals)
+        return message[0], signals
+
+    def _received(self, count: int, stamp: float) -> None:
+        """Count ``count`` decoded frames, the newest at ``stamp``; wake a waiter whose target
+        is reached. Called with the lock held."""
+        self._newest = stamp
+        self.frames_received += count
+        if self._wanted is not None and self.frames_received >= self._wanted:
+            self.frames_received_changed.notify_all()
 
     def wait_frames(self, count: int, timeout_s: float) -> bool:
         """Block until ``frames_received >= count``; False on time-out (wall clock)."""
