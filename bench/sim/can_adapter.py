@@ -133,10 +133,6 @@ def _dtc_records(dtcs: list[Any]) -> bytes:
     return b"".join(d.code.to_bytes(3, "big") + bytes([d.status & 0xFF]) for d in dtcs)
 
 
-_CELL_VOLTAGE_NAMES = tuple(f"Cell{i + 1}Voltage" for i in range(8))
-_CELL_TEMPERATURE_NAMES = tuple(f"Cell{i + 1}Temperature" for i in range(8))
-
-
 #: per broadcast message, its signal names in DBC order: the order of its row in broadcast_rows
 BROADCAST_SIGNALS: dict[str, tuple[str, ...]] = {m.name: tuple(s.name for s in m.signals) for m in _DBC.messages}
 _ALARM_SIGNAL_ORDER = tuple(ALARM_FIELDS + WARNING_FIELDS)
