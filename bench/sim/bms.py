@@ -95,6 +95,9 @@ SESSIONS = ("default", "extended", "programming")
 _FULLY_CHARGED = int(GaugeFlags.FULLY_CHARGED)
 #: Standard-normal quantiles at (k + 0.5) / 256: a random byte indexes one normal deviate.
 _NORMAL_QUANTILES = tuple(NormalDist().inv_cdf((k + 0.5) / 256.0) for k in range(256))
+#: ... scaled to the current and the cell-voltage noise once (the products the sample used to take)
+_CURRENT_NOISE_A = tuple(CURRENT_NOISE_A * q for q in _NORMAL_QUANTILES)
+_CELL_NOISE_MV = tuple(CELL_NOISE_MV * q for q in _NORMAL_QUANTILES)
 DESIGN_CAPACITY_RANGE_AH = (50.0, 400.0)
 CURRENT_CALIBRATION_RANGE_A = 5.0
 
@@ -152,8 +155,8 @@ class BmsModel:
         raw_a = self._sample(true_current_a)
         i = self.current_a
         self.gauge.update(t, dt_s, i, vmax=self._vmax, vmin=self._vmin, tmin=self._tmin, tmax=self._tmax)
-        self.balancer.update(t, self.epoch_s + t, dt_s, cells_v=self.cell_voltages_v, current_a=i,
-                             fully_charged=bool(self.gauge.flags & _FULLY_CHARGED))
+        self.balancer.update(t, self.epoch_s + t, dt_s, cells_v=self.cell_voltages_v, vmax=self._vmax,
+                             vmin=self._vmin, current_a=i, fully_charged=bool(self.gauge.flags & _FULLY_CHARGED))
         protection = self.protection
         before = set(protection.latched) if protection.latched else None
         tripped = protection.update(dt_s, i, vmax=self._vmax, vmin=self._vmin, tmin=self._tmin,
@@ -173,13 +176,13 @@ class BmsModel:
         # One 72-bit draw gives 9 standard-normal deviates (8 cells + current) via the quantile
         # table: ~10x cheaper than 9 rng.gauss() calls, and still fully determined by the rng.
         noise = self._rng.getrandbits(72).to_bytes(9, "little")
-        table = _NORMAL_QUANTILES
-        raw = true_current_a * self._current_gain + self._current_offset_a + CURRENT_NOISE_A * table[noise[8]]
+        raw = true_current_a * self._current_gain + self._current_offset_a + _CURRENT_NOISE_A[noise[8]]
         i = raw - self.current_offset_calibration_a
         self.current_a = 0.0 if -CURRENT_DEADBAND_A < i < CURRENT_DEADBAND_A else \
             round(i / CURRENT_RESOLUTION_A) / CURRENT_STEPS_PER_A
         true_cells = self.pack.cell_voltages(true_current_a)
-        cells = [round(v * 1000.0 + off + CELL_NOISE_MV * table[n]) / 1000.0
+        table = _CELL_NOISE_MV
+        cells = [round(v * 1000.0 + off + table[n]) / 1000.0
                  for v, off, n in zip(true_cells, self._cell_offsets_mv, noise, strict=False)]
         self.cell_voltages_v = cells
         self._vmax, self._vmin = max(cells), min(cells)

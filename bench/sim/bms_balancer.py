@@ -23,6 +23,7 @@ CV_TAPER_HYSTERESIS = 1.5
 DISCHARGE_BELOW_A = -1.0
 #: Completed sessions kept in the activity log (oldest dropped first) [A].
 LOG_CAPACITY = 200
+_RUNNING = RoutineStatus.RUNNING  # a module global reads faster than the enum member (every sample)
 
 
 class Balancer:
@@ -45,15 +46,13 @@ class Balancer:
     def extended_running(self) -> bool:
         return self.extended_status is RoutineStatus.RUNNING
 
-    def update(self, t_s: float, epoch_s: float, dt_s: float, *, cells_v: list[float],
-               current_a: float, fully_charged: bool) -> None:
-        """One BMS sample with measured cell voltages and current (+ = charge)."""
+    def update(self, t_s: float, epoch_s: float, dt_s: float, *, cells_v: list[float], vmax: float,
+               vmin: float, current_a: float, fully_charged: bool) -> None:
+        """One BMS sample with measured cell voltages, their extremes, and current (+ = charge)."""
         if self.active_bitmap:
             self._account(epoch_s, dt_s)
-        vmax = max(cells_v)
-        vmin = min(cells_v)
         delta = vmax - vmin
-        extended = self.extended_status is RoutineStatus.RUNNING
+        extended = self.extended_status is _RUNNING
         if extended:
             # Extended balancing: any charge current at the top of charge, down to the target delta.
             allowed = current_a > DISCHARGE_BELOW_A and vmax >= BALANCE_START_CELL_V

@@ -51,6 +51,9 @@ _FC, _FD, _ARMED, _VDQ, _EDV2, _LEARN_OK, _LEARN_FAILED = (
                      GaugeFlags.DISCHARGE_QUALIFIED, GaugeFlags.EDV2, GaugeFlags.LEARN_OK,
                      GaugeFlags.LEARN_FAILED))
 
+#: States of an armed learning cycle (a module tuple: read at every sample, enum members read slower)
+_LEARNING = (LearnQualification.WAITING_FOR_DISCHARGE, LearnQualification.DISCHARGING)
+
 
 class SocGauge:
     """Coulomb-counting SOC with synchronisation points and an armed capacity-learning cycle."""
@@ -98,7 +101,7 @@ class SocGauge:
                 self._cycle_ah -= self.fcc_ah
                 self.cycle_count += 1
 
-        if self.learn_state in (LearnQualification.WAITING_FOR_DISCHARGE, LearnQualification.DISCHARGING):
+        if self.learn_state in _LEARNING:
             self._learning_step(ah, tmin, tmax)
 
         if vmax >= FULL_SYNC_CELL_V and -FULL_SYNC_CURRENT_A < current_a < FULL_SYNC_CURRENT_A:

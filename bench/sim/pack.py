@@ -124,16 +124,29 @@ def _grid_lookup(grid: tuple[float, float, list[float]], x: float) -> float:
     return values[k] + (pos - k) * (values[k + 1] - values[k])
 
 
-def _rc_mean_square(v_end: float, d0: float, decay: float, tau: float, dt: float) -> float:
-    """Mean of v(t)² over a step where v(t) = v_end + d0·e^(-t/τ) and ``decay`` = e^(-dt/τ)."""
-    transient = 2.0 * v_end * d0 * (1.0 - decay) + 0.5 * d0 * d0 * (1.0 - decay * decay)
-    return v_end * v_end + transient * tau / dt
+#: (e^(-dt/τ), 1 − e^(-dt/τ), 1 − e^(-2dt/τ)) of one RC pair for a step dt: its decay, and the
+#: factors of the mean of v² over the step (see ``Pack.advance``).
+_RcDecay = tuple[float, float, float]
+
+
+def _rc_decay(dt: float, tau: float) -> _RcDecay:
+    decay = math.exp(-dt / tau)
+    return decay, 1.0 - decay, 1.0 - decay * decay
+
+
+def _segments(values: Sequence[float]) -> list[tuple[float, float]]:
+    """(start, rise) of each interval of a grid's values: a lookup reads one entry (the same
+    differences it would otherwise take at every lookup)."""
+    return [(v0, v1 - v0) for v0, v1 in itertools.pairwise(values)]
 
 
 # All breakpoints lie on these grids, so the lookups reproduce the tables exactly.
 _SOC_R_GRID = _grid(SOC_RESISTANCE_FACTOR, 0.05)
+_SOC_R_SEGMENTS = _segments(_SOC_R_GRID[2])
 _TOP_R2_GRID = _grid(TOP_OF_CHARGE_R2_FACTOR, 0.005)
 _DIFFUSION_GRID = _grid(DIFFUSION_LOSS_AT_0P2C, 5.0)
+_DIFFUSION_END_C = DIFFUSION_LOSS_AT_0P2C[-1][0]
+_DIFFUSION_LAST = _DIFFUSION_GRID[2][-1]
 _OCV_N = round(1.0 / GRID_STEP)
 # Widths (SOC fraction) of the knee regions a pack's curve may depart in: the low wall and its
 # shoulder up to the plateau (§1.4: steep below ~10 %), and the top wall (§1.4: steep above ~97 %).
@@ -161,6 +174,7 @@ def max_knee_shift(width: float) -> float:
 
 
 TEMPERATURE_FACTOR_RESOLUTION_K = 1e-3
+_INV_T_REF_K = 1.0 / T_REF_K
 _NO_BLEED = (0.0,) * N_CELLS
 
 
@@ -235,6 +249,9 @@ class Pack:
         self._grid_chg, self._grid_dis = self._pack_ocv_grids(params)
         self._v1 = [0.0] * N_CELLS
         self._v2 = [0.0] * N_CELLS
+        # derived per cell by _refresh: OCV with hysteresis, R0, R1, R2, R2 while charging
+        self._ocv, self._r0, self._r1 = [0.0] * N_CELLS, [0.0] * N_CELLS, [0.0] * N_CELLS
+        self._r2, self._r2_chg = [0.0] * N_CELLS, [0.0] * N_CELLS
         self._ambient_c = params.ambient_c
         t0 = params.ambient_c if params.initial_temperature_c is None else params.initial_temperature_c
         self._thermal = ThermalNetwork(params.thermal, N_CELLS, [t0] * N_CELLS, t0)
@@ -246,9 +263,10 @@ class Pack:
         self._sd_ah = [0.0] * N_CELLS
         self._bleed_ah = [0.0] * N_CELLS
         self._external_ah = [0.0] * N_CELLS
-        self._decay_cache: tuple[float, list[float], list[float]] = (-1.0, [], [])
+        self._decay_cache: tuple[float, list[_RcDecay], list[_RcDecay]] = (-1.0, [], [])
         self._tfactors: list[tuple[float, float, float, float]] = [(1.0, 1.0, 1.0, 0.0)] * N_CELLS
-        self._invalidate_temperature_factors()
+        self._cell_v_cache: tuple[float, list[float]] | None = None  # (current, cell voltages) now
+        self._cell_constants_changed()
         self._refresh()
 
     # ------------------------------------------------------------------ derived state
@@ -263,44 +281,77 @@ class Pack:
                   for k in range(_OCV_N + 1)]
         return [ocv_branch(s, 1.0) for s in warped], [ocv_branch(s, -1.0) for s in warped]
 
+    def _cell_constants_changed(self) -> None:
+        """The cells' capacities or the parameters changed (construction, a weak-cell fault, a
+        restore from plain data): rederive the hot path's constants, recompute every temperature factor."""
+        self._derive_constants()
+        self._invalidate_temperature_factors()
+
+    def _derive_constants(self) -> None:
+        """What the hot path reads from the parameters and the cells' capacities. Each is the same
+        expression, evaluated in the same order, as the per-step code evaluated inline before."""
+        p = self.params
+        # this pack's charge and discharge OCV branches as (start, rise) per grid interval
+        self._ocv_segments = [(c0, c_rise, d0, d_rise) for (c0, c_rise), (d0, d_rise)
+                              in zip(_segments(self._grid_chg), _segments(self._grid_dis), strict=True)]
+        self._ea_ohmic_per_r = p.ea_ohmic_j_per_mol / GAS_CONSTANT
+        self._ea_ct_per_r = p.ea_charge_transfer_j_per_mol / GAS_CONSTANT
+        self._diffusion_rate_per_h = p.diffusion_gain * _REFERENCE_RATE_PER_H
+        # self-discharge current at 25 °C (A), before its Q10 temperature factor
+        self._sd_a_25 = [sd / 100.0 * cap / HOURS_PER_MONTH for sd, cap in zip(self._sd_pct, self._cap, strict=True)]
+        self._cap_as = [3600.0 * cap for cap in self._cap]  # capacity in A·s, divides the depletion target
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle (checkpoints pickle the pack): the derived constants and caches are rebuilt rather
+        than trusted, so a checkpoint written by a version with other ones restores too. The
+        temperature factors are state (they follow the temperature in 1 mK steps) and are kept."""
+        self.__dict__.update(state)
+        self._derive_constants()
+        self._decay_cache = (-1.0, [], [])
+        self._cell_v_cache = None
+
     def _temperature_factors(self, i: int, t: float) -> tuple[float, float, float, float]:
         """(R0 Arrhenius, R1/R2 Arrhenius, diffusion τ_d in s, self-discharge A) of cell i at t °C."""
         p = self.params
-        inv = 1.0 / (t + 273.15) - 1.0 / T_REF_K
+        inv = 1.0 / (t + 273.15) - _INV_T_REF_K
         # τ_d such that the steady depletion at the 0.2C reference rate is the table's loss
         # (a gain of 0 switches the diffusion limitation off)
         tau_d_s = 0.0
         if p.diffusion_gain > 0.0:
-            tau_d_s = _grid_lookup(_DIFFUSION_GRID, t) / (p.diffusion_gain * _REFERENCE_RATE_PER_H) * 3600.0
+            # at and above the table's end (25 °C: no loss) the lookup is its last value
+            loss = _DIFFUSION_LAST if t >= _DIFFUSION_END_C else _grid_lookup(_DIFFUSION_GRID, t)
+            tau_d_s = loss / self._diffusion_rate_per_h * 3600.0
         return (
-            math.exp(p.ea_ohmic_j_per_mol / GAS_CONSTANT * inv),
-            math.exp(p.ea_charge_transfer_j_per_mol / GAS_CONSTANT * inv),
+            math.exp(self._ea_ohmic_per_r * inv),
+            math.exp(self._ea_ct_per_r * inv),
             tau_d_s,
-            self._sd_pct[i] / 100.0 * self._cap[i] / HOURS_PER_MONTH
-            * p.self_discharge_q10 ** ((t - 25.0) / 10.0),
+            self._sd_a_25[i] * p.self_discharge_q10 ** ((t - 25.0) / 10.0),
         )
 
     def _refresh(self) -> None:
         """Recompute the state-dependent quantities (OCV, R, leakage) after any state change."""
         n = _OCV_N
         temps = self._thermal.cells_c
-        tf = self._tfactors
-        for i, t in enumerate(temps):
-            # Temperature factors move by < 0.003 % per mK; recomputing them only when a cell's
-            # temperature has moved by 1 mK keeps the hot path cheap without visible error.
-            if abs(t - self._tf_at[i]) > TEMPERATURE_FACTOR_RESOLUTION_K:
-                tf[i] = self._temperature_factors(i, t)
-                self._tf_at[i] = t
-        ocv, r0, r1, r2, r2_chg = [], [], [], [], []
+        tf, tf_at = self._tfactors, self._tf_at
+        # rewritten in place: nothing outside the pack holds these lists (read-outs hand out copies)
+        ocv, r0, r1, r2, r2_chg = self._ocv, self._r0, self._r1, self._r2, self._r2_chg
         # Hot path (runs after every step): module lookups inlined and bound to locals.
         q, cap, hyst, dep, offsets = self._q, self._cap, self._h, self._depletion, self._ocv_offset
         entropic = self.params.entropic_v_per_k
         r0_base, r1_base, r2_base = self._r0_base, self._r1_base, self._r2_base
         _, sr_inv, sr_values = _SOC_R_GRID  # grid starts at SOC 0
         sr_last = len(sr_values) - 1
+        sr_segments = _SOC_R_SEGMENTS
         top_start = TOP_OF_CHARGE_R2_FACTOR[0][0]
-        g_chg, g_dis = self._grid_chg, self._grid_dis
+        ocv_segments = self._ocv_segments
         for i in range(N_CELLS):
+            t = temps[i]
+            # Temperature factors move by < 0.003 % per mK; recomputing them only when a cell's
+            # temperature has moved by 1 mK keeps the hot path cheap without visible error.
+            moved = t - tf_at[i]
+            if moved > TEMPERATURE_FACTOR_RESOLUTION_K or moved < -TEMPERATURE_FACTOR_RESOLUTION_K:
+                tf[i] = self._temperature_factors(i, t)
+                tf_at[i] = t
             arr0, arr_ct, _, _ = tf[i]
             # Resistances follow the stored charge; the OCV follows the particle surface, Δ short
             # of it under load (cold capacity loss, see DIFFUSION_LOSS_AT_0P2C), equal at rest.
@@ -312,24 +363,26 @@ class Pack:
                 sf = sr_values[sr_last]
             else:
                 k = int(pos)
-                sf = sr_values[k] + (pos - k) * (sr_values[k + 1] - sr_values[k])
-            r0.append(r0_base[i] * sf * arr0)
-            r1.append(r1_base[i] * sf * arr_ct)
+                sf0, sf_rise = sr_segments[k]
+                sf = sf0 + (pos - k) * sf_rise
+            r0[i] = r0_base[i] * sf * arr0
+            r1[i] = r1_base[i] * sf * arr_ct
             r2_i = r2_base[i] * sf * arr_ct
-            r2.append(r2_i)
-            r2_chg.append(r2_i * _grid_lookup(_TOP_R2_GRID, s_eff) if s_eff > top_start else r2_i)
+            r2[i] = r2_i
+            r2_chg[i] = r2_i * _grid_lookup(_TOP_R2_GRID, s_eff) if s_eff > top_start else r2_i
             # OCV with hysteresis (ocv.ocv_branch inlined on this pack's grid)
             x = (s_eff - dep[i]) * n
             k = 0 if x < 0.0 else (n - 1 if x >= n else int(x))
             fr = x - k
-            vc = g_chg[k] + fr * (g_chg[k + 1] - g_chg[k])
-            vd = g_dis[k] + fr * (g_dis[k + 1] - g_dis[k])
+            vc0, vc_rise, vd0, vd_rise = ocv_segments[k]
+            vc = vc0 + fr * vc_rise
+            vd = vd0 + fr * vd_rise
             w = 0.5 * (1.0 + hyst[i])
-            v = w * vc + (1.0 - w) * vd + offsets[i] + entropic * (temps[i] - 25.0)
-            ocv.append(0.0 if v < 0.0 else (5.0 if v > 5.0 else v))
-        self._ocv, self._r0, self._r1, self._r2, self._r2_chg = ocv, r0, r1, r2, r2_chg
+            v = w * vc + (1.0 - w) * vd + offsets[i] + entropic * (t - 25.0)
+            ocv[i] = 0.0 if v < 0.0 else (5.0 if v > 5.0 else v)
         self._emf = sum(ocv) + sum(self._v1) + sum(self._v2)
         self._rs = sum(r0) + self.params.interconnect_ohm
+        self._cell_v_cache = None
 
     def _invalidate_temperature_factors(self) -> None:
         self._tf_at = [math.inf] * N_CELLS
@@ -347,8 +400,15 @@ class Pack:
         return self._emf + current_a * self._rs
 
     def cell_voltages(self, current_a: float) -> list[float]:
-        """Each cell's terminal voltage at ``current_a`` (interconnect excluded)."""
-        return [self._ocv[i] + self._v1[i] + self._v2[i] + current_a * self._r0[i] for i in range(N_CELLS)]
+        """Each cell's terminal voltage at ``current_a`` (interconnect excluded), a new list."""
+        # Each world step reads them twice at the same current (the BMS sample, the ground truth's
+        # excursions): computed once per state and current, handed out as copies.
+        cached = self._cell_v_cache
+        if cached is None or cached[0] != current_a:
+            cells = [ocv + v1 + v2 + current_a * r0
+                     for ocv, v1, v2, r0 in zip(self._ocv, self._v1, self._v2, self._r0, strict=True)]
+            self._cell_v_cache = cached = (current_a, cells)
+        return list(cached[1])
 
     def cell_open_circuit_voltages(self) -> list[float]:
         """Cell voltages without RC polarisation now: OCV with hysteresis of the particle surface
@@ -356,13 +416,15 @@ class Pack:
         return list(self._ocv)
 
     # ------------------------------------------------------------------ integration
-    def _decays(self, dt_s: float) -> tuple[list[float], list[float]]:
-        cached_dt, e1, e2 = self._decay_cache
+    def _decays(self, dt_s: float) -> tuple[list[_RcDecay], list[_RcDecay]]:
+        """Per cell, :func:`_rc_decay` of its two RC pairs for a step of ``dt_s`` (the world's steps
+        all have the same length, so these are computed once)."""
+        cached_dt, rc1, rc2 = self._decay_cache
         if cached_dt != dt_s:
-            e1 = [math.exp(-dt_s / tau) for tau in self._tau1]
-            e2 = [math.exp(-dt_s / tau) for tau in self._tau2]
-            self._decay_cache = (dt_s, e1, e2)
-        return e1, e2
+            rc1 = [_rc_decay(dt_s, tau) for tau in self._tau1]
+            rc2 = [_rc_decay(dt_s, tau) for tau in self._tau2]
+            self._decay_cache = (dt_s, rc1, rc2)
+        return rc1, rc2
 
     def advance(self, dt_s: float, current_a: float, bleed_a: Sequence[float] | None = None) -> None:
         """Hold ``current_a`` for ``dt_s`` seconds; ``bleed_a`` = per-cell balancing current (A, >= 0)
@@ -373,11 +435,12 @@ class Pack:
             raise ValueError(f"advance: dt_s must be >= 0, got {dt_s}")
         if bleed_a is not None and len(bleed_a) != N_CELLS:
             raise ValueError(f"advance: bleed_a needs {N_CELLS} values, got {len(bleed_a)}")
-        e1, e2 = self._decays(dt_s)
+        rc1, rc2 = self._decays(dt_s)
         hours = dt_s / 3600.0
-        eta = self.params.coulombic_efficiency
+        p = self.params
+        eta = p.coulombic_efficiency
         stored_in = current_a * eta if current_a > 0.0 else current_a
-        decay = self.params.hysteresis_decay_per_ah
+        decay = p.hysteresis_decay_per_ah
         common_h_factor = math.exp(-decay * abs(current_a) * hours)
         if bleed_a is None:
             bleed: Sequence[float] = _NO_BLEED
@@ -386,36 +449,42 @@ class Pack:
             if min(bleed) < 0.0:
                 raise ValueError(f"advance: bleed currents must be >= 0 A, got {list(bleed)}")
         q, h, v1s, v2s, dep = self._q, self._h, self._v1, self._v2, self._depletion
-        gain = self.params.diffusion_gain
+        neg_gain = -p.diffusion_gain
         r0s, r1s, r2s, r2_chg, ocv = self._r0, self._r1, self._r2, self._r2_chg, self._ocv
-        sd_ah, bleed_ah, tf = self._sd_ah, self._bleed_ah, self._tfactors
+        sd_ah, bleed_ah, tf, cap_as = self._sd_ah, self._bleed_ah, self._tfactors, self._cap_as
         tau1, tau2 = self._tau1, self._tau2
-        heat = [0.0] * N_CELLS
+        heat = []
         for i in range(N_CELLS):
             b = bleed[i]
             ic = current_a - b
             r1 = r1s[i]
             r2 = r2_chg[i] if ic > 0.0 else r2s[i]
-            d1 = v1s[i] - ic * r1   # distance from the RC pairs' end values I·R
-            d2 = v2s[i] - ic * r2
-            v1s[i] = ic * r1 + d1 * e1[i]
-            v2s[i] = ic * r2 + d2 * e2[i]
+            e1, rise1, rise1_sq = rc1[i]
+            e2, rise2, rise2_sq = rc2[i]
+            end1 = ic * r1  # the RC pairs' end values I·R
+            end2 = ic * r2
+            d1 = v1s[i] - end1   # distance from the end values
+            d2 = v2s[i] - end2
+            v1s[i] = end1 + d1 * e1
+            v2s[i] = end2 + d2 * e2
             # Joule heat in R0 and the RC resistors (exact mean of v²/R over the exponential), and
             # the balancing resistor's heat (bleed current x cell voltage) on the cell it drains.
             # The top-of-charge polarisation was built through the (large) charging R2; when the
             # current stops it relaxes through that same resistance. Judging its heat with the
             # small resting R2 would release energy the cell never stored (hundreds of W).
             r2_heat = r2 if ic > 0.0 else r2_chg[i] if abs(d2) > 5.0 * abs(ic) * r2 + 0.001 else r2
-            heat[i] = (ic * ic * r0s[i] + _rc_mean_square(ic * r1, d1, e1[i], tau1[i], dt_s) / r1
-                       + _rc_mean_square(ic * r2, d2, e2[i], tau2[i], dt_s) / r2_heat + b * ocv[i])
+            # mean of v(t)² over the step where v(t) = end + d·e^(-t/τ): end² + transient·τ/dt,
+            # transient = 2·end·d·(1 − e^(-dt/τ)) + ½·d²·(1 − e^(-2dt/τ)) (inlined: 16 calls a step)
+            ms1 = end1 * end1 + (2.0 * end1 * d1 * rise1 + 0.5 * d1 * d1 * rise1_sq) * tau1[i] / dt_s
+            ms2 = end2 * end2 + (2.0 * end2 * d2 * rise2 + 0.5 * d2 * d2 * rise2_sq) * tau2[i] / dt_s
+            heat.append(ic * ic * r0s[i] + ms1 / r1 + ms2 / r2_heat + b * ocv[i])
+            _, _, tau_d, isd = tf[i]
             # Δ → its steady value g·(−I/C)·τ_d with the exact exponential (current held constant)
-            tau_d = tf[i][2]
             if tau_d > 0.0:
-                target_dep = -gain * ic * tau_d / (3600.0 * self._cap[i])
+                target_dep = neg_gain * ic * tau_d / cap_as[i]
                 dep[i] = target_dep + (dep[i] - target_dep) * math.exp(-dt_s / tau_d)
             else:
                 dep[i] = 0.0
-            isd = tf[i][3]
             q[i] += (stored_in - b - isd) * hours
             sd_ah[i] += isd * hours
             if b:
@@ -428,7 +497,7 @@ class Pack:
             self._ah_in += current_a * hours
         else:
             self._ah_out -= current_a * hours
-        enclosure_heat = current_a * current_a * self.params.interconnect_ohm
+        enclosure_heat = current_a * current_a * p.interconnect_ohm
         self._thermal.step(dt_s, heat, enclosure_heat, self._ambient_c)
         self._time_s += dt_s
         self._refresh()
@@ -471,7 +540,7 @@ class Pack:
         self._r0_base[index] *= r_scale
         self._r1_base[index] *= r_scale
         self._r2_base[index] *= r_scale
-        self._invalidate_temperature_factors()  # leakage scales with capacity
+        self._cell_constants_changed()  # leakage and depletion scale with capacity
         self._refresh()
 
     def heat_cell(self, index: int, delta_c: float) -> None:
@@ -586,6 +655,6 @@ class Pack:
         pack._q_initial = list(ledger["q_initial"])
         pack._sd_ah, pack._bleed_ah = list(ledger["sd_ah"]), list(ledger["bleed_ah"])
         pack._external_ah = list(ledger["external_ah"])
-        pack._invalidate_temperature_factors()
+        pack._cell_constants_changed()
         pack._refresh()
         return pack

@@ -34,6 +34,10 @@ class ThermalParams:
 class ThermalNetwork:
     """Temperatures (°C) of ``n_cells`` cell nodes and the enclosure node."""
 
+    #: (dt_s, sub-steps, k_cell, k_enc) of the last step length (a class default: checkpoints
+    #: pickled before it existed restore without it)
+    _substeps_cache: tuple[float, int, float, float] | None = None
+
     def __init__(self, params: ThermalParams, n_cells: int, initial_c: Sequence[float],
                  enclosure_c: float) -> None:
         self.params = params
@@ -48,14 +52,23 @@ class ThermalNetwork:
         tau_min = min(p.cell_heat_capacity_j_per_k / g_cell, p.enclosure_heat_capacity_j_per_k / g_enc)
         self.max_substep_s = 0.25 * tau_min
 
+    def _substeps(self, dt_s: float) -> tuple[int, float, float]:
+        """(sub-steps, their length / cell heat capacity, / enclosure heat capacity) for a step of
+        ``dt_s``; kept for the last ``dt_s`` (the world's steps all have the same length)."""
+        cached = self._substeps_cache
+        if cached is None or cached[0] != dt_s:
+            p = self.params
+            n_sub = max(1, math.ceil(dt_s / self.max_substep_s))
+            h = dt_s / n_sub
+            cached = self._substeps_cache = (dt_s, n_sub, h / p.cell_heat_capacity_j_per_k,
+                                             h / p.enclosure_heat_capacity_j_per_k)
+        return cached[1], cached[2], cached[3]
+
     def step(self, dt_s: float, cell_heat_w: Sequence[float], enclosure_heat_w: float,
              ambient_c: float) -> None:
         """Advance by ``dt_s`` with constant heat inputs (W) into each cell and the enclosure."""
         p = self.params
-        n_sub = max(1, math.ceil(dt_s / self.max_substep_s))
-        h = dt_s / n_sub
-        k_cell = h / p.cell_heat_capacity_j_per_k
-        k_enc = h / p.enclosure_heat_capacity_j_per_k
+        n_sub, k_cell, k_enc = self._substeps(dt_s)
         g_cc = p.cell_to_cell_w_per_k
         g_ce = p.cell_to_enclosure_w_per_k
         g_ea = p.enclosure_to_ambient_w_per_k
@@ -65,14 +78,17 @@ class ThermalNetwork:
         for _ in range(n_sub):
             new = []
             to_enclosure = 0.0
+            t_left = 0.0  # (no left neighbour for cell 0)
             for i, t in enumerate(temps):
-                flow = cell_heat_w[i] + g_ce * (t_enc - t)
-                to_enclosure -= g_ce * (t_enc - t)
-                if i > 0:
-                    flow += g_cc * (temps[i - 1] - t)
+                from_enclosure = g_ce * (t_enc - t)
+                flow = cell_heat_w[i] + from_enclosure
+                to_enclosure -= from_enclosure
+                if i:
+                    flow += g_cc * (t_left - t)
                 if i < last:
                     flow += g_cc * (temps[i + 1] - t)
                 new.append(t + k_cell * flow)
+                t_left = t
             t_enc += k_enc * (enclosure_heat_w + to_enclosure + g_ea * (ambient_c - t_enc))
             temps = new
         self.cells_c = temps

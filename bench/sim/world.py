@@ -20,6 +20,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,39 +180,46 @@ class SimulatedBench:
     def _substep(self, dt: float) -> None:
         self._note_output_changes()
         self._apply_due_faults()
-        v, i_pack = self._solve_node()
+        pack, bms, supply, load = self.pack, self.bms, self.supply, self.load
+        # The instruments' settings stay fixed through the step (commands and faults act between
+        # steps): their curves are read once, for the node solve and for what they then observe.
+        supply_curve, load_curve = supply.node_current_curve(), load.node_current_curve()
+        v, i_pack = self._solve_node(supply_curve, load_curve)
         self.terminal_v = v
         self.pack_current_a = i_pack
-        self.pack.advance(dt, i_pack, self.bms.bleed_currents_a())
-        self.bms.advance(dt, i_pack)
-        self.excursions.observe(self.time_s + dt, self.pack.cell_voltages(i_pack), self.bms.contactor_closed,
-                                self.supply.output_on or self.load.output_on)
-        self._instruments_observe(v, dt)
+        pack.advance(dt, i_pack, bms.bleed_currents_a())
+        bms.advance(dt, i_pack)
+        self.excursions.observe(self.time_s + dt, pack.cell_voltages(i_pack), bms.contactor_closed,
+                                supply.output_on or load.output_on)
+        supply.observe(v, supply_curve(v), dt)
+        load.observe(v, -load_curve(v), dt)
         self.time_s += dt
 
     def _observe(self, dt: float) -> None:
         """Let the instruments see the present terminal state (at start-up and after a restore)."""
-        v, i_pack = self._solve_node()
+        supply_curve, load_curve = self.supply.node_current_curve(), self.load.node_current_curve()
+        v, i_pack = self._solve_node(supply_curve, load_curve)
         self.terminal_v, self.pack_current_a = v, i_pack
-        self._instruments_observe(v, dt)
+        self.supply.observe(v, supply_curve(v), dt)
+        self.load.observe(v, -load_curve(v), dt)
 
-    def _instruments_observe(self, v: float, dt: float) -> None:
-        self.supply.observe(v, self.supply.node_current(v), dt)
-        self.load.observe(v, -self.load.node_current(v), dt)
-
-    def _solve_node(self) -> tuple[float, float]:
-        closed = self.bms.contactor_closed
+    def _solve_node(self, supply: Callable[[float], float], load: Callable[[float], float]) -> tuple[float, float]:
+        """Terminal voltage and pack current with the instruments' node-current curves ``supply``
+        and ``load`` (:meth:`SimInstrument.node_current_curve`)."""
         emf = self.pack.open_circuit_emf()
         r = self.pack.series_resistance()
-        # the instruments' settings stay fixed during the solve: their curves read them once
-        supply, load = self.supply.node_current_curve(), self.load.node_current_curve()
+        leak = TERMINAL_LEAK_OHM
+        if not self.bms.contactor_closed:
+            def imbalance(v: float) -> float:
+                return supply(v) + load(v) - v / leak  # no pack current
 
-        def imbalance(v: float) -> float:
-            i_pack = (v - emf) / r if closed else 0.0
-            return supply(v) + load(v) - i_pack - v / TERMINAL_LEAK_OHM
+            return _solve_decreasing(imbalance, 0.0, 120.0), 0.0
 
-        v = _solve_decreasing(imbalance, 0.0, 120.0)
-        return v, ((v - emf) / r if closed else 0.0)
+        def closed_imbalance(v: float) -> float:
+            return supply(v) + load(v) - (v - emf) / r - v / leak
+
+        v = _solve_decreasing(closed_imbalance, 0.0, 120.0)
+        return v, (v - emf) / r
 
     # -- faults ----------------------------------------------------------------------------
     def _apply_due_faults(self) -> None:
