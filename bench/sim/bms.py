@@ -14,6 +14,7 @@ Helpers: :mod:`bench.sim.bms_gauge`, :mod:`bench.sim.bms_balancer`,
 
 from __future__ import annotations
 
+import operator
 import random
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
@@ -186,7 +187,7 @@ class BmsModel:
                  for v, off, n in zip(true_cells, self._cell_offsets_mv, noise, strict=False)]
         self.cell_voltages_v = cells
         self._vmax, self._vmin = max(cells), min(cells)
-        temps = [t + off for t, off in zip(self.pack.cell_temperatures_c, self._temp_offsets_c, strict=False)]
+        temps = list(map(operator.add, self.pack.cell_temperatures_c, self._temp_offsets_c))  # 8 cells, 9 offsets
         self._cell_temps_c = temps
         self._tmax, self._tmin = max(temps), min(temps)
         return raw

@@ -187,7 +187,9 @@ class SimInstrument(ScpiDevice):
 
     @property
     def output_on(self) -> bool:
-        return bool(self.active[self._enable_key]) and not self.tripped
+        # self.active inlined: read ~10 times per simulated step
+        active = self._frozen if self._frozen is not None else self.settings
+        return bool(active[self._enable_key]) and not self.tripped
 
     _enable_key = "output"
 

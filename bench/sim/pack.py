@@ -124,14 +124,14 @@ def _grid_lookup(grid: tuple[float, float, list[float]], x: float) -> float:
     return values[k] + (pos - k) * (values[k + 1] - values[k])
 
 
-#: (e^(-dt/τ), 1 − e^(-dt/τ), 1 − e^(-2dt/τ)) of one RC pair for a step dt: its decay, and the
+#: (e^(-dt/τ), 1 − e^(-dt/τ), 1 − e^(-2dt/τ), τ) of one RC pair for a step dt: its decay, and the
 #: factors of the mean of v² over the step (see ``Pack.advance``).
-_RcDecay = tuple[float, float, float]
+_RcDecay = tuple[float, float, float, float]
 
 
 def _rc_decay(dt: float, tau: float) -> _RcDecay:
     decay = math.exp(-dt / tau)
-    return decay, 1.0 - decay, 1.0 - decay * decay
+    return decay, 1.0 - decay, 1.0 - decay * decay, tau
 
 
 def _segments(values: Sequence[float]) -> list[tuple[float, float]]:
@@ -263,7 +263,7 @@ class Pack:
         self._sd_ah = [0.0] * N_CELLS
         self._bleed_ah = [0.0] * N_CELLS
         self._external_ah = [0.0] * N_CELLS
-        self._decay_cache: tuple[float, list[_RcDecay], list[_RcDecay]] = (-1.0, [], [])
+        self._decay_cache: tuple[float, list[tuple[_RcDecay, _RcDecay]]] = (-1.0, [])
         self._tfactors: list[tuple[float, float, float, float]] = [(1.0, 1.0, 1.0, 0.0)] * N_CELLS
         self._cell_v_cache: tuple[float, list[float]] | None = None  # (current, cell voltages) now
         self._cell_constants_changed()
@@ -307,7 +307,7 @@ class Pack:
         temperature factors are state (they follow the temperature in 1 mK steps) and are kept."""
         self.__dict__.update(state)
         self._derive_constants()
-        self._decay_cache = (-1.0, [], [])
+        self._decay_cache = (-1.0, [])
         self._cell_v_cache = None
 
     def _temperature_factors(self, i: int, t: float) -> tuple[float, float, float, float]:
@@ -416,15 +416,15 @@ class Pack:
         return list(self._ocv)
 
     # ------------------------------------------------------------------ integration
-    def _decays(self, dt_s: float) -> tuple[list[_RcDecay], list[_RcDecay]]:
+    def _decays(self, dt_s: float) -> list[tuple[_RcDecay, _RcDecay]]:
         """Per cell, :func:`_rc_decay` of its two RC pairs for a step of ``dt_s`` (the world's steps
         all have the same length, so these are computed once)."""
-        cached_dt, rc1, rc2 = self._decay_cache
+        cached_dt, decays = self._decay_cache
         if cached_dt != dt_s:
-            rc1 = [_rc_decay(dt_s, tau) for tau in self._tau1]
-            rc2 = [_rc_decay(dt_s, tau) for tau in self._tau2]
-            self._decay_cache = (dt_s, rc1, rc2)
-        return rc1, rc2
+            decays = [(_rc_decay(dt_s, tau1), _rc_decay(dt_s, tau2))
+                      for tau1, tau2 in zip(self._tau1, self._tau2, strict=True)]
+            self._decay_cache = (dt_s, decays)
+        return decays
 
     def advance(self, dt_s: float, current_a: float, bleed_a: Sequence[float] | None = None) -> None:
         """Hold ``current_a`` for ``dt_s`` seconds; ``bleed_a`` = per-cell balancing current (A, >= 0)
@@ -435,7 +435,7 @@ class Pack:
             raise ValueError(f"advance: dt_s must be >= 0, got {dt_s}")
         if bleed_a is not None and len(bleed_a) != N_CELLS:
             raise ValueError(f"advance: bleed_a needs {N_CELLS} values, got {len(bleed_a)}")
-        rc1, rc2 = self._decays(dt_s)
+        decays = self._decays(dt_s)
         hours = dt_s / 3600.0
         p = self.params
         eta = p.coulombic_efficiency
@@ -452,15 +452,13 @@ class Pack:
         neg_gain = -p.diffusion_gain
         r0s, r1s, r2s, r2_chg, ocv = self._r0, self._r1, self._r2, self._r2_chg, self._ocv
         sd_ah, bleed_ah, tf, cap_as = self._sd_ah, self._bleed_ah, self._tfactors, self._cap_as
-        tau1, tau2 = self._tau1, self._tau2
         heat = []
         for i in range(N_CELLS):
             b = bleed[i]
             ic = current_a - b
             r1 = r1s[i]
             r2 = r2_chg[i] if ic > 0.0 else r2s[i]
-            e1, rise1, rise1_sq = rc1[i]
-            e2, rise2, rise2_sq = rc2[i]
+            (e1, rise1, rise1_sq, tau1), (e2, rise2, rise2_sq, tau2) = decays[i]
             end1 = ic * r1  # the RC pairs' end values I·R
             end2 = ic * r2
             d1 = v1s[i] - end1   # distance from the end values
@@ -472,11 +470,15 @@ class Pack:
             # The top-of-charge polarisation was built through the (large) charging R2; when the
             # current stops it relaxes through that same resistance. Judging its heat with the
             # small resting R2 would release energy the cell never stored (hundreds of W).
-            r2_heat = r2 if ic > 0.0 else r2_chg[i] if abs(d2) > 5.0 * abs(ic) * r2 + 0.001 else r2
+            if ic > 0.0:
+                r2_heat = r2
+            else:  # |d2| > 5·|ic|·r2 + 1 mV, with ic <= 0 (the abs() calls spelled out: same values)
+                relaxing = 5.0 * -ic * r2 + 0.001
+                r2_heat = r2_chg[i] if d2 > relaxing or -d2 > relaxing else r2
             # mean of v(t)² over the step where v(t) = end + d·e^(-t/τ): end² + transient·τ/dt,
             # transient = 2·end·d·(1 − e^(-dt/τ)) + ½·d²·(1 − e^(-2dt/τ)) (inlined: 16 calls a step)
-            ms1 = end1 * end1 + (2.0 * end1 * d1 * rise1 + 0.5 * d1 * d1 * rise1_sq) * tau1[i] / dt_s
-            ms2 = end2 * end2 + (2.0 * end2 * d2 * rise2 + 0.5 * d2 * d2 * rise2_sq) * tau2[i] / dt_s
+            ms1 = end1 * end1 + (2.0 * end1 * d1 * rise1 + 0.5 * d1 * d1 * rise1_sq) * tau1 / dt_s
+            ms2 = end2 * end2 + (2.0 * end2 * d2 * rise2 + 0.5 * d2 * d2 * rise2_sq) * tau2 / dt_s
             heat.append(ic * ic * r0s[i] + ms1 / r1 + ms2 / r2_heat + b * ocv[i])
             _, _, tau_d, isd = tf[i]
             # Δ → its steady value g·(−I/C)·τ_d with the exact exponential (current held constant)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 
 import pytest
 
 from bench.sim.instruments import (
+    CV_SLOPE_OHM,
+    MIN_LAST_V,
     SIM_LOAD_FAMILIES,
     SIM_SUPPLY_FAMILIES,
+    VON_RAMP_V,
     SimLoad,
     SimSupply,
     make_instrument,
@@ -61,6 +65,47 @@ def test_node_current_is_continuous_and_non_increasing(family: str, program: str
         assert min(values) >= 0.0
     else:
         assert max(values) <= 0.0
+
+
+def _builtin_node_current(instrument, terminal_v: float) -> float:
+    """The node-current curves as first written, with the builtins min/max: the oracle for the
+    curves, which spell those comparisons out (the simulator's results must stay bit-identical)."""
+    if not instrument.output_on:
+        return 0.0
+    active, spec = instrument.active, instrument.spec
+    if isinstance(instrument, SimSupply):
+        cv_current = (active["voltage"] - terminal_v) / CV_SLOPE_OHM
+        power_limit = spec.p_max / max(terminal_v, 1e-3)
+        return max(0.0, min(cv_current, active["current"], power_limit))
+    floor_v = max(instrument.last_v, MIN_LAST_V)
+    mode = active["mode"]
+    level = {"CC": active["current"], "CV": active["voltage"], "CR": active["resistance"]}.get(
+        mode, active["power"] / floor_v if instrument.last_v >= MIN_LAST_V else 0.0)
+    v = max(terminal_v, 0.0)
+    target = max(0.0, (v - level) / CV_SLOPE_OHM) if mode == "CV" else v / level if mode == "CR" else level
+    limit = min(spec.i_max, spec.p_max / floor_v, v / instrument.r_on)
+    latched = active["von_latch"] and instrument.von_armed
+    gate = 1.0 if latched else min(1.0, max(0.0, (terminal_v - active["von"]) / VON_RAMP_V + 1.0))
+    return -(min(target, limit) * gate)
+
+
+@pytest.mark.parametrize("family", SIM_SUPPLY_FAMILIES + SIM_LOAD_FAMILIES)
+@pytest.mark.parametrize(
+    "program",
+    ["VOLT 29.2;:CURR 50;:OUTP ON", "FUNC CURR;:CURR 40;:VOLT:ON 22;:INP ON", "FUNC CURR;:CURR 0;:INP ON",
+     "FUNC VOLT;:VOLT 25;:INP ON", "FUNC RES;:RES 0.5;:INP ON", "FUNC POW;:POW 1000;:INP ON", "*RST"],
+)
+def test_node_current_curves_equal_the_builtin_formulas_bit_for_bit(family: str, program: str) -> None:
+    instrument = make_instrument(family, random.Random(1))
+    instrument.handle(program)
+    for observed in (0.5, 26.0):  # a CP load reads its setpoint from the last observed voltage
+        instrument.observe(observed, 0.0, 0.1)
+        curve = instrument.node_current_curve()
+        volts = [-1.0, -0.0, 0.0, 1e-4, 1e-3, 0.5, 21.995, 22.0, 22.005, 24.99, 25.0, 29.2, 29.2 - 1e-9, 45.0]
+        volts += [40.0 * k / 997 for k in range(998)]
+        for v in volts:
+            got, want = curve(v), _builtin_node_current(instrument, v)
+            assert (got, math.copysign(1.0, got)) == (want, math.copysign(1.0, want)), (v, got, want)
 
 
 def test_supply_cv_cc_crossover_and_power_limit() -> None:

@@ -5,6 +5,7 @@ import pickle
 
 import pytest
 
+from bench.sim import pack as pack_module
 from bench.sim.pack import N_CELLS, R1_OHM, R2_OHM, TAU1_S, TAU2_S, CellParams, Pack, PackParams
 from bench.sim.thermal import ThermalParams
 from tests.bench.sim.pack_charging import cc_cv_charge, rest
@@ -327,6 +328,46 @@ def test_state_dict_and_pickle_resume_identically():
         assert c.terminal_voltage(10.0) == pack.terminal_voltage(10.0)
         assert c.cell_temperatures_c == pack.cell_temperatures_c
         assert c.charge_ledger() == pack.charge_ledger()
+
+
+def test_a_checkpoint_pickled_without_the_derived_constants_restores_identically():
+    """Checkpoints pickle the pack: one written before the hot path's derived constants and caches
+    existed (or with a cache of another layout) must restore and then run exactly as the original."""
+    pack = make_pack(0.7, ambient_c=5.0, initial_temperature_c=5.0)
+    pack.advance(60.0, -60.0)
+    state = pickle.loads(pickle.dumps(pack)).__dict__
+    for derived in ("_ocv_segments", "_ea_ohmic_per_r", "_ea_ct_per_r", "_diffusion_rate_per_h", "_sd_a_25",
+                    "_cap_as", "_cell_v_cache"):
+        del state[derived]
+    state["_decay_cache"] = (60.0, [0.05] * N_CELLS, [0.9] * N_CELLS)  # an older layout
+    old = Pack.__new__(Pack)
+    old.__setstate__(state)
+    for p in (pack, old):
+        for _ in range(40):
+            p.advance(60.0, -60.0, [0.05] * N_CELLS)
+    assert old.cell_voltages(-60.0) == pack.cell_voltages(-60.0)
+    assert old.cell_temperatures_c == pack.cell_temperatures_c
+    assert old.charge_ledger() == pack.charge_ledger()
+
+
+def test_cell_voltages_are_a_new_list_each_time_and_follow_the_state():
+    pack = make_pack(0.5)
+    first = pack.cell_voltages(50.0)
+    first[0] = -1.0  # a caller's list is its own
+    again = pack.cell_voltages(50.0)
+    assert again[0] > 3.0 and again is not first
+    assert pack.cell_voltages(-50.0) != again  # another current
+    pack.advance(60.0, 50.0)
+    assert pack.cell_voltages(50.0) != again  # another state
+    pack.set_cell_soc(2, 0.9)
+    assert pack.cell_voltages(50.0)[2] > again[2] + 0.01
+
+
+def test_the_diffusion_lookup_short_cut_is_the_lookups_own_value():
+    """At and above the table's warm end the temperature factors skip the grid lookup: the value
+    they take instead must be exactly what the lookup returns there."""
+    for t in (pack_module._DIFFUSION_END_C, 25.000001, 31.7, 60.0, 1e3):
+        assert pack_module._grid_lookup(pack_module._DIFFUSION_GRID, t) == pack_module._DIFFUSION_LAST
 
 
 @pytest.mark.parametrize("target_v", [3.40, 3.65, 3.80])
