@@ -378,7 +378,9 @@ class Pack:
             vc = vc0 + fr * vc_rise
             vd = vd0 + fr * vd_rise
             w = 0.5 * (1.0 + hyst[i])
-            v = w * vc + (1.0 - w) * vd + offsets[i] + entropic * (t - 25.0)
+            v = w * vc + (1.0 - w) * vd + offsets[i]
+            if entropic:  # battery.md §8: 0 for this chemistry, and adding 0·ΔT changes no voltage
+                v += entropic * (t - 25.0)
             ocv[i] = 0.0 if v < 0.0 else (5.0 if v > 5.0 else v)
         self._emf = sum(ocv) + sum(self._v1) + sum(self._v2)
         self._rs = sum(r0) + self.params.interconnect_ohm
