@@ -407,8 +407,9 @@ class Pack:
         # excursions): computed once per state and current, handed out as copies.
         cached = self._cell_v_cache
         if cached is None or cached[0] != current_a:
-            cells = [ocv + v1 + v2 + current_a * r0
-                     for ocv, v1, v2, r0 in zip(self._ocv, self._v1, self._v2, self._r0, strict=True)]
+            cells = []
+            for ocv, v1, v2, r0 in zip(self._ocv, self._v1, self._v2, self._r0, strict=True):
+                cells.append(ocv + v1 + v2 + current_a * r0)
             self._cell_v_cache = cached = (current_a, cells)
         return list(cached[1])
 
