@@ -94,6 +94,11 @@ ROUTINE_START_DELAY_S: dict[int, float] = {
 }
 SESSIONS = ("default", "extended", "programming")
 _FULLY_CHARGED = int(GaugeFlags.FULLY_CHARGED)
+_GENERAL, _HIGH_VOLTAGE, _LOW_VOLTAGE, _HIGH_TEMPERATURE, _LOW_TEMPERATURE = (
+    int(f) for f in (BmsAlarm.GENERAL, BmsAlarm.HIGH_VOLTAGE, BmsAlarm.LOW_VOLTAGE, BmsAlarm.HIGH_TEMPERATURE,
+                     BmsAlarm.LOW_TEMPERATURE))
+_CHARGE_HIGH_TEMPERATURE, _CHARGE_LOW_TEMPERATURE, _CELL_IMBALANCE = (
+    int(f) for f in (BmsAlarm.CHARGE_HIGH_TEMPERATURE, BmsAlarm.CHARGE_LOW_TEMPERATURE, BmsAlarm.CELL_IMBALANCE))
 #: Standard-normal quantiles at (k + 0.5) / 256: a random byte indexes one normal deviate.
 _NORMAL_QUANTILES = tuple(NormalDist().inv_cdf((k + 0.5) / 256.0) for k in range(256))
 #: ... scaled to the current and the cell-voltage noise once (the products the sample used to take)
@@ -240,7 +245,11 @@ class BmsModel:
     def temperatures_c(self) -> list[float]:
         """8 cell sensors then the enclosure sensor, 0.1 °C resolution."""
         enclosure = self.pack.enclosure_temperature_c + self._temp_offsets_c[N_CELLS]
-        return [round(t * 10.0) / 10.0 for t in (*self._cell_temps_c, enclosure)]
+        temps = []  # a plain loop: cheaper than a comprehension's call (read at every broadcast)
+        for t in self._cell_temps_c:
+            temps.append(round(t * 10.0) / 10.0)
+        temps.append(round(enclosure * 10.0) / 10.0)
+        return temps
 
     @property
     def divergence_v(self) -> float:
@@ -311,32 +320,35 @@ class BmsModel:
 
     @property
     def alarm_bits(self) -> int:
-        return int(self.alarms)
+        # read at every broadcast: no latched trip (the usual case) is no alarm, without enum arithmetic
+        return int(self.alarms) if self.protection.latched else 0
 
     @property
     def warning_bits(self) -> int:
-        return int(self.warnings)
+        """0x35A warning fields (battery.md §2.4 warn levels) as plain bits: read at every broadcast,
+        where IntFlag arithmetic cost more than the tests."""
+        warn = 0
+        if self._vmax >= CELL_OV_WARN_V:
+            warn |= _HIGH_VOLTAGE
+        if self._vmin <= CELL_UV_WARN_V:
+            warn |= _LOW_VOLTAGE
+        charging = self.current_a > 0.0
+        if self._tmax >= HIGH_TEMP_WARN_C:
+            warn |= _HIGH_TEMPERATURE
+            if charging:
+                warn |= _CHARGE_HIGH_TEMPERATURE
+        if self._tmin <= LOW_TEMP_WARN_C:
+            warn |= _LOW_TEMPERATURE
+            if charging:
+                warn |= _CHARGE_LOW_TEMPERATURE
+        if self.divergence_v >= IMBALANCE_WARN_V and self.divergence_condition in ("full_rest", "end_of_cv"):
+            warn |= _CELL_IMBALANCE
+        return warn | _GENERAL if warn else warn
 
     @property
     def warnings(self) -> BmsAlarm:
         """0x35A warning fields (battery.md §2.4 warn levels)."""
-        warn = BmsAlarm(0)
-        if self._vmax >= CELL_OV_WARN_V:
-            warn |= BmsAlarm.HIGH_VOLTAGE
-        if self._vmin <= CELL_UV_WARN_V:
-            warn |= BmsAlarm.LOW_VOLTAGE
-        charging = self.current_a > 0.0
-        if self._tmax >= HIGH_TEMP_WARN_C:
-            warn |= BmsAlarm.HIGH_TEMPERATURE
-            if charging:
-                warn |= BmsAlarm.CHARGE_HIGH_TEMPERATURE
-        if self._tmin <= LOW_TEMP_WARN_C:
-            warn |= BmsAlarm.LOW_TEMPERATURE
-            if charging:
-                warn |= BmsAlarm.CHARGE_LOW_TEMPERATURE
-        if self.divergence_v >= IMBALANCE_WARN_V and self.divergence_condition in ("full_rest", "end_of_cv"):
-            warn |= BmsAlarm.CELL_IMBALANCE
-        return warn | BmsAlarm.GENERAL if warn else warn
+        return BmsAlarm(self.warning_bits)
 
     # == sessions and security ==================================================================
     def set_session(self, name: str) -> None:

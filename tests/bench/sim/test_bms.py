@@ -6,6 +6,7 @@ against values the BMS computed itself.
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import random
 import statistics
@@ -14,8 +15,10 @@ import pytest
 
 from bench.sim.bms import BmsModel, BmsRefusal
 from bench.sim.bms_balancer import BALANCE_CURRENT_A, BALANCE_DUTY, BALANCE_STOP_DELTA_V
+from bench.sim.bms_protection import CELL_OV_WARN_V, CELL_UV_WARN_V, HIGH_TEMP_WARN_C, LOW_TEMP_WARN_C
 from bench.sim.bms_security import DEFAULT_SECRET, key_for_seed
 from bench.sim.bms_types import (
+    BmsAlarm,
     DtcCode,
     DtcStatus,
     GaugeFlags,
@@ -519,3 +522,37 @@ def test_ccl_precharge_for_an_over_discharged_cell_and_cold_derating() -> None:
         cold.pack.heat_cell(cell, -20.0)
     cold.rest(5.0, dt=1.0)
     assert cold.bms.charge_current_limit_a == pytest.approx(40.0)  # 0-10 °C: 0.2C (battery.md §2.4)
+
+
+def _warnings_by_flags(bms: BmsModel) -> BmsAlarm:
+    """0x35A warnings composed with IntFlag arithmetic, as first written: the oracle for
+    ``warning_bits``, which composes the same bits as plain ints (read at every broadcast)."""
+    warn = BmsAlarm(0)
+    if bms._vmax >= CELL_OV_WARN_V:
+        warn |= BmsAlarm.HIGH_VOLTAGE
+    if bms._vmin <= CELL_UV_WARN_V:
+        warn |= BmsAlarm.LOW_VOLTAGE
+    if bms._tmax >= HIGH_TEMP_WARN_C:
+        warn |= BmsAlarm.HIGH_TEMPERATURE
+        if bms.current_a > 0.0:
+            warn |= BmsAlarm.CHARGE_HIGH_TEMPERATURE
+    if bms._tmin <= LOW_TEMP_WARN_C:
+        warn |= BmsAlarm.LOW_TEMPERATURE
+        if bms.current_a > 0.0:
+            warn |= BmsAlarm.CHARGE_LOW_TEMPERATURE
+    if bms.divergence_v >= 0.10 and bms.divergence_condition in ("full_rest", "end_of_cv"):
+        warn |= BmsAlarm.CELL_IMBALANCE
+    return warn | BmsAlarm.GENERAL if warn else warn
+
+
+def test_warning_and_alarm_bits_equal_the_flag_arithmetic() -> None:
+    bms = make_rig(0.5).bms
+    states = itertools.product((3.30, 3.40, 3.60, 3.70), (2.80, 2.90, 3.25, 3.35), (25.0, 50.0, 61.0),
+                               (-25.0, 2.0, 20.0), (-30.0, 0.0, 5.0))
+    for vmax, vmin, tmax, tmin, current in states:
+        bms._vmax, bms._vmin, bms._tmax, bms._tmin, bms.current_a = vmax, vmin, tmax, tmin, current
+        assert bms.warning_bits == int(_warnings_by_flags(bms))
+        assert bms.warnings == _warnings_by_flags(bms)
+    assert bms.alarm_bits == 0 == int(bms.alarms)
+    bms.protection.latched[DtcCode.CELL_OVERVOLTAGE] = 0.0
+    assert bms.alarm_bits == int(BmsAlarm.HIGH_VOLTAGE | BmsAlarm.GENERAL) == int(bms.alarms)
