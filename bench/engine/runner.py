@@ -24,7 +24,7 @@ from pathlib import Path
 from bench import __version__
 from bench.engine.checkpoint import CheckpointWriter, EngineState, atomic_write, checkpoint_policy
 from bench.engine.context import AutoPrompter, EndVerdict, PauseRequest, Prompter, RunEnd, Sample
-from bench.engine.datalog import Row, SampleLog, sha256_file
+from bench.engine.datalog import Row, SampleLog, format_row, sha256_file
 from bench.engine.events import EventBus, EventKind, ProgressEvent
 from bench.engine.journal import RecordEventKind
 from bench.engine.limits import Breach, LimitMonitor
@@ -510,19 +510,12 @@ class Engine:
         reading = self._last
         assert reading is not None
         cells = (reading.bms.cell_voltages_v or _NO_CELLS)[:8]
-        # One pass over the 4-digit columns, rounding floats inline rather than calling _r for
-        # each of 20 columns: this runs every control interval (issue 17). Same values as _r:
-        # anything but a plain float still goes through it.
-        four = [env["pack_v"], env["current"], *cells, env["temp_max"], env["temp_min"], env["bms_pack_v"],
-                env["bms_current"], env["bms_soc"], env["ref_soc"]]
-        row: Row = [
-            round(reading.t_s, 3), step.id,
-            *[round(v, 4) if v.__class__ is float else _r(v) for v in four],
-            _r(env["ah"], 6), _r(env["wh"], 5), _r(env["step_ah"], 6), _r(env["divergence"], 5),
-            int(reading.supply_on), int(reading.load_on),
-        ]
+        line = format_row(reading.t_s, step.id, (
+            env["pack_v"], env["current"], *cells, env["temp_max"], env["temp_min"], env["bms_pack_v"],
+            env["bms_current"], env["bms_soc"], env["ref_soc"], env["ah"], env["wh"], env["step_ah"],
+            env["divergence"]), reading.supply_on, reading.load_on)
         # durable in samples.csv now; copied to the records store at each checkpoint
-        self._unstored.extend(self.samples.append(row, reading.t_s) or ())
+        self._unstored.extend(self.samples.append(line, reading.t_s) or ())
         self.record.sample_count += 1
         now = self.clock.now()
         if not self.events.wants_sample(now):
@@ -648,14 +641,3 @@ def _new_run_id() -> str:
 def _finite(value: Value) -> Value:
     """NaN (an instrument not answering) as None: the operator page's JSON has no NaN."""
     return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def _r(value: Value, digits: int = 4) -> float | str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return round(value, digits)
-    if isinstance(value, int | str):
-        return value
-    return str(value)
-

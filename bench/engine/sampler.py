@@ -70,7 +70,7 @@ def read_bench(bench: BenchPort, t_s: float, links: LinkSupervisor | None = None
         supply_on=supply_on,
         load_on=load_on,
         bms=bench.adapter.snapshot(),
-        lost=tuple(sorted(links.lost)) if links is not None else (),
+        lost=tuple(sorted(links.lost)) if links is not None and links.lost else (),
     )
 
 
@@ -96,6 +96,7 @@ def quantities(reading: RawReading, can_age_s: float, into: Env | None = None) -
         high, low, total = max(cells), min(cells), sum(cells)
         mean, spread = total / len(cells), high - low
         high_cell, low_cell = cells.index(high) + 1, cells.index(low) + 1
+    full, empty, armed, learn_ok = _gauge_bits(bms)
     q: Env = {} if into is None else into
     q.update({
         "pack_v": pack_v,
@@ -112,10 +113,10 @@ def quantities(reading: RawReading, can_age_s: float, into: Env | None = None) -
         "bms_soh": bms.soh_pct,
         "bms_current": bms.current_a,
         "bms_pack_v": bms.pack_voltage_v,
-        "bms_full": bms.full_charge,
-        "bms_empty": bms.fully_discharged,
-        "bms_learning": bms.learning_armed,
-        "bms_learn_ok": bms.learn_ok,
+        "bms_full": full,
+        "bms_empty": empty,
+        "bms_learning": armed,
+        "bms_learn_ok": learn_ok,
         "contactor_closed": bms.contactor_closed is not False,
         "can_age": can_age_s,
         "cell_sum_v": total,
@@ -129,6 +130,21 @@ def quantities(reading: RawReading, can_age_s: float, into: Env | None = None) -
         "charge_paused": False,
     })
     return q
+
+
+#: the snapshot's four gauge flags per raw status word seen (a few distinct words per run)
+_GAUGE_BITS: dict[int | None, tuple[bool, bool, bool, bool]] = {}
+
+
+def _gauge_bits(bms: BmsSnapshot) -> tuple[bool, bool, bool, bool]:
+    """(full, empty, learning armed, learn ok) of the snapshot's status word. Each of the
+    snapshot's flag properties builds an IntFlag (~1 us); they depend on the raw word alone,
+    which changes a few times per run: asked once per word, not four times per sample (issue 17)."""
+    bits = _GAUGE_BITS.get(bms.flags)
+    if bits is None:
+        bits = _GAUGE_BITS[bms.flags] = (bms.full_charge, bms.fully_discharged, bms.learning_armed,
+                                         bms.learn_ok)
+    return bits
 
 
 class StationFacts(Protocol):
