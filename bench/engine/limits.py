@@ -9,6 +9,7 @@ on the first.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -74,13 +75,30 @@ class _Judged:
     #: per level, the thresholds in the order they are judged: above, then below
     trip: tuple[_Threshold, ...]
     warn: tuple[_Threshold, ...]
+    #: when every threshold is a constant: the band each level allows (-inf, inf where a side is
+    #: not set), so that a value inside both is judged with four comparisons (issue 17)
+    band: tuple[float, float, float, float] | None
 
     @classmethod
     def of(cls, limit: Limit) -> _Judged:
         when = limit.when
+        trip = _thresholds(limit.trip_above, limit.trip_below)
+        warn = _thresholds(limit.warn_above, limit.warn_below)
         return cls(limit, limit.quantity, when, tuple(sorted(when.names())) if when is not None else (),
-                   float(getattr(limit, "hold_s", 0.0) or 0.0),
-                   _thresholds(limit.trip_above, limit.trip_below), _thresholds(limit.warn_above, limit.warn_below))
+                   float(getattr(limit, "hold_s", 0.0) or 0.0), trip, warn, _band(trip, warn))
+
+
+def _band(trip: tuple[_Threshold, ...], warn: tuple[_Threshold, ...]) -> tuple[float, float, float, float] | None:
+    """(trip below, trip above, warn below, warn above) of constant thresholds; None otherwise."""
+    if any(t.constant is None for t in (*trip, *warn)):
+        return None
+
+    def side(thresholds: tuple[_Threshold, ...], direction: str, unset: float) -> float:
+        return next((float(t.constant) for t in thresholds if t.direction == direction and t.constant is not None),
+                    unset)
+
+    inf = math.inf
+    return side(trip, "below", -inf), side(trip, "above", inf), side(warn, "below", -inf), side(warn, "above", inf)
 
 
 def _thresholds(above: Expr | None, below: Expr | None) -> tuple[_Threshold, ...]:
@@ -110,6 +128,13 @@ class LimitMonitor:
                 warn_since.pop(key, None)
                 continue
             value = to_float(raw)
+            band = judged.band
+            if band is not None and band[0] <= value <= band[1] and band[2] <= value <= band[3]:
+                # inside every constant threshold: what _check finds at both levels, without it
+                trip_since.pop(key, None)
+                warn_since.pop(key, None)
+                self._warned.discard(key)
+                continue
             trip = _check(judged, "trip", judged.trip, value, env, functions)
             if trip is not None and _held(trip_since, key, t_s, judged.hold_s):
                 trips.append(trip)

@@ -434,19 +434,23 @@ class Engine:
         self.clock.sleep_until(st.next_tick)
         self._check_stop()
         t = self.clock.now()
-        lost_before = set(self.links.lost)
-        reading = read_bench(self.bench, t, self.links)
-        newly_lost: list[Role] = [role for role in self.links.lost if role not in lost_before]
+        links = self.links
+        lost_before = set(links.lost)
+        reading = read_bench(self.bench, t, links)
+        newly_lost: list[Role] = [role for role in links.lost if role not in lost_before] if links.lost else []
         can_age = self.bench.adapter_age_s(reading.bms)
-        if st.last_sample is not None and not reading.lost:
-            t0, i0, v0 = st.last_sample
-            dt = reading.t_s - t0
-            st.throughput.add(dt, i0, reading.current, v0, reading.pack_v)
-            st.step_throughput.add(dt, i0, reading.current, v0, reading.pack_v)
         self._last = reading
-        # no measurement while an instrument is unreachable: not integrated, not guessed
-        st.last_sample = None if reading.lost else [reading.t_s, reading.current, reading.pack_v]
         st.t_s = t
+        if reading.lost:  # no measurement while an instrument is unreachable: not integrated, not guessed
+            st.last_sample = None
+        else:
+            current, pack_v = reading.current, reading.pack_v  # properties: each read once
+            if st.last_sample is not None:
+                t0, i0, v0 = st.last_sample
+                dt = reading.t_s - t0
+                st.throughput.add(dt, i0, current, v0, pack_v)
+                st.step_throughput.add(dt, i0, current, v0, pack_v)
+            st.last_sample = [reading.t_s, current, pack_v]
         env = self.environment(reading, can_age, step)
         self._log_sample(env, step)
         if self.opts.heartbeat is not None:
@@ -456,7 +460,7 @@ class Engine:
         link_pause = self.links.supervise(self, t, newly_lost)
         trips: list[Breach] = []
         for monitor in (self.global_limits, step_limits):
-            if monitor is None:
+            if monitor is None or not monitor.limits:  # most steps declare no limits of their own
                 continue
             warnings, found = monitor.evaluate(env, t, self.functions)
             for w in warnings:
@@ -469,7 +473,7 @@ class Engine:
                 pause = trip
             elif trip.limit.action == "goto" and goto is None:
                 goto = trip.limit.goto
-        aborts = [trip.message for trip in trips if trip.limit.action == "abort"]
+        aborts = [trip.message for trip in trips if trip.limit.action == "abort"] if trips else None
         if aborts:
             # supervision still judges this sample, while the outputs are as they were, so that
             # an open contactor seen with the breach is named too; then outputs off, in the same

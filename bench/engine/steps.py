@@ -309,6 +309,8 @@ class StepExecutor:
             configure()
         # each condition's hold key built once, not every sample
         until = [(f"{step.id}#{i}", cond) for i, cond in enumerate(step.until)]
+        compares = bool(step.compare)
+        functions = eng.functions
         while True:
             sample = eng.sample(step, limits)
             env = sample.env
@@ -320,13 +322,18 @@ class StepExecutor:
                 return sample.goto
             if regulate is not None:
                 regulate(sample)
-            self._compare(step, env, final=False)
+            if compares:
+                self._compare(step, env, final=False)
             if builtin is not None and (reason := builtin(sample)):
                 self.end_reason = reason
                 self._compare(step, env, final=True)
                 return None
             for key, cond in until:
-                if self._true(cond.when, env):
+                try:  # the usual sample: evaluated once, directly (every control interval: issue 17)
+                    holds = bool(cond.when.evaluate(env, functions))
+                except Exception:  # judged again as every condition is: no value yet, or an error
+                    holds = self._true(cond.when, env)
+                if holds:
                     since = st.hold_since.setdefault(key, sample.t)
                     if sample.t - since >= float(cond.hold_s or 0.0) - 1e-9:
                         self.end_reason = cond.reason or cond.when.text

@@ -51,3 +51,29 @@ def test_when_with_a_quantity_not_received_yet_is_not_judged_and_resets_the_hold
                           {**low, "current": -10.0}, {**low, "current": 5.0}, {"cell_v_min": None, "current": -10.0}])
     # the sample without a current value restarts the hold; charging (when false) is not judged
     assert seen == [([], []), ([], []), ([], []), ([], ["trip:below:2.5"]), ([], []), ([], [])]
+
+
+def test_constant_thresholds_judge_as_the_general_path(monkeypatch):
+    """A limit whose thresholds are constants is judged by a band check (issue 17): the same
+    warnings and trips, sample by sample, as when each threshold is evaluated."""
+    import math
+    import random
+
+    from bench.engine import limits
+
+    def build() -> LimitMonitor:
+        return LimitMonitor([
+            _limit(warn_above="3.60V", trip_above="3.65V", warn_below="2.8V", trip_below="2.5V", hold_s=2),
+            _limit(id="hot", quantity="temp_max", warn_above=45, trip_above=55, hold_s=1),
+            _limit(id="low", quantity="cell_v_min", trip_below="2.5V", when="current < -0.5A")])
+
+    fast = build()
+    monkeypatch.setattr(limits, "_band", lambda trip, warn: None)
+    general = build()
+    assert all(j.band is not None for j in fast._judged) and all(j.band is None for j in general._judged)
+    rng = random.Random(3)
+    choices = [2.4, 2.5, 2.6, 2.8, 3.3, 3.6, 3.62, 3.65, 3.7, math.nan, None]
+    envs = [{"cell_v_max": rng.choice(choices), "cell_v_min": rng.choice(choices),
+             "temp_max": rng.choice([20.0, 45.0, 50.0, 55.0, 60.0, None, math.nan]),
+             "current": rng.choice([-10.0, 0.0, None])} for _ in range(3000)]
+    assert _run(fast, envs) == _run(general, envs)
