@@ -168,7 +168,8 @@ def _check(judged: _Judged, level: Level, thresholds: tuple[_Threshold, ...], va
 def _holds(judged: _Judged, env: EnvView, functions: Functions) -> bool:
     """A limit's ``when``: false while a quantity it reads has no value yet (the limit is not
     judged then); any other failure is an error of the procedure and propagates."""
-    if any(env.get(name, 0) is None for name in judged.when_names):  # Expr.lacks_value, names read once
-        return False
+    for name in judged.when_names:  # Expr.lacks_value, names read once (a loop: no generator per sample)
+        if env.get(name, 0) is None:
+            return False
     assert judged.when is not None
     return bool(judged.when.evaluate(env, functions))
