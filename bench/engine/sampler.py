@@ -132,18 +132,19 @@ def quantities(reading: RawReading, can_age_s: float, into: Env | None = None) -
     return q
 
 
-#: the snapshot's four gauge flags per raw status word seen (a few distinct words per run)
-_GAUGE_BITS: dict[int | None, tuple[bool, bool, bool, bool]] = {}
+#: the snapshot's four gauge flags per typed status word seen (a few distinct words per run)
+_GAUGE_BITS: dict[object, tuple[bool, bool, bool, bool]] = {}
 
 
 def _gauge_bits(bms: BmsSnapshot) -> tuple[bool, bool, bool, bool]:
-    """(full, empty, learning armed, learn ok) of the snapshot's status word. Each of the
-    snapshot's flag properties builds an IntFlag (~1 us); they depend on the raw word alone,
-    which changes a few times per run: asked once per word, not four times per sample (issue 17)."""
-    bits = _GAUGE_BITS.get(bms.flags)
+    """(full, empty, learning armed, learn ok) of the snapshot. Each of the snapshot's flag
+    properties builds its typed status word and tests one bit in Python (~1 us); all four depend
+    on that word alone, which changes a few times per run: the word is built once per sample, the
+    four asked once per distinct word (issue 17). The bits stay the driver's knowledge."""
+    word = bms.gauge_status
+    bits = _GAUGE_BITS.get(word)
     if bits is None:
-        bits = _GAUGE_BITS[bms.flags] = (bms.full_charge, bms.fully_discharged, bms.learning_armed,
-                                         bms.learn_ok)
+        bits = _GAUGE_BITS[word] = (bms.full_charge, bms.fully_discharged, bms.learning_armed, bms.learn_ok)
     return bits
 
 
