@@ -15,7 +15,6 @@ import hashlib
 import io
 import os
 from collections.abc import Sequence
-from itertools import repeat
 from pathlib import Path
 from typing import cast
 
@@ -40,7 +39,6 @@ def _numbers_format(empty: int | None) -> str:
 _FORMAT = _numbers_format(None)
 _FORMAT_NO_REF = _numbers_format(_REF_SOC)
 _FLOAT_ONLY = frozenset({float})
-_ZERO = repeat("0")
 
 
 def format_row(t_s: float, step: str, values: Sequence[Value], supply_on: bool, load_on: bool) -> str:
@@ -75,12 +73,15 @@ def _plain_line(t_s: float, step: str, values: Sequence[Value], supply_on: bool,
     ah, wh, step_ah, divergence = numbers[-4:]  # 5 or 6 decimals: 1e-05 would be written so
     if 0.0 < abs(ah) < 1e-4 or 0.0 < abs(wh) < 1e-4 or 0.0 < abs(step_ah) < 1e-4 or 0.0 < abs(divergence) < 1e-4:
         return None
-    text = (_FORMAT_NO_REF if ref_missing else _FORMAT) % numbers
+    text = (_FORMAT_NO_REF if ref_missing else _FORMAT) % numbers + ","
     if "n" in text:  # nan, inf
         return None
-    parts = list(map(str.rstrip, text.split(","), _ZERO))  # 3.3100 -> 3.31, 26.0000 -> 26.
-    parts.insert(1, step)
-    return f"{','.join(parts)},{supply_on:d},{load_on:d}\r\n".replace(".,", ".0,")  # 26. -> 26.0
+    # every field has a decimal point, so a "0," is always a trailing zero of a fraction: one
+    # pass strips one from each field (3.3100 -> 3.31 in two, 26.0000 -> 26. in four)
+    while "0," in text:
+        text = text.replace("0,", ",")
+    t_text, _, rest = text.replace(".,", ".0,").partition(",")  # 26. -> 26.0
+    return f"{t_text},{step},{rest}{supply_on:d},{load_on:d}\r\n"
 
 
 def _rounded_row(t_s: float, step: str, values: Sequence[Value], supply_on: bool, load_on: bool) -> Row:

@@ -99,3 +99,27 @@ def test_the_row_has_every_column() -> None:
 def test_fewer_cells_keep_the_row_as_it_was() -> None:
     values = [3.3] * (len(DIGITS) - 2)
     assert format_row(1.0, "settle", values, False, False) == _reference(1.0, "settle", values, False, False)
+
+
+def test_the_store_gets_the_numbers_the_file_holds(tmp_path) -> None:
+    """The records store is handed the synced lines as text rows: each column read back with
+    float() (as the store does) is the rounded number the engine handed over before; the file
+    parses to the same rows."""
+    from bench.engine.datalog import SampleLog
+
+    log = SampleLog(tmp_path / "samples.csv", fsync=False, sync_every_s=math.inf)
+    rng = random.Random(5)
+    expected, synced = [], []
+    for i in range(200):
+        values = [_random_value(rng) for _ in DIGITS]
+        if i % 3:
+            values[REF_SOC] = None
+        synced += log.append(format_row(float(i), "charge", values, i % 2 == 0, False), float(i)) or []
+        expected.append([round(float(i), 3), "charge", *(None if v is None else round(v, d) for v, d in
+                                                         zip(values, DIGITS, strict=True)), i % 2 == 0, 0])
+    synced += log.sync()
+    log.close()
+    stored = [[float(row[0]), row[1], *(None if x == "" else float(x) for x in row[2:])] for row in synced]
+    assert stored == expected
+    with (tmp_path / "samples.csv").open(newline="") as f:
+        assert list(csv.reader(f))[1:] == [list(row) for row in synced]
