@@ -97,38 +97,38 @@ def quantities(reading: RawReading, can_age_s: float, into: Env | None = None) -
         mean, spread = total / len(cells), high - low
         high_cell, low_cell = cells.index(high) + 1, cells.index(low) + 1
     full, empty, armed, learn_ok = _gauge_bits(bms)
+    # stored one by one into the environment being built: a dict literal merged with update()
+    # costs a temporary dict of 28 entries every control interval (issue 17)
     q: Env = {} if into is None else into
-    q.update({
-        "pack_v": pack_v,
-        "current": current,
-        "abs_current": abs(current),
-        "power": pack_v * current,
-        "cell_v_max": high,
-        "cell_v_min": low,
-        "cell_v_mean": mean,
-        "divergence": spread,
-        "temp_max": max(temps) if temps else None,
-        "temp_min": min(temps) if temps else None,
-        "bms_soc": bms.soc_pct,
-        "bms_soh": bms.soh_pct,
-        "bms_current": bms.current_a,
-        "bms_pack_v": bms.pack_voltage_v,
-        "bms_full": full,
-        "bms_empty": empty,
-        "bms_learning": armed,
-        "bms_learn_ok": learn_ok,
-        "contactor_closed": bms.contactor_closed is not False,
-        "can_age": can_age_s,
-        "cell_sum_v": total,
-        "cell_v_max_cell": high_cell,
-        "cell_v_min_cell": low_cell,
-        "bms_ccl": limits.charge_current_a if limits is not None else None,
-        "bms_cvl": limits.charge_voltage_v if limits is not None else None,
-        "bms_dcl": limits.discharge_current_a if limits is not None else None,
-        # set by charge and balance steps (bench.engine.charge_control); false elsewhere
-        "charge_cv": False,
-        "charge_paused": False,
-    })
+    q["pack_v"] = pack_v
+    q["current"] = current
+    q["abs_current"] = abs(current)
+    q["power"] = pack_v * current
+    q["cell_v_max"] = high
+    q["cell_v_min"] = low
+    q["cell_v_mean"] = mean
+    q["divergence"] = spread
+    q["temp_max"] = max(temps) if temps else None
+    q["temp_min"] = min(temps) if temps else None
+    q["bms_soc"] = bms.soc_pct
+    q["bms_soh"] = bms.soh_pct
+    q["bms_current"] = bms.current_a
+    q["bms_pack_v"] = bms.pack_voltage_v
+    q["bms_full"] = full
+    q["bms_empty"] = empty
+    q["bms_learning"] = armed
+    q["bms_learn_ok"] = learn_ok
+    q["contactor_closed"] = bms.contactor_closed is not False
+    q["can_age"] = can_age_s
+    q["cell_sum_v"] = total
+    q["cell_v_max_cell"] = high_cell
+    q["cell_v_min_cell"] = low_cell
+    q["bms_ccl"] = limits.charge_current_a if limits is not None else None
+    q["bms_cvl"] = limits.charge_voltage_v if limits is not None else None
+    q["bms_dcl"] = limits.discharge_current_a if limits is not None else None
+    # set by charge and balance steps (bench.engine.charge_control); false elsewhere
+    q["charge_cv"] = False
+    q["charge_paused"] = False
     return q
 
 
@@ -172,16 +172,19 @@ class Sampler:
         variables, so that the environment is built in one dict, not merged from three)."""
         q = quantities(reading, can_age_s, into)
         t = reading.t_s
-        q.update({
-            "t": t,
-            "step_time": t - (t if step_started_at is None else step_started_at),
-            "ah": total.ah, "ah_charged": total.ah_charged, "ah_discharged": total.ah_discharged,
-            "wh": total.wh,
-            "step_ah": step.ah, "step_ah_charged": step.ah_charged,
-            "step_ah_discharged": step.ah_discharged, "step_wh": step.wh,
-            "ref_soc": reference.value(total.ah),
-            "ref_capacity_ah": reference.capacity_ah,
-        })
+        q["t"] = t
+        q["step_time"] = t - (t if step_started_at is None else step_started_at)
+        ah = total.ah
+        q["ah"] = ah
+        q["ah_charged"] = total.ah_charged
+        q["ah_discharged"] = total.ah_discharged
+        q["wh"] = total.wh
+        q["step_ah"] = step.ah
+        q["step_ah_charged"] = step.ah_charged
+        q["step_ah_discharged"] = step.ah_discharged
+        q["step_wh"] = step.wh
+        q["ref_soc"] = reference.value(ah)
+        q["ref_capacity_ah"] = reference.capacity_ah
         if self._station is None:
             self._station = {"capacity_nominal": self._bench.nominal_capacity_ah,
                              **self._bench.range_variables()}
