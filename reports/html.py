@@ -22,7 +22,7 @@ from bench.record import (
     StepRecord,
     unconfirmed_outputs_warning,
 )
-from reports.charts import end_of_charge_divergence, run_charts
+from reports.charts import CHART_COLUMNS, end_of_charge_divergence, run_charts
 from reports.plots import Chart, HLine, Series, render_svg
 from reports.rundir import RunData, load_run
 
@@ -172,7 +172,7 @@ def render_report(run: RunData, generated_at: datetime | None = None) -> str:
 def write_report(run_dir: Path, out: Path | None = None) -> Path:
     """Render ``run_dir``'s report to ``out`` (default ``run_dir/report.html``); return the path."""
     target = out or run_dir / REPORT_FILE
-    target.write_text(render_report(load_run(run_dir)), encoding="utf-8")
+    target.write_text(render_report(load_run(run_dir, CHART_COLUMNS)), encoding="utf-8")
     return target
 
 
