@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, delete, event, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
@@ -400,10 +400,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _insert(conn: Connection, table: Table | Any) -> Any:
     """The dialect's INSERT, which knows ``ON CONFLICT`` on both SQLite and PostgreSQL."""
-    dialect_insert: Callable[[Any], Any] = (
-        postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    )
-    return dialect_insert(table)
+    if conn.dialect.name == "postgresql":
+        # lazy: the PostgreSQL dialect (~20 ms of imports) only on a PostgreSQL store, where
+        # create_engine has loaded it already; a SQLite run never needs it (issue 17)
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def _upsert_id(conn: Connection, table: Any, values: dict[str, Any], key: tuple[str, ...]) -> int:
