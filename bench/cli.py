@@ -3,7 +3,7 @@
 Exit codes everywhere: 0 pass/ok, 1 fail, 2 invalid input (one readable message naming file,
 line and field, no traceback, no instrument touched), 3 aborted or instrument failure.
 Sub-applications (validate/schema, report, db, fleet, station) live beside the code they
-drive and are mounted here.
+drive and are mounted here, each loaded only when its command runs or ``--help`` lists it.
 """
 
 from __future__ import annotations
@@ -20,10 +20,64 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from bench.errors import BenchError, InputError
 from bench.procedure.loader import parse_param_pairs
 from bench.record import unconfirmed_outputs_warning
+
+#: The sub-applications that live beside the code they drive: command name -> module whose
+#: ``app`` holds it. A top-level command is one of that app's commands; a group is the whole app.
+#: Importing them all at start cost every command ~0.1-0.2 s (the diagnostics and report models,
+#: numpy, jinja2, ...; issue 17): each is imported when its command runs or --help lists it.
+LAZY_COMMANDS = {"validate": "bench.procedure.cli", "schema": "bench.procedure.cli",
+                 "report": "reports.cli", "export": "reports.cli", "diag": "bench.diag"}
+LAZY_GROUPS = {"db": "bench.store.cli", "fleet": "bench.fleet.cli", "station": "bench.ui.cli"}
+
+
+class _LazyGroup(TyperGroup):
+    """The ``bench`` group: its own commands, then the sub-applications' on first use (click's
+    documented lazy-loading pattern); ``--help`` lists them in the order they were mounted in."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        own = list(self.commands)
+        groups = [n for n in own if isinstance(self.commands[n], TyperGroup)]
+        names = [n for n in own if n not in groups] + [n for n in LAZY_COMMANDS if n not in own]
+        names += groups + [n for n in LAZY_GROUPS if n not in own]
+        return [n for n in names if self.get_command(ctx, n) is not None]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and (cmd_name in LAZY_COMMANDS or cmd_name in LAZY_GROUPS):
+            loaded = _load_subcommand(cmd_name)
+            if loaded is not None:
+                self.commands[cmd_name] = loaded
+        return self.commands.get(cmd_name)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and self.get_command(ctx, args[0]) is None:
+            self.list_commands(ctx)  # load them all: "Did you mean ...?" looks among every command
+        return super().resolve_command(ctx, args)
+
+
+def _load_subcommand(name: str) -> Any:
+    """The click command ``name`` built from its sub-application; None when that part of the
+    project is not installed/built (then ``bench`` works without it)."""
+    module_name = LAZY_COMMANDS.get(name) or LAZY_GROUPS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        raise
+    sub = getattr(module, "app", None)
+    if sub is None:
+        return None
+    group = typer.main.get_group(sub)
+    if name in LAZY_GROUPS:
+        group.name = name
+        return group
+    return group.commands.get(name)
+
 
 app = typer.Typer(
     name="bench",
@@ -31,6 +85,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=_LazyGroup,
 )
 sim_app = typer.Typer(help="The simulated VS02 bench (pack, BMS, supply, load, CAN adapter).",
                       no_args_is_help=True)
@@ -191,36 +246,6 @@ def instruments(station: StationOpt = None, scenario: ScenarioOpt = None) -> Non
         _fail_input(exc)
         return
     raise typer.Exit(code)
-
-
-def _mount_subapps() -> None:
-    """Mount the sub-applications that live beside the code they drive."""
-    mounts = [
-        ("bench.procedure.cli", None),  # validate, schema (commands at top level)
-        ("reports.cli", None),
-        ("bench.store.cli", "db"),
-        ("bench.fleet.cli", "fleet"),
-        ("bench.diag", None),
-        ("bench.ui.cli", "station"),
-    ]
-    for module_name, group in mounts:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # that part of the project is not installed/built yet
-            raise
-        sub = getattr(module, "app", None)
-        if sub is None:
-            continue
-        if group is None:
-            for command in sub.registered_commands:
-                app.registered_commands.append(command)
-        else:
-            app.add_typer(sub, name=group)
-
-
-_mount_subapps()
 
 
 def main() -> None:

@@ -153,6 +153,16 @@ class ResponseOnlyIsoTpStack(isotp.NotifierBasedCanStack):
         if msg.arbitration_id == self._rx_id and not msg.is_extended_id:
             super()._on_message_received(msg)
 
+    def stop(self) -> None:
+        """Stop, without waiting out the relay thread's 50 ms read: it is asked to stop first and
+        then woken with an empty read (no frame), so it ends at once (~25 ms of every run's
+        teardown; issue 17). The stock stop then joins it and the main thread as before."""
+        self.events.stop_requested.set()
+        reader = self.buffered_reader
+        if reader is not None:
+            reader.buffer.put(None)  # type: ignore[arg-type]  # read as "no frame" (None)
+        super().stop()
+
     def on_frames(self, msgs: Sequence[can.Message]) -> None:
         """A polled batch: only the frames of the receive ID go on to the stack (most batches
         are a broadcast cycle without one: looked for in C first)."""

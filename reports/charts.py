@@ -25,6 +25,9 @@ SOC_BAND_PCT = 3.0
 #: battery.md §8: divergence threshold at the defined condition (end of CV), 0.05 V.
 DIVERGENCE_LIMIT_V = 0.05
 HOURS = 1.0 / 3600.0
+#: The ``samples.csv`` columns the charts draw: the report converts only these (reports.rundir).
+CHART_COLUMNS = ("t_s", "pack_v", "bms_pack_v", "pack_i", "bms_i", *(f"cell{c + 1}_v" for c in range(N_CELLS)),
+                 "temp_max_c", "temp_min_c", "bms_soc_pct", "ref_soc_pct", "divergence_v")
 
 
 def _markers(record: RunRecord, *, labelled: bool) -> list[VLine]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import BytecodeCache, Environment, FileSystemBytecodeCache, FileSystemLoader, select_autoescape
+from jinja2.bccache import Bucket
 from markupsafe import Markup
 
 from bench.record import (
@@ -22,7 +24,7 @@ from bench.record import (
     StepRecord,
     unconfirmed_outputs_warning,
 )
-from reports.charts import end_of_charge_divergence, run_charts
+from reports.charts import CHART_COLUMNS, end_of_charge_divergence, run_charts
 from reports.plots import Chart, HLine, Series, render_svg
 from reports.rundir import RunData, load_run
 
@@ -30,11 +32,33 @@ TEMPLATES = Path(__file__).parent / "templates"
 REPORT_FILE = "report.html"
 #: Event kinds listed under "Deviations, warnings and aborts".
 DEVIATION_KINDS = ("warning", "trip", "pause", "resume", "abort", "operator", "watchdog", "resume_run")
+log = logging.getLogger(__name__)
 _REPORT_NAMESPACE = uuid.UUID("6f1c2a4e-93b1-4d43-9a43-56d3c0a1b002")
+
+
+
+class TemplateCache(FileSystemBytecodeCache):
+    """Jinja's cache of compiled templates, keyed by each template's source (a private folder in
+    the temporary directory by default): compiling the report template cost every run ~25 ms
+    (issue 17). A cache that cannot be written is no error: the template is compiled as without one."""
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError as exc:  # e.g. the folder removed by a temporary-files cleaner
+            log.debug("template cache not written: %s", exc)
+
+
+def _template_cache() -> BytecodeCache | None:
+    try:
+        return TemplateCache()
+    except (OSError, RuntimeError):  # no private folder can be made: compile every time
+        return None
+
 
 _environment = Environment(
     loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
-    trim_blocks=True, lstrip_blocks=True,
+    trim_blocks=True, lstrip_blocks=True, bytecode_cache=_template_cache(),
 )
 
 
@@ -172,7 +196,7 @@ def render_report(run: RunData, generated_at: datetime | None = None) -> str:
 def write_report(run_dir: Path, out: Path | None = None) -> Path:
     """Render ``run_dir``'s report to ``out`` (default ``run_dir/report.html``); return the path."""
     target = out or run_dir / REPORT_FILE
-    target.write_text(render_report(load_run(run_dir)), encoding="utf-8")
+    target.write_text(render_report(load_run(run_dir, CHART_COLUMNS)), encoding="utf-8")
     return target
 
 

@@ -185,9 +185,9 @@ def render_svg(chart: Chart) -> str:
     clip = f"clip-{zlib.crc32(rect.encode()):08x}"
     out.append(f'<clipPath id="{clip}">{rect}</clipPath><g clip-path="url(#{clip})">')
     for band in bands:
-        xs = sx(band.x)
-        upper = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(xs, sy(band.high), strict=True))
-        lower = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(xs[::-1], sy(band.low)[::-1], strict=True))
+        xs = sx(band.x).tolist()
+        upper = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(xs, sy(band.high).tolist(), strict=True))
+        lower = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(xs[::-1], sy(band.low)[::-1].tolist(), strict=True))
         out.append(f'<polygon points="{upper} {lower}" fill="{band.color}" fill-opacity="{band.opacity}"/>')
     for hline in chart.hlines:
         y = float(sy(hline.y))
@@ -203,13 +203,14 @@ def render_svg(chart: Chart) -> str:
     for s in series:
         if not len(s.x):
             continue
-        coords = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(sx(s.x), sy(s.y), strict=True))
+        # Python floats: formatting one is ~2x faster than a numpy scalar, with the same text
+        coords = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(sx(s.x).tolist(), sy(s.y).tolist(), strict=True))
         dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
         out.append(f'<polyline points="{coords}" fill="none" stroke="{s.color}" stroke-width="{s.width}" '
                    f'stroke-linejoin="round"{dash}/>')
         if s.points:
             out.extend(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3.5" fill="{s.color}"/>'
-                       for a, b in zip(sx(s.x), sy(s.y), strict=True))
+                       for a, b in zip(sx(s.x).tolist(), sy(s.y).tolist(), strict=True))
     out.append("</g>")
     for (x, vline), (text_x, anchor, row) in zip(labelled, placement, strict=True):  # outside the clip
         baseline = _MARGIN_TOP + (row + 1) * _VLABEL_ROW - 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,30 +74,36 @@ def load_record(run_dir: Path) -> RunRecord:
         raise InputError(f"invalid run record: {exc}", file=str(path)) from exc
 
 
-def load_samples(path: Path) -> Samples:
-    """Read ``samples.csv``; a torn last line (a crash mid-write) is dropped, not an error."""
+def load_samples(path: Path, columns: Collection[str] | None = None) -> Samples:
+    """Read ``samples.csv``; a torn last line (a crash mid-write) is dropped, not an error.
+
+    ``columns``: the numeric columns to convert (``t_s`` always is; default every one). The
+    report draws 10 of the 23: converting only those halves the read (issue 17)."""
     if not path.is_file():
-        return _no_samples(SAMPLE_COLUMNS)
+        return _no_samples(SAMPLE_COLUMNS, columns)
     header_line, _, body = path.read_text(encoding="utf-8", errors="replace").partition("\n")
     header = next(csv.reader([header_line]), None)
     if not header:
-        return _no_samples(SAMPLE_COLUMNS)
-    columns, steps = _read_plain(header, body) or _read_general(header, body)
+        return _no_samples(SAMPLE_COLUMNS, columns)
+    wanted = None if columns is None else {"t_s", *columns}
+    table, steps = _read_plain(header, body, wanted) or _read_general(header, body, wanted)
     if not steps:
-        return _no_samples(header)
+        return _no_samples(header, columns)
     # Drop rows whose time did not parse (a torn line that still had the right comma count).
-    keep = ~np.isnan(columns["t_s"])
+    keep = ~np.isnan(table["t_s"])
     if not keep.all():
-        columns = {name: values[keep] for name, values in columns.items()}
+        table = {name: values[keep] for name, values in table.items()}
         steps = [step for step, kept in zip(steps, keep, strict=True) if kept]
-    return Samples(columns, steps)
+    return Samples(table, steps)
 
 
-def _no_samples(names: Sequence[str]) -> Samples:
-    return Samples({name: np.empty(0) for name in names if name != "step"}, [])
+def _no_samples(names: Sequence[str], columns: Collection[str] | None = None) -> Samples:
+    return Samples({name: np.empty(0) for name in names
+                    if name != "step" and (columns is None or name in columns or name == "t_s")}, [])
 
 
-def _read_plain(header: list[str], body: str) -> tuple[dict[str, np.ndarray], list[str]] | None:
+def _read_plain(header: list[str], body: str, wanted: Collection[str] | None = None
+                ) -> tuple[dict[str, np.ndarray], list[str]] | None:
     """The file as the sample log writes it (numbers, empty fields, no quoting) through numpy's C
     reader; None for anything else, which :func:`_read_general` reads.
 
@@ -113,20 +119,22 @@ def _read_plain(header: list[str], body: str) -> tuple[dict[str, np.ndarray], li
     # (",,,": the second replace fills the fields the first one's overlapping matches skipped)
     filled = body.replace(",,", ",nan,").replace(",,", ",nan,").replace(",\n", ",nan\n")
     step_at = header.index("step") if "step" in header else None
-    numeric = [i for i in range(len(header)) if i != step_at]
+    numeric = [i for i in range(len(header)) if i != step_at and (wanted is None or header[i] in wanted)]
     try:
         table = np.loadtxt(io.StringIO(filled), delimiter=",", usecols=numeric, dtype=float,
                            ndmin=2, comments=None)
     except ValueError:  # a short row, text where a number belongs (true/false), ...
         return None
     lines = body.splitlines()
-    if len(lines) != len(table):
+    # every row as wide as the header (the columns not converted are not checked by loadtxt)
+    if len(lines) != len(table) or body.count(",") != (len(header) - 1) * len(lines):
         return None
     steps = [""] * len(lines) if step_at is None else [line.split(",", step_at + 1)[step_at] for line in lines]
     return {header[i]: table[:, j].copy() for j, i in enumerate(numeric)}, steps
 
 
-def _read_general(header: list[str], body: str) -> tuple[dict[str, np.ndarray], list[str]]:
+def _read_general(header: list[str], body: str, wanted: Collection[str] | None = None
+                  ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Any CSV with ``header``'s columns: rows of another width (torn lines) are dropped."""
     width = len(header)
     rows = [row for row in csv.reader(io.StringIO(body, newline="")) if len(row) == width]
@@ -137,7 +145,7 @@ def _read_general(header: list[str], body: str) -> tuple[dict[str, np.ndarray], 
     for name, values in zip(header, zip(*rows, strict=True), strict=True):
         if name == "step":
             steps = list(values)
-        else:
+        elif wanted is None or name in wanted:
             columns[name] = _floats(values)
     return columns, steps
 
@@ -170,6 +178,7 @@ def digest_files(run_dir: Path, record: RunRecord) -> list[FileDigest]:
     return digests
 
 
-def load_run(run_dir: Path) -> RunData:
+def load_run(run_dir: Path, columns: Collection[str] | None = None) -> RunData:
+    """The run folder's record, samples (``columns`` as :func:`load_samples`) and file digests."""
     record = load_record(run_dir)
-    return RunData(run_dir, record, load_samples(run_dir / SAMPLES_FILE), digest_files(run_dir, record))
+    return RunData(run_dir, record, load_samples(run_dir / SAMPLES_FILE, columns), digest_files(run_dir, record))

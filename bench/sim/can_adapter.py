@@ -469,24 +469,27 @@ class SimAdapter:
 
     def close(self) -> None:
         self._running.clear()
-        # The notifier's reader and the UDS server thread each end at their next 50 ms poll:
-        # the notifier is stopped on a helper thread meanwhile, so the two waits overlap instead
-        # of adding up (~100 ms of every run's teardown; issue 17). The ISO-TP stack only
-        # removes its listener from the notifier, which a stopping notifier allows.
+        # The notifier's reader, the UDS server thread and the ISO-TP stack's relay thread each
+        # end at their next 50 ms poll: the notifier and the stack are stopped on helper threads
+        # while the server is joined, so the three waits overlap instead of adding up (~100 ms of
+        # every run's teardown; issue 17). The ISO-TP stack only removes its listener from the
+        # notifier, which a stopping notifier allows; the server reads the stopped stack's queue
+        # until it sees _running cleared.
+        stops: list[tuple[str, Callable[[], None]]] = []
         notifier, self._notifier = self._notifier, None
-        stopping: threading.Thread | None = None
         if notifier is not None:
-            stopping = threading.Thread(target=notifier.stop, kwargs={"timeout": 1},
-                                        name="sim-uds-notifier-stop", daemon=True)
-            stopping.start()
+            stops.append(("notifier", lambda: notifier.stop(timeout=1)))
+        if self._stack is not None:
+            stops.append(("isotp", self._stack.stop))
+        stopping = [threading.Thread(target=stop, name=f"sim-uds-{name}-stop", daemon=True) for name, stop in stops]
+        for thread in stopping:
+            thread.start()
         if self._server is not None:
             self._server.join(timeout=2)
             self._server = None
-        if self._stack is not None:
-            self._stack.stop()
-            self._stack = None
-        if stopping is not None:
-            stopping.join(timeout=2)
+        for thread in stopping:
+            thread.join(timeout=2)
+        self._stack = None
 
     def _serve(self) -> None:
         assert self._stack is not None

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from bench import yamlio
 from bench.errors import InputError
 from bench.yamlio import MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, load_yaml
 
@@ -60,6 +62,16 @@ def _bench_measured(args: list[str], cwd: Path, limit_s: float = 30.0) -> tuple[
             stream.close()
     peak_kb = int(hwm_file.read_text(encoding="utf-8").split()[1]) if hwm_file.exists() else usage.ru_maxrss
     return proc.returncode, stderr, wall, usage.ru_utime + usage.ru_stime, peak_kb * 1024
+
+
+@pytest.fixture(params=["libyaml", "python"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The bounded loader on libyaml's parser (what runs when PyYAML has it) and on PyYAML's own."""
+    if request.param == "python":
+        monkeypatch.setattr(yamlio, "_BoundedLoader", yamlio._loader_class(yamlio._PythonEvents))
+    elif not yaml.__with_libyaml__:
+        pytest.skip("PyYAML built without libyaml")
+    return str(request.param)
 
 
 def test_bench_validate_answers_an_alias_bomb_fast_with_its_location(tmp_path: Path) -> None:
@@ -122,7 +134,7 @@ def test_every_yaml_input_refuses_an_alias_bomb(tmp_path: Path, loader: Callable
     # nesting reached only through aliases: each anchor 40 levels deep, used inside the next
     ("a: &a " + "[" * 40 + "1" + "]" * 40 + "\nb: " + "[" * 40 + "*a" + "]" * 40 + "\n", 2, "deeper than"),
 ])
-def test_hostile_shapes_are_located_errors(tmp_path: Path, text: str, line: int, words: str) -> None:
+def test_hostile_shapes_are_located_errors(tmp_path: Path, text: str, line: int, words: str, parser: str) -> None:
     path = tmp_path / "hostile.yaml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(InputError) as info:
@@ -138,11 +150,36 @@ def test_a_file_larger_than_the_bound_is_refused_before_it_is_read(tmp_path: Pat
     assert info.value.file == str(path) and "larger than" in info.value.message
 
 
-def test_ordinary_anchors_still_work(tmp_path: Path) -> None:
+def test_ordinary_anchors_still_work(tmp_path: Path, parser: str) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text("base: &b {v: 3.65, unit: V}\nlimits: [*b, *b]\n", encoding="utf-8")
     located = load_yaml(path)
     assert located.data["limits"] == [{"v": 3.65, "unit": "V"}] * 2
+
+
+def test_a_character_yaml_refuses_is_one_located_error(tmp_path: Path, parser: str) -> None:
+    """A control character gave a traceback (PyYAML's reader refused it outside the handled part)."""
+    path = tmp_path / "control.yaml"
+    path.write_text('name: x\ndescription: "a\x07b"\n', encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        load_yaml(path)
+    assert (info.value.line, info.value.column) == (2, 16)
+    assert "#x0007" in info.value.message and "\n" not in info.value.format()
+
+
+def test_both_parsers_give_the_same_data_and_positions() -> None:
+    """libyaml's events are composed exactly as PyYAML's: every repository input, same data, same
+    line and column for every path."""
+    python_loader = yamlio._loader_class(yamlio._PythonEvents)
+    files = [p for pattern in ("procedures/*.yaml", "stations/*.yaml", "bench/sim/scenarios/*.yaml",
+                               "drivers/data/*.yaml") for p in sorted(REPO.glob(pattern))]
+    assert len(files) > 10
+    for path in files:
+        fast = load_yaml(path)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(yamlio, "_BoundedLoader", python_loader)
+            plain = load_yaml(path)
+        assert (fast.data, fast.positions) == (plain.data, plain.positions), path
 
 
 def test_the_repository_inputs_load_within_the_bounds() -> None:

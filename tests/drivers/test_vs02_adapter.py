@@ -329,3 +329,31 @@ def test_batch_decode_equals_frame_by_frame():
     first, second = by_frame.snapshot(), by_batch.snapshot()
     assert first == second and first.message_counter == 4 and first.soc_pct == pytest.approx(bms.soc_pct, abs=0.005)
     assert by_frame.frames_received == by_batch.frames_received == 55
+
+
+def test_the_iso_tp_stack_stops_without_waiting_out_its_relay_read():
+    """Closing the adapter waited up to 50 ms for the ISO-TP relay thread's read to time out
+    (issue 17); it is woken now: every stop is quick and leaves no thread behind."""
+    import isotp
+
+    from drivers.vs02_adapter import ResponseOnlyIsoTpStack
+
+    channel = f"vs02-{uuid.uuid4().hex}"
+    bus = can.Bus(interface="virtual", channel=channel)
+    notifier = can.Notifier([], [])  # polled, as on the embedded bench: no reader thread
+    took = []
+    try:
+        for _ in range(5):
+            stack = ResponseOnlyIsoTpStack(bus, notifier, rx_id=0x7E8, address=isotp.Address(
+                isotp.AddressingMode.Normal_11bits, rxid=0x7E8, txid=0x7E0))
+            stack.start()
+            time.sleep(0.01)  # the relay thread is inside its 50 ms read
+            relay = stack.relay_thread
+            start = time.perf_counter()
+            stack.stop()
+            took.append(time.perf_counter() - start)
+            assert relay is not None and not relay.is_alive()
+    finally:
+        notifier.stop()
+        bus.shutdown()
+    assert max(took) < 0.02, took  # the read's own time-out is 50 ms

@@ -24,7 +24,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 def _general(path: Path) -> rundir.Samples:
     """The same file through the csv-module reader only (the fast reader switched off)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(rundir, "_read_plain", lambda header, body: None)
+        patch.setattr(rundir, "_read_plain", lambda header, body, wanted=None: None)
         return load_samples(path)
 
 
@@ -68,6 +68,23 @@ def test_text_the_fast_reader_refuses_goes_through_the_general_reader(tmp_path: 
 def test_a_row_of_another_width_is_dropped_not_an_error(tmp_path: Path) -> None:
     path = _write(tmp_path, HEADER + "1.0,settle,26.4,,0\r\n2.0,settle\r\n3.0,settle,26.6,,0\r\n")
     assert list(load_samples(path)["t_s"]) == [1.0, 3.0]
+    # also when the short row holds every column asked for (the others are not converted)
+    assert list(load_samples(path, ["pack_v"])["t_s"]) == [1.0, 3.0]
+    wide = _write(tmp_path, HEADER + "1.0,settle,26.4,,0\r\n2.0,settle,26.5,,0,9\r\n")
+    assert list(load_samples(wide, ["pack_v"])["pack_v"]) == [26.4]
+
+
+def test_only_the_columns_asked_for_are_read_with_the_same_values(tmp_path: Path) -> None:
+    path = _write(tmp_path, HEADER + "1.0,settle,26.4,,0\r\n2.0,charge,26.5,50.0,1\r\n")
+    some = load_samples(path, ["pack_v"])
+    assert sorted(some.columns) == ["pack_v", "t_s"]  # t_s always: it orders and filters the rows
+    assert some.steps == ["settle", "charge"]
+    everything = load_samples(path)
+    for name in some.columns:
+        np.testing.assert_array_equal(some[name], everything[name])
+    with pytest.MonkeyPatch.context() as patch:  # the general reader honours the choice too
+        patch.setattr(rundir, "_read_plain", lambda header, body, wanted=None: None)
+        assert sorted(load_samples(path, ["pack_v"]).columns) == ["pack_v", "t_s"]
 
 
 def test_a_real_run_reads_the_same_through_both_readers(tmp_path: Path) -> None:

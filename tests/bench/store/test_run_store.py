@@ -257,3 +257,67 @@ def test_a_database_from_newer_software_is_a_clear_store_error(store: RunStore):
         conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
     with pytest.raises(StoreError, match=r"'0099'.*newer bench software.*revision 0002"):
         store.migrate()
+
+
+def _table_rows(store: RunStore, run_id: str) -> dict[str, list[tuple]]:
+    tables = ("runs", "run_instruments", "steps", "checks", "events", "run_files")
+    with store.engine.connect() as conn:
+        return {t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} WHERE run_id = :r ORDER BY 1, 2"),
+                                                     {"r": run_id})] for t in tables}
+
+
+def test_unchanged_rows_are_not_rewritten_and_the_database_ends_the_same(db_url: str, synthetic_run):
+    """update_run skips the shared rows and child tables it committed already (issue 17: the
+    engine rewrites the record every checkpoint), and the rows stored are exactly those a store
+    writing everything every time leaves."""
+    from sqlalchemy import event
+
+    record, _rows = synthetic_run
+    store = RunStore(db_url)
+    store.migrate()
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, *rest: statements.append(sql.split()[0] + " " + sql.split()[2]))
+    partial = _running(record, "run-c", steps=record.steps[:2])
+    store.start_run(partial)
+    statements.clear()
+    store.update_run(partial)
+    assert statements == ["INSERT runs"]  # only the run row (its record JSON and figures)
+    statements.clear()
+    store.update_run(_running(record, "run-c", steps=record.steps[:3]))
+    assert statements == ["INSERT runs", "DELETE steps", "INSERT steps"]
+    store.finish_run(record.model_copy(update={"run_id": "run-c"}))
+    cached = _table_rows(store, "run-c")
+    store.close()
+
+    # a fresh store each call writes everything every time: the same rows
+    for write in [lambda s: s.start_run(partial), lambda s: s.update_run(partial),
+                  lambda s: s.finish_run(record.model_copy(update={"run_id": "run-c"}))]:
+        fresh = RunStore(db_url)
+        write(fresh)
+        fresh.close()
+    assert _table_rows(RunStore(db_url), "run-c") == cached
+
+
+def test_a_failed_write_is_not_remembered_as_written(db_url: str, synthetic_run):
+    from sqlalchemy import event
+
+    record, _ = synthetic_run
+    store = RunStore(db_url)
+    store.migrate()
+    first = _running(record, "run-f", steps=record.steps[:1])
+    store.start_run(first)
+    second = _running(record, "run-f", steps=record.steps[:2])
+
+    def fail_on_steps(conn, cursor, sql, *rest):
+        if sql.startswith("INSERT INTO steps"):
+            raise RuntimeError("disk full")
+
+    event.listen(store.engine, "before_cursor_execute", fail_on_steps)
+    with pytest.raises(RuntimeError):
+        store.update_run(second)
+    event.remove(store.engine, "before_cursor_execute", fail_on_steps)
+    store.update_run(second)  # must write the steps: the failed transaction left the first one
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM steps WHERE run_id = 'run-f'")).scalar_one() == 2
+    store.close()
