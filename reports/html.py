@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 _REPORT_NAMESPACE = uuid.UUID("6f1c2a4e-93b1-4d43-9a43-56d3c0a1b002")
 
 
-
 class TemplateCache(FileSystemBytecodeCache):
     """Jinja's cache of compiled templates, keyed by each template's source (a private folder in
     the temporary directory by default): compiling the report template cost every run ~25 ms
