@@ -151,15 +151,25 @@ class SimInstrument(ScpiDevice):
         return handler
 
     def _reading(self, key: str) -> Any:
+        # one handler per reading, each reading only its own meter: MEAS:VOLT?;CURR? is two of
+        # these every control interval
+        if key == "measure_voltage":
+            def voltage(args: list[str]) -> str:
+                no_args(args)
+                return format_number(self.voltage_reading())
+
+            return voltage
+        if key == "measure_current":
+            def current(args: list[str]) -> str:
+                no_args(args)
+                return format_number(self.current_reading())
+
+            return current
+
         def handler(args: list[str]) -> str:
             no_args(args)
             if key.startswith("tripped:"):
                 return format_bool(key.partition(":")[2] in self.tripped)
-            # one meter per query: MEAS:VOLT?;CURR? is two of these every control interval
-            if key == "measure_voltage":
-                return format_number(self.voltage_reading())
-            if key == "measure_current":
-                return format_number(self.current_reading())
             voltage, current = self.readings()
             return format_number({"measure_power": voltage * current}[key])
 

@@ -246,7 +246,7 @@ class ScpiDevice:
 
     def __init__(self) -> None:
         self.tree = CommandTree()
-        self._parsed: dict[str, list[tuple[str, list[str] | ScpiError]]] = {}
+        self._plans: dict[str, list[tuple[Handler, list[str]]]] = {}
         self.errors: deque[tuple[int, str]] = deque()
         self.esr = 0
         self.ese = 0
@@ -289,6 +289,7 @@ class ScpiDevice:
 
     def add(self, pattern: str, *, command: Handler | None = None, query: Handler | None = None) -> None:
         self.tree.add(pattern, command=command, query=query)
+        self._plans.clear()
 
     # error queue
     def push_error(self, error: tuple[int, str], detail: str = "") -> None:
@@ -352,14 +353,50 @@ class ScpiDevice:
     # the program message
     def handle(self, message: str) -> str | None:
         """Execute one program message; return the response message or None when nothing is queried."""
+        plan = self._plans.get(message)
+        if plan is None:
+            plan = self._plan(message)
+            if plan is None:  # a unit that does not parse or resolve: its error, in order
+                return self._handle_units(_parse_units(message))
+            if len(self._plans) < _PLAN_CACHE_SIZE:
+                self._plans[message] = plan
+        replies: list[str] = []
+        for handler, args in plan:
+            try:
+                reply = handler(args)
+            except ScpiError as error:
+                self.push_error((error.code, error.text), error.detail)
+                if -199 <= error.code <= -100:  # SCPI-1999 §6.2.5, as in _handle_units
+                    break
+                continue
+            if reply is not None:
+                replies.append(reply)
+        return ";".join(replies) if replies else None
+
+    def _plan(self, message: str) -> list[tuple[Handler, list[str]]] | None:
+        """The handlers ``message`` runs, with their arguments, when every unit parses and resolves
+        (None otherwise). A message's units resolve the same way each time (the path restarts at
+        the root with every message), so the plan is kept: a driver sends a handful of messages
+        over and over (MEAS:VOLT?;CURR? every control interval)."""
+        plan: list[tuple[Handler, list[str]]] = []
+        path: tuple[str, ...] = ()
+        for header, args in _parse_units(message):
+            if isinstance(args, ScpiError):
+                return None
+            if header.startswith("*"):
+                handler = self._common.get(header.upper())
+            else:
+                resolved = self.tree.resolve(path, header)
+                handler, path = (None, path) if resolved is None else (resolved.handler, resolved.path)
+            if handler is None:
+                return None
+            plan.append((handler, args))
+        return plan
+
+    def _handle_units(self, units: list[tuple[str, list[str] | ScpiError]]) -> str | None:
+        """Execute parsed units one by one, resolving each header as execution reaches it."""
         replies: list[str] = []
         path: tuple[str, ...] = ()
-        units = self._parsed.get(message)
-        if units is None:
-            units = _parse_units(message)
-            # a message with a parse error is not kept: its error object is raised once
-            if len(self._parsed) < _PARSED_CACHE_SIZE and not any(isinstance(a, ScpiError) for _, a in units):
-                self._parsed[message] = units
         for header, args in units:
             try:
                 if isinstance(args, ScpiError):
@@ -385,9 +422,9 @@ class ScpiDevice:
         return ";".join(replies) if replies else None
 
 
-#: program messages kept parsed per device: a driver sends a handful of distinct messages over
-#: and over (MEAS:VOLT?;CURR? every control interval); a bound keeps odd traffic from growing it
-_PARSED_CACHE_SIZE = 256
+#: execution plans kept per device (:meth:`ScpiDevice._plan`); a bound keeps odd traffic from
+#: growing the cache
+_PLAN_CACHE_SIZE = 256
 
 
 def _parse_units(message: str) -> list[tuple[str, list[str] | ScpiError]]:

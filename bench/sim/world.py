@@ -307,9 +307,9 @@ class SimulatedBench:
                 self.adapter.bms = self.bms
 
 
-#: Parts of a simulated instrument that are code (its SCPI command tree of bound handlers),
-#: rebuilt by its constructor rather than pickled.
-_INSTRUMENT_CODE_ATTRS = frozenset({"tree", "_common"})
+#: Parts of a simulated instrument that are code (its SCPI command tree of bound handlers, and the
+#: message plans made of them), rebuilt by its constructor rather than pickled.
+_INSTRUMENT_CODE_ATTRS = frozenset({"tree", "_common", "_plans"})
 
 
 def _instrument_state(instrument: SimInstrument) -> dict[str, Any]:

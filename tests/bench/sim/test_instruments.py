@@ -202,3 +202,16 @@ def test_faults_shunt_gain_sense_lead_and_ignored_setpoints() -> None:
 def test_unknown_family_is_named() -> None:
     with pytest.raises(ValueError, match="keysight_n8700"):
         make_instrument("nope", random.Random(0))
+
+
+def test_a_checkpoint_after_scpi_traffic_restores_an_instrument_that_still_answers() -> None:
+    """The instruments keep per-message plans of bound handlers: code, not state to pickle."""
+    from bench.sim.scenario import load_scenario
+    from bench.sim.world import SimulatedBench
+
+    sim = SimulatedBench(load_scenario("healthy"))
+    sim.supply.handle("VOLT 28.4;CURR 20")
+    assert sim.supply.handle("VOLT?;CURR?") == "28.4;20"  # plans kept for both messages
+    restored = SimulatedBench(load_scenario("healthy"))
+    restored.restore(sim.checkpoint())
+    assert restored.supply.handle("VOLT?;CURR?") == "28.4;20"

@@ -129,3 +129,9 @@ def test_a_repeated_message_executes_the_same_each_time(psu) -> None:
         psu.handle("VOLT:PROT 31;CURR 5")  # a path error every time (VOLT:CURR)
     assert errors(psu) == [-102, -113, -102, -113]
     assert psu.handle("CURR?") == "0"  # the error stopped the rest of each message
+
+
+def test_a_command_added_later_is_what_a_known_message_runs(psu) -> None:
+    assert psu.handle("VOLT?") == "0"  # the message's plan is now kept
+    psu.add("VOLTage", query=lambda args: "42")
+    assert psu.handle("VOLT?") == "42"
