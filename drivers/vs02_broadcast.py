@@ -14,6 +14,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from enum import IntFlag
 from typing import Any, Protocol, cast
 
@@ -127,6 +128,16 @@ class BmsSnapshot:
     uptime_s: int | None = None
     timestamps: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def _from_fields(cls, values: dict[str, Any]) -> BmsSnapshot:
+        """A snapshot of ``values``, which holds every field: the same object ``cls(**values)``
+        builds, at a fraction of the cost. A frozen dataclass's __init__ sets each of its 24
+        fields through ``object.__setattr__``, a third of a snapshot's cost every control interval;
+        the instance dict is taken whole instead (no __post_init__, no slots)."""
+        snapshot = object.__new__(cls)
+        object.__setattr__(snapshot, "__dict__", values)
+        return snapshot
+
     @property
     def gauge_status(self) -> GaugeStatus:
         """The gauge flags, typed; empty while BMS_Status was never received."""
@@ -181,8 +192,10 @@ class BroadcastState:
         self._newest: float | None = None
         #: per frame ID, the last payload and its decoded signals (never mutated once stored)
         self._decoded: dict[int, tuple[bytes, dict[str, Any]]] = {}
-        #: per message, the signals a snapshot last derived fields from, and those fields
-        self._derived: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        #: per message, the signals the snapshot fields were last derived from, and those fields
+        #: (by snapshot field name; lists kept as tuples)
+        self._derived_from: dict[str, dict[str, Any]] = {}
+        self._fields: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.frames_received = 0
         self.frames_received_changed = threading.Condition(self._lock)
@@ -270,51 +283,39 @@ class BroadcastState:
         return [m for m in (messages or self.message_names) if self.age_s(m) > stale_after_s]
 
     def snapshot(self) -> BmsSnapshot:
-        # Taken every control interval: the signal names are looked up from tables built once
-        # (_ALARM_KEYS, _CELL_KEYS, ...), and the values derived from a message whose payload
-        # repeated (same signals object, see update) are reused: limits, identity, alarms.
+        """The latest values, typed. Taken every control interval: a message's fields are derived
+        again only when its signals changed (a new payload: see _decode), into one dict of the
+        latest fields kept between snapshots; most of the 11 messages repeat from cycle to cycle."""
+        fields, seen = self._fields, self._derived_from
+        # under the lock throughout: the kept fields are shared by every caller of snapshot
         with self._lock:
-            s, stamps = dict(self._latest), dict(self._stamps)
-        values: dict[str, Any] = {"timestamps": stamps}
-        for name, derive in _DERIVED.items():
-            signals = s.get(name)
-            if signals is None:
-                continue
-            cached = self._derived.get(name)
-            if cached is None or cached[0] is not signals:
-                cached = (signals, derive(signals))
-                self._derived[name] = cached
-            values.update(cached[1])
-        if "alarms" in values:  # lists: each snapshot its own (the cached ones stay unchanged)
-            values["alarms"], values["warnings"] = list(values["alarms"]), list(values["warnings"])
-        if "BMS_SocSoh" in s:
-            values["soc_pct"] = s["BMS_SocSoh"]["StateOfChargeHiRes"]
-            values["soh_pct"] = float(s["BMS_SocSoh"]["StateOfHealth"])
-        if "BMS_PackStatus" in s:
-            m = s["BMS_PackStatus"]
-            values["pack_voltage_v"] = m["PackVoltage"]
-            values["current_a"] = CURRENT_SIGN * m["PackCurrent"]
-            values["pack_temperature_c"] = m["PackTemperature"]
-        if "BMS_CellVoltages1" in s and "BMS_CellVoltages2" in s:
-            first, second = s["BMS_CellVoltages1"], s["BMS_CellVoltages2"]
-            values["cell_voltages_v"] = [first[k] for k in _CELL_KEYS_1] + [second[k] for k in _CELL_KEYS_2]
-        if "BMS_CellStats" in s:
-            m = s["BMS_CellStats"]
-            values["cell_v_min"] = m["CellVoltageMin"]
-            values["cell_v_max"] = m["CellVoltageMax"]
-            values["divergence_v"] = m["CellDivergence"]
-            values["balancing_cells"] = int(m["BalancingCells"])
-        if "BMS_Status" in s:
-            m = s["BMS_Status"]
-            values["contactor_closed"] = bool(m["ContactorClosed"])
-            values["divergence_condition"] = CONDITION_NAMES.get(int(m["DivergenceCondition"]), "unknown")
-            values["flags"] = int(m["GaugeFlags"])
-            values["message_counter"] = int(m["MessageCounter"])
-            values["uptime_s"] = int(m["UptimeSeconds"])
-            if "BMS_CellTemperatures" in s:
-                temps = s["BMS_CellTemperatures"]
-                values["temperatures_c"] = [temps[k] for k in _TEMPERATURE_KEYS] + [m["EnclosureTemperature"]]
-        return BmsSnapshot(taken_at=self._clock(), **values)
+            stamps = dict(self._stamps)
+            changed = False
+            for name, signals in self._latest.items():
+                if seen.get(name) is not signals:
+                    seen[name] = signals
+                    changed = True
+                    derive = _DERIVED.get(name)
+                    if derive is not None:
+                        fields.update(derive(signals))
+            # the fields two messages carry, once both arrived (one of each pair, BMS_Status or a
+            # cell-voltage frame, changes nearly every cycle: no finer test)
+            if changed:
+                for field_name, (first, second), combine in _COMBINED:
+                    a, b = seen.get(first), seen.get(second)
+                    if a is not None and b is not None:
+                        fields[field_name] = combine(a, b)
+            values = dict(_EMPTY_SNAPSHOT)
+            values.update(fields)
+        # lists (kept as tuples here): each snapshot gets its own, so a caller changing one cannot
+        # change the next snapshot
+        for list_field in _LIST_FIELDS:
+            kept = values[list_field]
+            if kept is not None:
+                values[list_field] = list(kept)
+        values["timestamps"] = stamps
+        values["taken_at"] = self._clock()
+        return BmsSnapshot._from_fields(values)
 
 
 _CELL_KEYS = tuple(f"Cell{i}Voltage" for i in range(1, 9))
@@ -326,6 +327,15 @@ _ALARM_KEYS = tuple((n, f"Alarm{n}", f"Warning{n}") for n in ALARM_SIGNALS)
 def _limits(m: dict[str, Any]) -> dict[str, Any]:
     return {"limits": Limits(m["ChargeVoltageLimit"], m["ChargeCurrentLimit"], m["DischargeCurrentLimit"],
                              m["DischargeVoltageLimit"])}
+
+
+def _soc_soh(m: dict[str, Any]) -> dict[str, Any]:
+    return {"soc_pct": m["StateOfChargeHiRes"], "soh_pct": float(m["StateOfHealth"])}
+
+
+def _pack_status(m: dict[str, Any]) -> dict[str, Any]:
+    return {"pack_voltage_v": m["PackVoltage"], "current_a": CURRENT_SIGN * m["PackCurrent"],
+            "pack_temperature_c": m["PackTemperature"]}
 
 
 def _alarms(m: dict[str, Any]) -> dict[str, Any]:
@@ -342,13 +352,47 @@ def _battery_info(m: dict[str, Any]) -> dict[str, Any]:
     return {"installed_capacity_ah": m["InstalledCapacity"], "cycle_count": int(m["CycleCount"])}
 
 
-#: snapshot fields derived from one message alone, recomputed only when its payload changed
+# map over the keys, not a generator: a generator's frame per call costs more than the lookups
+def _cell_voltages(first: dict[str, Any], second: dict[str, Any]) -> tuple[float, ...]:
+    return (*map(first.__getitem__, _CELL_KEYS_1), *map(second.__getitem__, _CELL_KEYS_2))
+
+
+def _temperatures(cells: dict[str, Any], status: dict[str, Any]) -> tuple[float, ...]:
+    return (*map(cells.__getitem__, _TEMPERATURE_KEYS), status["EnclosureTemperature"])  # 8 cells + enclosure
+
+
+def _cell_stats(m: dict[str, Any]) -> dict[str, Any]:
+    return {"cell_v_min": m["CellVoltageMin"], "cell_v_max": m["CellVoltageMax"],
+            "divergence_v": m["CellDivergence"], "balancing_cells": int(m["BalancingCells"])}
+
+
+def _status(m: dict[str, Any]) -> dict[str, Any]:
+    return {"contactor_closed": bool(m["ContactorClosed"]),
+            "divergence_condition": CONDITION_NAMES.get(int(m["DivergenceCondition"]), "unknown"),
+            "flags": int(m["GaugeFlags"]), "message_counter": int(m["MessageCounter"]),
+            "uptime_s": int(m["UptimeSeconds"])}
+
+
+#: per DBC message, the snapshot fields derived from it alone; recomputed only when its payload changed
 _DERIVED: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "BMS_Limits": _limits,
+    "BMS_SocSoh": _soc_soh,
+    "BMS_PackStatus": _pack_status,
     "BMS_AlarmsWarnings": _alarms,
     "BMS_Manufacturer": _identity,
     "BMS_BatteryInfo": _battery_info,
+    "BMS_CellStats": _cell_stats,
+    "BMS_Status": _status,
 }
+#: the fields two messages carry: field, its messages, how to join their signals
+_COMBINED: tuple[tuple[str, tuple[str, str], Callable[[dict[str, Any], dict[str, Any]], Any]], ...] = (
+    ("cell_voltages_v", ("BMS_CellVoltages1", "BMS_CellVoltages2"), _cell_voltages),
+    ("temperatures_c", ("BMS_CellTemperatures", "BMS_Status"), _temperatures),
+)
+#: snapshot fields that are lists (kept as tuples between snapshots)
+_LIST_FIELDS = ("temperatures_c", "cell_voltages_v", "alarms", "warnings")
+#: every snapshot field at None: what a snapshot holds for messages never received
+_EMPTY_SNAPSHOT: dict[str, Any] = {f.name: None for f in dataclass_fields(BmsSnapshot)}
 
 
 class _FrameDecoder:

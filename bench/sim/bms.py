@@ -238,6 +238,12 @@ class BmsModel:
         return GaugeFlags(self.gauge.flags)
 
     @property
+    def flag_bits(self) -> int:
+        """``flags`` as the plain int the gauge keeps: the broadcast reads it every cycle, and
+        building the IntFlag only to take its int back cost more than the rest of the read."""
+        return self.gauge.flags
+
+    @property
     def pack_voltage_v(self) -> float:
         return round(sum(self.cell_voltages_v) * 100.0) / 100.0
 

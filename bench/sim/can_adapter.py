@@ -190,7 +190,7 @@ def broadcast_rows(bms: Any, counter: int, uptime_s: float) -> dict[str, Sequenc
         # ContactorClosed, DivergenceCondition, GaugeFlags, EnclosureTemperature, MessageCounter,
         # UptimeSeconds
         "BMS_Status": (int(bool(bms.contactor_closed)), CONDITION_CODES.get(bms.divergence_condition, 7),
-                       int(bms.flags), temps[8] if len(temps) > 8 else temps[-1], counter % 256,
+                       bms.flag_bits, temps[8] if len(temps) > 8 else temps[-1], counter % 256,
                        int(uptime_s) % 65536),
     }
 
@@ -308,6 +308,9 @@ def _signal_range(signal: Any) -> tuple[Any, Any]:
     return signal.minimum, high
 
 
+_NEVER_PACKED = object()
+
+
 class _FramePacker:
     """One plain DBC frame packed by shifts: each signal's raw value (its cantools conversion of
     the clamped physical value) masked to its width (two's complement for signed signals) and
@@ -320,6 +323,9 @@ class _FramePacker:
         #: physical -> raw function, or None and the (offset, scale) of the linear conversion
         #: inlined in pack, then mask and start bit
         self.fields = fields
+        #: per signal, the value last packed (none yet: a sentinel equal to no value) and its bits
+        self._last_values: list[Any] = [_NEVER_PACKED] * len(fields)
+        self._parts: list[int] = [0] * len(fields)
 
     @classmethod
     def for_message(cls, message: Any) -> _FramePacker | None:
@@ -345,18 +351,29 @@ class _FramePacker:
         return cls(message.length, fields)
 
     def pack(self, row: Sequence[Any]) -> bytes:
-        """The payload of ``row``: the message's signal values in DBC order."""
+        """The payload of ``row``: the message's signal values in DBC order.
+
+        A signal's bits are a function of its value alone, so each is recomputed only when its
+        value differs from the last row packed: a changed frame usually differs in one or two
+        signals (BMS_Status: the counter and the uptime), and comparing a value costs a fraction
+        of clamping, scaling and rounding it."""
+        fields, last, parts = self.fields, self._last_values, self._parts
         payload = 0
-        # not strict: a row has its message's shape by construction (broadcast_rows, encode),
-        # and the check costs a fifth of a frame's packing
-        for physical, (low, high, to_raw, offset, scale, mask, start) in zip(row, self.fields, strict=False):
+        # a row has its message's shape by construction (broadcast_rows, encode): not checked
+        for i, physical in enumerate(row):
+            if physical == last[i]:
+                payload |= parts[i]
+                continue
+            low, high, to_raw, offset, scale, mask, start = fields[i]
             value = physical
             if low is not None and value < low:
                 value = low
             elif high is not None and value > high:
                 value = high
             raw = round((value - offset) / scale) if to_raw is None else to_raw(value)
-            payload |= (raw & mask) << start
+            last[i] = physical
+            parts[i] = part = (raw & mask) << start
+            payload |= part
         return payload.to_bytes(self.length, "little")
 
 

@@ -357,3 +357,61 @@ def test_the_iso_tp_stack_stops_without_waiting_out_its_relay_read():
         notifier.stop()
         bus.shutdown()
     assert max(took) < 0.02, took  # the read's own time-out is 50 ms
+
+
+def test_snapshot_derived_again_only_from_changed_messages_equals_a_fresh_one():
+    """A long-lived BroadcastState re-derives only the messages whose payload changed; its
+    snapshot equals, field for field, the snapshot of a fresh state fed the same cycle (which
+    derives everything), as changes move from message to message; it is the object the
+    dataclass's constructor builds (same equality and repr); a caller changing a snapshot's
+    lists does not change the next snapshot."""
+    import dataclasses
+
+    from bench.sim.can_adapter import BroadcastEncoder, broadcast_rows
+    from drivers.vs02_broadcast import BmsSnapshot, BroadcastState
+
+    bms = StandinBms()
+    encoder = BroadcastEncoder()
+    now = [0.0]
+    kept = BroadcastState(lambda: now[0])
+    changes = [
+        lambda: None,
+        lambda: setattr(bms, "soc_pct", bms.soc_pct - 1.3),
+        lambda: setattr(bms, "cell_voltages_v", [v + 0.011 for v in bms.cell_voltages_v]),
+        lambda: setattr(bms, "temperatures_c", [t + 1.5 for t in bms.temperatures_c]),
+        lambda: setattr(bms, "alarm_bits", 0),
+        lambda: setattr(bms, "charge_current_limit_a", 20.0),
+        lambda: setattr(bms, "cycle_count", bms.cycle_count + 1),
+        lambda: setattr(bms, "divergence_condition", "under_load"),
+    ]
+    for step, change in enumerate(changes * 2):
+        change()
+        now[0] = float(step)
+        cycle = encoder.encode_rows(broadcast_rows(bms, step, step))
+        fresh = BroadcastState(lambda: now[0])
+        kept.update_frames(cycle)
+        fresh.update_frames(cycle)
+        got, expected = kept.snapshot(), fresh.snapshot()
+        assert got == expected and repr(got) == repr(expected), step
+        assert got == dataclasses.replace(got) and isinstance(got, BmsSnapshot)
+        assert (got.alarms == []) == (step >= 4)  # the alarm cleared at step 4 is seen cleared
+        got.cell_voltages_v.append(0.0)
+        got.alarms.append("x")
+        assert kept.snapshot().cell_voltages_v == expected.cell_voltages_v
+        assert "x" not in kept.snapshot().alarms
+
+
+def test_snapshot_fields_stay_none_until_their_messages_arrive():
+    """A field two messages carry (cell voltages, temperatures) appears once both arrived."""
+    from bench.sim.can_adapter import BroadcastEncoder, broadcast_rows
+    from drivers.vs02_broadcast import BroadcastState
+
+    frames = {f.arbitration_id: f for f in BroadcastEncoder().encode_rows(broadcast_rows(StandinBms(), 1, 1.0))}
+    state = BroadcastState(lambda: 0.0)
+    assert state.snapshot().cell_voltages_v is None and state.snapshot().soc_pct is None
+    state.update_frames([frames[0x400]])  # BMS_CellVoltages1 alone
+    assert state.snapshot().cell_voltages_v is None
+    state.update_frames([frames[0x401], frames[0x402]])  # + BMS_CellVoltages2, BMS_CellTemperatures
+    snap = state.snapshot()
+    assert snap.cell_voltages_v == pytest.approx(StandinBms().cell_voltages_v, abs=0.0005)
+    assert snap.temperatures_c is None  # its enclosure comes with BMS_Status

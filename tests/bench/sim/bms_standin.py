@@ -66,6 +66,10 @@ class StandinBms:
         self.learning_delay_s = 0.3
 
     @property
+    def flag_bits(self) -> int:
+        return int(self.flags)
+
+    @property
     def security_unlocked(self) -> bool:
         return self._security.unlocked_level is not None
 

@@ -101,6 +101,17 @@ def test_full_sync_sets_100_pct_after_the_cv_taper() -> None:
     assert rig.pack.true_soc_pct() > 99.0  # the sync happened at a really full pack
 
 
+def test_flag_bits_are_the_flags_as_an_int() -> None:
+    """The broadcast's plain-int read-out of the gauge flags is int(flags) through a full sync
+    (0, then FC set) and the arming of a learning cycle."""
+    rig = make_rig(0.90, soc_estimate_pct=55.0)
+    bms = rig.bms
+    assert bms.flag_bits == int(bms.flags) and type(bms.flag_bits) is int
+    rig.charge_cccv(100.0, 28.4, taper_a=4.0, hold_s=100.0)
+    assert bms.flag_bits & int(GaugeFlags.FULLY_CHARGED)
+    assert bms.flag_bits == int(bms.flags)
+
+
 def test_no_full_sync_while_still_charging_hard() -> None:
     rig = make_rig(0.90, soc_estimate_pct=55.0)
     for _ in range(300):  # 100 A CC, well above the 10 A taper criterion
