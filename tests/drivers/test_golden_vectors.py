@@ -72,7 +72,8 @@ def test_writable_dids_agree_in_the_other_direction(vector):
 
 
 def _golden_bms() -> SimpleNamespace:
-    return SimpleNamespace(**GOLDEN["bms"])
+    # the BMS API's flags also as the plain int the broadcast reads (BmsModel.flag_bits)
+    return SimpleNamespace(**GOLDEN["bms"], flag_bits=int(GOLDEN["bms"]["flags"]))
 
 
 def test_simulated_broadcast_encodes_the_golden_frames():
