@@ -9,10 +9,15 @@ one receiver of a frame gets the sent object itself instead of a deep copy (a se
 frame over; it never changes it afterwards). ``recv`` with a time-out blocks as usual, so a
 ``can.Notifier`` or an ISO-TP stack can still read such a bus on its own thread.
 
-Two calls beyond python-can's bus API serve a lockstep simulator: :meth:`InProcessCanBus.send_all`
+Calls beyond python-can's bus API serve a lockstep simulator: :meth:`InProcessCanBus.send_all`
 hands a whole broadcast cycle over at once, and :meth:`InProcessCanBus.drain` returns everything
 queued in one call (no ``recv`` per frame through the time-out and filter machinery). A driver
 uses them when the bus has them and python-can's ``send``/``recv`` otherwise.
+:meth:`InProcessCanBus.send_rows` sends classic data frames as (arbitration ID, payload) rows,
+queued as one :class:`FrameRows`: a ``can.Message`` is built from them only for a reader that
+asks for messages (``recv``, ``drain``); :meth:`InProcessCanBus.drain_batches` hands the rows
+over as they are, to a reader whose listeners take rows (the lockstep adapter's capture and
+decoder): the same frames, without a message object per frame at either end.
 
 Frames keep the python-can semantics of the virtual interface for ``timestamp`` (the send time,
 ``time.time()``) and ``is_rx``; ``channel`` stays as the sender left it (None: a bus capture
@@ -29,6 +34,37 @@ from collections.abc import Sequence
 from typing import Any
 
 import can
+
+
+class FrameRows:
+    """Classic data frames with standard IDs sent together (:meth:`InProcessCanBus.send_rows`):
+    one time stamp, and per frame its (arbitration ID, payload) row. Never changed once queued
+    (a tuple of rows of an int and bytes): every receiver may share it."""
+
+    __slots__ = ("is_rx", "rows", "timestamp")
+
+    def __init__(self, timestamp: float, is_rx: bool, rows: tuple[tuple[int, bytes], ...]) -> None:
+        self.timestamp = timestamp
+        self.is_rx = is_rx
+        self.rows = rows
+
+    def messages(self) -> list[can.Message]:
+        """The frames as python-can messages (channel None, as the sender's frames)."""
+        timestamp, is_rx = self.timestamp, self.is_rx
+        return [can.Message(timestamp=timestamp, arbitration_id=arbitration_id, is_extended_id=False,
+                            data=data, is_rx=is_rx, check=False)
+                for arbitration_id, data in self.rows]
+
+
+def _messages(items: list[can.Message | FrameRows]) -> list[can.Message]:
+    """``items`` with each FrameRows replaced by its frames, in order."""
+    frames: list[can.Message] = []
+    for item in items:
+        if isinstance(item, FrameRows):
+            frames.extend(item.messages())
+        else:
+            frames.append(item)
+    return frames
 
 
 class InProcessCanChannel:
@@ -71,6 +107,12 @@ class InProcessCanChannel:
                 frame.is_rx = is_rx
             receiver._put(frames)
 
+    def _deliver_rows(self, sender: InProcessCanBus, rows: tuple[tuple[int, bytes], ...]) -> None:
+        """Hand ``rows`` (sent together: one time stamp) to every receiver of ``sender``."""
+        timestamp = time.time()
+        for receiver in self._routes.get(sender, ()):
+            receiver._put((FrameRows(timestamp, receiver is not sender, rows),))
+
 
 class InProcessCanBus(can.BusABC):
     """One bus of an :class:`InProcessCanChannel`."""
@@ -80,7 +122,8 @@ class InProcessCanBus(can.BusABC):
         self.channel_info = f"in-process CAN channel {channel.name!r}"
         self.receive_own_messages = receive_own_messages
         self._channel = channel
-        self._queue: deque[can.Message] = deque()
+        #: frames queued for this bus; a FrameRows stands for its frames, in order
+        self._queue: deque[can.Message | FrameRows] = deque()
         self._arrived = threading.Event()
         self._waiting = False
         super().__init__(channel=channel.name, **kwargs)
@@ -95,6 +138,16 @@ class InProcessCanBus(can.BusABC):
             raise can.CanOperationError("the bus is shut down")
         self._channel._deliver(self, msgs)
 
+    def send_rows(self, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Send classic data frames with standard IDs, given as (arbitration ID, payload) rows
+        (payloads of at most 8 bytes), in order as one hand-over (one time stamp): a lockstep
+        simulator's broadcast cycle, with no ``can.Message`` built per frame. A reader gets them
+        as messages from ``recv``/``drain``, or as the rows from ``drain_batches``."""
+        if self._is_shutdown:
+            raise can.CanOperationError("the bus is shut down")
+        if rows:
+            self._channel._deliver_rows(self, tuple(rows))
+
     def recv(self, timeout: float | None = None) -> can.Message | None:
         """python-can's ``recv``; a frame already queued on a bus without filters is returned
         straight away. The generic path (time-out loop, filter test, a debug log call per frame)
@@ -103,37 +156,57 @@ class InProcessCanBus(can.BusABC):
             # try/except, not contextlib.suppress: that builds a context manager per frame
             # (~0.25 us, 11 frames per lockstep step)
             try:
-                return self._queue.popleft()
+                item = self._queue.popleft()
             except IndexError:  # another reader of this bus may have taken it meanwhile
                 pass
+            else:
+                return self._first_of(item) if isinstance(item, FrameRows) else item
         return super().recv(timeout)
+
+    def _first_of(self, batch: FrameRows) -> can.Message:
+        """The first frame of a dequeued ``batch``; the others go back to the front of the queue."""
+        frames = batch.messages()
+        self._queue.extendleft(reversed(frames[1:]))
+        return frames[0]
 
     def drain(self, timeout: float | None = 0.0) -> list[can.Message]:
         """Every frame queued, oldest first, in one call (waiting up to ``timeout`` for the first;
         None: forever). Filters apply as in ``recv``. A lockstep reader drains ~11 frames per
         step: one call instead of a ``recv`` per frame, and one list its listeners can take whole."""
+        frames = _messages(self._drain_items(timeout))
+        if self._filters is not None:
+            frames = [frame for frame in frames if self._matches_filters(frame)]
+        return frames
+
+    def drain_batches(self, timeout: float | None = 0.0) -> list[can.Message | FrameRows]:
+        """``drain``, with the frames sent by ``send_rows`` left as their FrameRows: a reader whose
+        listeners take rows builds no message per frame. A bus with filters returns messages
+        only (the filters judge messages)."""
+        if self._filters is not None:
+            return list(self.drain(timeout))
+        return self._drain_items(timeout)
+
+    def _drain_items(self, timeout: float | None) -> list[can.Message | FrameRows]:
         if self._is_shutdown:
             raise can.CanOperationError("the bus is shut down")
         queue = self._queue
-        frames: list[can.Message] = []
+        items: list[can.Message | FrameRows] = []
         if not queue and timeout != 0:
             first = self.recv(timeout)
             if first is None:
-                return frames
-            frames.append(first)
-        # one popleft per frame queued now: each is atomic, so a frame a sender on another
+                return items
+            items.append(first)
+        # one popleft per item queued now: each is atomic, so a frame a sender on another
         # thread appends meanwhile is either taken here or left for the next call, never lost
-        popleft, append = queue.popleft, frames.append
+        popleft, append = queue.popleft, items.append
         try:
             for _ in range(len(queue)):
                 append(popleft())
         except IndexError:  # another reader of this bus took the rest
             pass
-        if self._filters is not None:
-            frames = [frame for frame in frames if self._matches_filters(frame)]
-        return frames
+        return items
 
-    def _put(self, msgs: Sequence[can.Message]) -> None:
+    def _put(self, msgs: Sequence[can.Message | FrameRows]) -> None:
         self._queue.extend(msgs)
         if self._waiting:  # only a receiver blocked in recv needs waking
             self._arrived.set()
@@ -152,9 +225,10 @@ class InProcessCanBus(can.BusABC):
             finally:
                 self._waiting = False
         try:
-            return queue.popleft(), False
+            item = queue.popleft()
         except IndexError:  # time-out (or another reader of this bus was first)
             return None, False
+        return (self._first_of(item) if isinstance(item, FrameRows) else item), False
 
     def shutdown(self) -> None:
         self._channel._leave(self)

@@ -41,6 +41,7 @@ from bench.errors import (
     NegativeResponse,
     ProtocolError,
 )
+from drivers.can_inprocess import FrameRows
 from drivers.security import SeedKeyAlgorithm
 from drivers.uds_map import DidSpec, UdsMap, decode_fields, default_uds_map, fields_size
 from drivers.vs02_broadcast import BmsSnapshot, BroadcastState
@@ -52,6 +53,7 @@ _CAN_ERR_RESTARTED = 0x100
 _CAN_ERR_CRTL_PASSIVE = 0x10 | 0x20  # RX / TX passive, in data[1]
 
 _ARBITRATION_ID, _IS_ERROR_FRAME = operator.attrgetter("arbitration_id"), operator.attrgetter("is_error_frame")
+_ROW_ID = operator.itemgetter(0)  # of a FrameRows row: (arbitration ID, payload)
 _BUS_STATES = {can.BusState.ACTIVE: "active", can.BusState.PASSIVE: "passive", can.BusState.ERROR: "bus_off"}
 SESSION_CODES = {"default": 0x01, "programming": 0x02, "extended": 0x03}
 RESET_CODES = {"hard": 0x01, "key_off_on": 0x02, "soft": 0x03}
@@ -172,6 +174,12 @@ class ResponseOnlyIsoTpStack(isotp.NotifierBasedCanStack):
                 if msg.arbitration_id == rx_id and not msg.is_extended_id:
                     super()._on_message_received(msg)
 
+    def on_rows(self, batch: FrameRows) -> None:
+        """A polled FrameRows: made into messages only when it holds a frame of the receive ID
+        (a broadcast cycle never does)."""
+        if self._rx_id in map(_ROW_ID, batch.rows):
+            self.on_frames(batch.messages())
+
 
 class _BusErrorWatch(can.Listener):
     """Records a failing bus (the Notifier reports reader-thread exceptions to on_error)."""
@@ -189,6 +197,8 @@ class _BusErrorWatch(can.Listener):
 #: one BLF object holding a classic CAN frame: object header (base + V1) and CAN_MESSAGE body,
 #: python-can's three structs (can/io/blf.py) packed as one; 48 bytes, no padding needed
 _BLF_CAN_OBJECT = struct.Struct("<4sHHLL" + "LHHQ" + "HBBL8s")
+#: the same object in two parts: headers (up to the time stamp), then the CAN_MESSAGE body
+_BLF_OBJECT_HEAD, _BLF_CAN_BODY = struct.Struct("<4sHHLL" + "LHHQ"), struct.Struct("<HBBL8s")
 _BLF_HEADER_SIZE = 16 + 16
 _BLF_CAN_MESSAGE, _BLF_TIME_ONE_NANS, _BLF_DIR, _BLF_REMOTE = 1, 0x00000002, 0x1, 0x80
 
@@ -240,6 +250,33 @@ class _FastBlfWriter(can.BLFWriter):
                 offset_ns if offset_ns > 0 else 0, channel, flags, msg.dlc,
                 msg.arbitration_id | (0x80000000 if msg.is_extended_id else 0), msg.data))
             self.stop_timestamp = timestamp
+        self._append(packed)
+        while self._buffer_size >= self.max_container_size:  # stop() flushes only once
+            self._flush()
+
+    def on_rows(self, batch: FrameRows) -> None:
+        """Write a FrameRows (classic data frames with standard IDs, one time stamp): the headers
+        are packed once for the batch (they differ only by the time stamp), then each frame's
+        body; the bytes on_frames writes for the same frames."""
+        timestamp = batch.timestamp
+        if not self._fast:
+            self.on_frames(batch.messages())
+            return
+        start = self.start_timestamp
+        if start is None:  # truncated to ms as the stock writer does
+            start = self.start_timestamp = int(timestamp * 1000) / 1000
+        offset_ns = int((timestamp - start) * 1e9)
+        head = _BLF_OBJECT_HEAD.pack(b"LOBJ", _BLF_HEADER_SIZE, 1, _BLF_CAN_OBJECT.size, _BLF_CAN_MESSAGE,
+                                     _BLF_TIME_ONE_NANS, 0, 0, offset_ns if offset_ns > 0 else 0)
+        pack_body, channel, flags = _BLF_CAN_BODY.pack, self.channel, 0 if batch.is_rx else _BLF_DIR
+        packed: list[bytes] = []
+        for arbitration_id, data in batch.rows:
+            dlc = len(data)
+            if dlc > 8:  # not a classic frame (send_rows does not carry one): the message path judges
+                self.on_frames(batch.messages())
+                return
+            packed.append(head + pack_body(channel, flags, dlc, arbitration_id, data))
+        self.stop_timestamp = timestamp
         self._append(packed)
         while self._buffer_size >= self.max_container_size:  # stop() flushes only once
             self._flush()
@@ -310,6 +347,15 @@ class _Capture(can.Listener):
                 for msg in recorded:
                     self._writer.on_message_received(msg)
 
+    def on_rows(self, batch: FrameRows) -> None:
+        """A polled FrameRows (received, no channel name): to a writer that takes rows whole."""
+        write_rows = getattr(self._writer, "on_rows", None)
+        if write_rows is None:
+            self.on_frames(batch.messages())
+            return
+        with self._lock:
+            write_rows(batch)
+
     def stop(self) -> None:
         with self._lock:
             self._writer.stop()
@@ -360,6 +406,7 @@ class Vs02Adapter:
         #: poll's batch handlers and the notifier listeners they were built from
         self._handlers_of: list[Any] = []
         self._handlers: list[Callable[[Sequence[can.Message]], None]] = []
+        self._row_handlers: list[Callable[[FrameRows], None]] = []
 
     # --- life cycle --------------------------------------------------------------------------
     def open(self) -> None:
@@ -449,6 +496,10 @@ class Vs02Adapter:
                 if msg.is_error_frame:
                     self._track_error_frame(msg)
 
+    def _on_rows(self, batch: FrameRows) -> None:
+        """A polled FrameRows: data frames only (no error frame to track)."""
+        self.broadcast.update_rows(batch.rows)
+
     def _track_error_frame(self, msg: can.Message) -> None:
         error_class = msg.arbitration_id
         if error_class & _CAN_ERR_BUSOFF:
@@ -477,58 +528,84 @@ class Vs02Adapter:
         to the listeners' ``on_error`` as the Notifier's reader thread would.
 
         The frames go to each listener as one batch: the in-process channel's bus hands them
-        over in one ``drain`` call, and the capture, the decoder and the ISO-TP stack each take
-        the batch in one call; any other bus is read a ``recv`` at a time, any other listener
-        is called per frame."""
+        over in one ``drain_batches`` call, a broadcast cycle as its FrameRows, which the
+        capture, the decoder and the ISO-TP stack take as rows (no message object per frame);
+        any other bus is read a ``recv`` at a time, any other listener is called per frame."""
         bus, notifier = self._bus, self._notifier
         if bus is None or notifier is None:
             return 0
-        frames: list[can.Message] = []
+        items: list[can.Message | FrameRows] = []
+        count = 0
         with self._poll_lock:
             try:
-                drain = getattr(bus, "drain", None)
-                if drain is not None:
-                    frames = drain(timeout_s)
+                drain_batches = getattr(bus, "drain_batches", None)
+                if drain_batches is not None:
+                    items = drain_batches(timeout_s)
                 else:
                     msg = bus.recv(timeout_s)
                     while msg is not None:
-                        frames.append(msg)
+                        items.append(msg)
                         msg = bus.recv(0.0)
             except (can.CanError, OSError, ValueError) as exc:
                 self._errors.on_error(exc)  # the frames read before the failure still go out
             try:
-                if frames:
-                    for handle in self._batch_handlers(notifier.listeners):
-                        handle(frames)
+                if items:
+                    count = self._dispatch(items, notifier.listeners)
             except (can.CanError, OSError, ValueError) as exc:
                 self._errors.on_error(exc)
-        return len(frames)
+        return count
 
-    def _batch_handlers(self, listeners: list[Any]) -> list[Callable[[Sequence[can.Message]], None]]:
-        """The notifier's listeners as handlers of a batch of frames (rebuilt only when the
-        listeners change: the ISO-TP stack joins at open). The error watch only wants on_error,
-        which poll calls itself."""
+    def _dispatch(self, items: list[can.Message | FrameRows], listeners: list[Any]) -> int:
+        """Hand ``items`` to every listener in order: each run of messages as one batch, each
+        FrameRows to the listeners' row handlers. Returns how many frames."""
+        handlers, row_handlers = self._batch_handlers(listeners)
+        count = 0
+        run: list[can.Message] = []
+        for item in [*items, None]:  # None: the end, which hands over the last run
+            if isinstance(item, can.Message):
+                run.append(item)
+                continue
+            if run:
+                for handle in handlers:
+                    handle(run)
+                count += len(run)
+                run = []
+            if item is not None:
+                for handle_rows in row_handlers:
+                    handle_rows(item)
+                count += len(item.rows)
+        return count
+
+    def _batch_handlers(self, listeners: list[Any]) -> tuple[list[Callable[[Sequence[can.Message]], None]],
+                                                            list[Callable[[FrameRows], None]]]:
+        """The notifier's listeners as handlers of a batch of frames and of a FrameRows (rebuilt
+        only when the listeners change: the ISO-TP stack joins at open). The error watch only
+        wants on_error, which poll calls itself."""
         if self._handlers_of != listeners:
             self._handlers_of = list(listeners)
-            self._handlers = [self._batch_handler(listener) for listener in listeners
-                              if listener is not self._errors]
-        return self._handlers
+            pairs = [self._handlers_for(listener) for listener in listeners if listener is not self._errors]
+            self._handlers = [batch for batch, _ in pairs]
+            self._row_handlers = [rows for _, rows in pairs]
+        return self._handlers, self._row_handlers
 
-    def _batch_handler(self, listener: Any) -> Callable[[Sequence[can.Message]], None]:
+    def _handlers_for(self, listener: Any) -> tuple[Callable[[Sequence[can.Message]], None],
+                                                    Callable[[FrameRows], None]]:
+        """How ``listener`` takes a batch of frames, and a FrameRows: as rows where it can, else
+        as its frames made messages."""
         # bound methods compare equal when they are the same object's same method
         if listener == self._on_frame:
-            return self._on_frames
+            return self._on_frames, self._on_rows
         if self._stack is not None and listener == self._stack._on_message_received:
-            return self._stack.on_frames
+            return self._stack.on_frames, self._stack.on_rows
         if isinstance(listener, _Capture):
-            return listener.on_frames
+            return listener.on_frames, listener.on_rows
         handle = listener.on_message_received if isinstance(listener, can.Listener) else listener
 
         def each(msgs: Sequence[can.Message]) -> None:
             for msg in msgs:
                 handle(msg)
 
-        return each
+        return each, lambda batch: each(batch.messages())
 
     @contextmanager
     def _pumping(self) -> Iterator[None]:

@@ -220,19 +220,21 @@ class BroadcastState:
         """Decode frames received together (a lockstep step's broadcast cycle): one clock read
         and one lock for the batch. Error, remote and extended frames and IDs not in the DBC
         are skipped; returns how many were decoded."""
+        return self.update_rows([(frame.arbitration_id, frame.data) for frame in frames
+                                 if not (frame.is_extended_id or frame.is_error_frame or frame.is_remote_frame)])
+
+    def update_rows(self, rows: Iterable[tuple[int, bytes | bytearray]]) -> int:
+        """:meth:`update_frames` for classic data frames with standard IDs given as (arbitration ID,
+        payload) rows (an in-process channel's FrameRows); IDs not in the DBC are skipped."""
         batch: dict[str, dict[str, Any]] = {}  # message name -> its latest signals in the batch
         count = 0
         known, decoded = self._frames, self._decoded
         # _decode's steps inlined: a call and its result tuple per frame cost as much as the
         # lookups themselves for the ~6 frames per cycle that repeat their payload
-        for frame in frames:
-            if frame.is_extended_id or frame.is_error_frame or frame.is_remote_frame:
-                continue
-            arbitration_id = frame.arbitration_id
+        for arbitration_id, data in rows:
             message = known.get(arbitration_id)
             if message is None:
                 continue
-            data = frame.data
             last = decoded.get(arbitration_id)
             if last is None or last[0] != data:
                 payload = bytes(data)

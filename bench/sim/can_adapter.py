@@ -264,7 +264,7 @@ class BroadcastEncoder:
         self._signals = {m.name: tuple(s.name for s in m.signals) for m in self.db.messages}
         # most frames repeat their last payload (identity, limits, slowly moving values): reuse
         # the encoded bytes when the row of values is unchanged
-        self._last: dict[int, tuple[Sequence[Any], bytes]] = {}
+        self._last: dict[int, tuple[Sequence[Any], tuple[int, bytes]]] = {}
 
     def encode(self, values: dict[str, dict[str, Any]]) -> list[can.Message]:
         """Frames of :func:`broadcast_values`-style values (by message, then signal name)."""
@@ -273,15 +273,20 @@ class BroadcastEncoder:
 
     def encode_rows(self, rows: dict[str, Sequence[Any]]) -> list[can.Message]:
         """Frames of :func:`broadcast_rows`: one per message, in frame-ID order."""
-        frames: list[can.Message] = []
+        return [BroadcastFrame(frame_id, payload) for frame_id, payload in self.encode_payloads(rows)]
+
+    def encode_payloads(self, rows: dict[str, Sequence[Any]]) -> list[tuple[int, bytes]]:
+        """(frame ID, payload) of each message of :func:`broadcast_rows`, in frame-ID order. A
+        frame whose row is unchanged gives the same tuple object as last time (nothing built)."""
+        payloads: list[tuple[int, bytes]] = []
         last = self._last
         for name, frame_id, pack in self._plan:
             row = rows[name]
             cached = last.get(frame_id)
             if cached is None or cached[0] != row:
-                cached = last[frame_id] = (row, pack(row))
-            frames.append(BroadcastFrame(frame_id, cached[1]))
-        return frames
+                cached = last[frame_id] = (row, (frame_id, pack(row)))
+            payloads.append(cached[1])
+        return payloads
 
 
 def _packer(message: Any) -> Callable[[Sequence[Any]], bytes]:
@@ -437,16 +442,16 @@ class SimAdapter:
                 self._next_due = sim_time_s + self.period_s
             if self._muted():
                 return 0
-            frames = self._encoder.encode_rows(broadcast_rows(self.bms, self._counter, sim_time_s))
+            payloads = self._encoder.encode_payloads(broadcast_rows(self.bms, self._counter, sim_time_s))
             self._counter += 1
-        send_all = getattr(self.bus, "send_all", None)
-        if send_all is not None:  # an in-process channel takes the cycle in one call
-            send_all(frames)
+        send_rows = getattr(self.bus, "send_rows", None)
+        if send_rows is not None:  # an in-process channel takes the cycle as rows, in one call
+            send_rows(payloads)
         else:
-            for frame in frames:
-                self.bus.send(frame)
-        self.frames_sent += len(frames)
-        return len(frames)
+            for frame_id, payload in payloads:
+                self.bus.send(BroadcastFrame(frame_id, payload))
+        self.frames_sent += len(payloads)
+        return len(payloads)
 
     def silence(self, duration_s: float) -> None:
         """Stop broadcasting and answering UDS for ``duration_s`` of simulated time."""

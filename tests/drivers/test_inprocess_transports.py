@@ -228,3 +228,124 @@ def test_polled_adapter_on_a_bus_without_drain_reads_it_per_frame(tmp_path: Path
     with can.BLFReader(tmp_path / "can.blf") as reader:
         captured = list(reader)
     assert len(captured) == sent and [m.arbitration_id for m in captured[:2]] == [0x351, 0x355]
+
+
+def test_inprocess_send_rows_queue_one_batch_that_reads_as_the_frames() -> None:
+    """Frames sent as rows reach every other bus as one FrameRows (one time stamp), in order
+    with the frames sent around them: drain_batches returns it whole, drain and recv return
+    its frames as python-can messages (the fields a classic received data frame has, and those
+    of the same frame sent as a message); a filtered bus gets messages only; a bus that hears
+    itself gets them as transmitted; empty rows queue nothing."""
+    from drivers.can_inprocess import FrameRows
+
+    channel = InProcessCanChannel(f"t-{uuid.uuid4().hex[:6]}")
+    sender, reader, filtered = channel.bus(receive_own_messages=True), channel.bus(), channel.bus(
+        can_filters=[{"can_id": 0x400, "can_mask": 0x700}])
+    rows = [(0x351, b"\x1c\x01\xe8\x03\xe8\x03\xe0\x00"), (0x400, b"\x01\x02"), (0x401, b"")]
+    first, last = (can.Message(arbitration_id=i, data=b"\x07", is_extended_id=False) for i in (0x7E4, 0x404))
+    try:
+        def send_cycle() -> None:
+            sender.send(first)
+            sender.send_rows(rows)
+            sender.send_rows([])
+            sender.send(last)
+
+        send_cycle()
+        batches = reader.drain_batches()
+        assert [type(b) for b in batches] == [can.Message, FrameRows, can.Message]
+        batch = batches[1]
+        assert isinstance(batch, FrameRows) and batch.rows == tuple(rows) and batch.is_rx
+        send_cycle()
+        frames = reader.drain()
+        assert [(m.arbitration_id, bytes(m.data)) for m in frames] == [(0x7E4, b"\x07"), *rows, (0x404, b"\x07")]
+        assert len({m.timestamp for m in frames[1:4]}) == 1 and frames[1].timestamp >= batch.timestamp
+        expected = can.Message(timestamp=frames[1].timestamp, arbitration_id=0x351, data=rows[0][1],
+                               is_extended_id=False, is_rx=True)
+        slots = [name for name in can.Message.__slots__ if name != "__weakref__"]
+        assert {n: getattr(frames[1], n) for n in slots} == {n: getattr(expected, n) for n in slots}
+        assert frames[3].dlc == 0 and frames[2].dlc == 2
+        assert [m.arbitration_id for m in filtered.drain_batches()] == [0x400, 0x401, 0x404, 0x400, 0x401, 0x404]
+        own = sender.drain_batches()
+        assert [getattr(b, "is_rx", None) for b in own] == [False] * 6  # its own frames: transmitted
+        # recv takes the frames one at a time, the batch's others staying first in line
+        sender.send_rows(rows)
+        sender.send(last)
+        assert [reader.recv(0).arbitration_id for _ in range(4)] == [0x351, 0x400, 0x401, 0x404]
+        assert reader.recv(0) is None
+    finally:
+        for bus in (sender, reader, filtered):
+            bus.shutdown()
+    with pytest.raises(can.CanOperationError):
+        sender.send_rows(rows)
+
+
+def test_polled_adapter_takes_rows_as_it_takes_the_same_frames_sent_as_messages(tmp_path: Path) -> None:
+    """A broadcast cycle sent as rows and the same cycle sent as messages give the polled adapter
+    the same decoded snapshot and the same capture (ids, payloads, directions); a listener that
+    does not take rows gets them as messages, in order with the frames around them."""
+    from bench.sim.can_adapter import BroadcastEncoder, BroadcastFrame, broadcast_rows
+
+    bms = StandinBms()
+    encoder = BroadcastEncoder()
+    cycles = []
+    for k in range(3):
+        bms.soc_pct -= 0.4
+        cycles.append(encoder.encode_payloads(broadcast_rows(bms, k, float(k))))
+    snapshots, captured, heard = [], [], []
+    for as_rows in (True, False):
+        channel = InProcessCanChannel(f"t-{uuid.uuid4().hex[:6]}")
+        sender = channel.bus()
+        path = tmp_path / f"rows-{as_rows}.blf"
+        driver = Vs02Adapter(CanConfig(interface="virtual", channel=channel.name), log_path=path,
+                             polled=True, bus=channel.bus())
+        driver.open()
+        other = can.BufferedReader()
+        assert driver._notifier is not None
+        driver._notifier.add_listener(other)
+        try:
+            for cycle in cycles:
+                if as_rows:
+                    sender.send_rows(cycle)
+                else:
+                    sender.send_all([BroadcastFrame(i, d) for i, d in cycle])
+                sender.send(can.Message(arbitration_id=0x123, data=b"\x01", is_extended_id=False))
+            assert driver.poll() == 3 * 12 and driver.frames_received == 33
+            snapshots.append(driver.snapshot())
+            heard.append([])
+            while (msg := other.get_message(0)) is not None:
+                heard[-1].append((msg.arbitration_id, bytes(msg.data)))
+        finally:
+            driver.close()
+            sender.shutdown()
+        with can.BLFReader(path) as reader:
+            captured.append([(m.arbitration_id, bytes(m.data), m.dlc, m.is_rx) for m in reader])
+    assert snapshots[0].soc_pct == pytest.approx(bms.soc_pct, abs=0.005)
+    assert {**vars(snapshots[0]), "taken_at": 0, "timestamps": {}} == {**vars(snapshots[1]), "taken_at": 0,
+                                                                        "timestamps": {}}
+    assert captured[0] == captured[1] and len(captured[0]) == 36
+    assert heard[0] == heard[1] and len(heard[0]) == 36 and heard[0][11] == (0x123, b"\x01")
+
+
+def test_isotp_stack_takes_from_rows_only_the_frames_of_its_receive_id() -> None:
+    """The adapter's ISO-TP stack, handed a FrameRows, receives the single frame on its receive
+    ID that the batch holds (made a message for it) and nothing of a batch without one."""
+    import isotp
+
+    from drivers.can_inprocess import FrameRows
+    from drivers.vs02_adapter import ResponseOnlyIsoTpStack
+
+    channel = InProcessCanChannel(f"t-{uuid.uuid4().hex[:6]}")
+    bus = channel.bus()
+    notifier = can.Notifier([], [])
+    stack = ResponseOnlyIsoTpStack(bus, notifier, rx_id=0x7EC,
+                                   address=isotp.Address(isotp.AddressingMode.Normal_11bits, txid=0x7E4, rxid=0x7EC))
+    stack.start()
+    try:
+        stack.on_rows(FrameRows(1.0, True, ((0x351, bytes(8)), (0x355, bytes(6)))))
+        assert stack.recv(block=True, timeout=0.2) is None
+        stack.on_rows(FrameRows(2.0, True, ((0x351, bytes(8)), (0x7EC, b"\x02\x7e\x00" + b"\xcc" * 5))))
+        assert stack.recv(block=True, timeout=2.0) == b"\x7e\x00"
+    finally:
+        stack.stop()
+        notifier.stop()
+        bus.shutdown()

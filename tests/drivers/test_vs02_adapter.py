@@ -415,3 +415,34 @@ def test_snapshot_fields_stay_none_until_their_messages_arrive():
     snap = state.snapshot()
     assert snap.cell_voltages_v == pytest.approx(StandinBms().cell_voltages_v, abs=0.0005)
     assert snap.temperatures_c is None  # its enclosure comes with BMS_Status
+
+
+def test_fast_blf_capture_of_rows_writes_the_stock_writers_bytes(tmp_path: Path):
+    """FrameRows batches written as rows (headers packed once per batch) give byte for byte the
+    file python-can's BLFWriter writes for the same frames as messages: received and
+    transmitted batches, messages between them, enough to fill several containers, and a
+    batch with an over-long payload, which takes the message path."""
+    from drivers.can_inprocess import FrameRows
+    from drivers.vs02_adapter import BLF_COMPRESSION_LEVEL, _FastBlfWriter
+
+    batches: list[FrameRows | can.Message] = []
+    for k in range(3000):
+        rows = tuple((0x351 + j, bytes((k * j + i) % 256 for i in range(8 - (k + j) % 4))) for j in range(11))
+        batches.append(FrameRows(1_700_000_000.5 + k * 1.0003, k % 9 != 0, rows))
+        if k % 50 == 0:
+            batches.append(can.Message(timestamp=1_700_000_000.7 + k, arbitration_id=0x7EC, data=b"\x02\x7e\x00"))
+    batches.insert(7, FrameRows(1_700_000_007.9, True, ((0x351, bytes(9)), (0x355, bytes(6)))))
+    stock_path, fast_path = tmp_path / "stock.blf", tmp_path / "fast.blf"
+    stock = can.BLFWriter(stock_path, compression_level=BLF_COMPRESSION_LEVEL)
+    fast = _FastBlfWriter(fast_path, compression_level=BLF_COMPRESSION_LEVEL)
+    for item in batches:
+        for msg in item.messages() if isinstance(item, FrameRows) else [item]:
+            stock.on_message_received(msg)
+        if isinstance(item, FrameRows):
+            fast.on_rows(item)
+        else:
+            fast.on_frames([item])
+    stock.stop()
+    fast.stop()
+    assert fast_path.read_bytes() == stock_path.read_bytes()
+    assert len(list(can.BLFReader(str(fast_path)))) == 3000 * 11 + 60 + 2

@@ -169,6 +169,24 @@ def test_packer_repacking_a_row_with_one_value_changed_gives_cantools_bytes():
                 (message.name, row_k)
 
 
+def test_encoded_payloads_are_the_frames_and_repeat_the_same_object_for_an_unchanged_row():
+    """encode_payloads gives each frame's (ID, payload) as encode_rows' frames carry them; a
+    frame whose row did not change is the same tuple as last cycle (what the in-process channel
+    then carries), a changed one a new one."""
+    from bench.sim.can_adapter import BroadcastEncoder, broadcast_rows
+
+    bms = StandinBms()
+    encoder = BroadcastEncoder()
+    first = encoder.encode_payloads(broadcast_rows(bms, 1, 1.0))
+    frames = BroadcastEncoder().encode_rows(broadcast_rows(bms, 1, 1.0))
+    assert first == [(f.arbitration_id, bytes(f.data)) for f in frames]
+    bms.soc_pct -= 1.0
+    second = encoder.encode_payloads(broadcast_rows(bms, 2, 2.0))
+    renewed = {now[0] for now, before in zip(second, first, strict=True) if now is not before}
+    assert renewed == {0x355, 0x404}  # BMS_SocSoh and BMS_Status (counter, uptime)
+    assert all(isinstance(payload, bytes) for _, payload in second)
+
+
 def test_broadcast_frame_is_a_plain_classic_data_frame():
     """The simulator's frame, built without Message.__init__, has every field python-can's
     constructor gives the same classic data frame, and deep-copies (the virtual bus) to an equal
