@@ -192,9 +192,9 @@ class BroadcastState:
         self._newest: float | None = None
         #: per frame ID, the last payload and its decoded signals (never mutated once stored)
         self._decoded: dict[int, tuple[bytes, dict[str, Any]]] = {}
-        #: per message, the signals the snapshot fields were last derived from, and those fields
-        #: (by snapshot field name; lists kept as tuples)
-        self._derived_from: dict[str, dict[str, Any]] = {}
+        #: the messages whose signals changed (a new payload) since the last snapshot, and the
+        #: snapshot fields derived so far (lists kept as tuples): a snapshot derives only those
+        self._changed: set[str] = set()
         self._fields: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.frames_received = 0
@@ -211,6 +211,8 @@ class BroadcastState:
         name, signals = decoded
         stamp = self._clock()
         with self._lock:
+            if self._latest.get(name) is not signals:
+                self._changed.add(name)
             self._latest[name] = signals
             self._stamps[name] = stamp
             self._received(1, stamp)
@@ -227,6 +229,7 @@ class BroadcastState:
         """:meth:`update_frames` for classic data frames with standard IDs given as (arbitration ID,
         payload) rows (an in-process channel's FrameRows); IDs not in the DBC are skipped."""
         batch: dict[str, dict[str, Any]] = {}  # message name -> its latest signals in the batch
+        fresh: list[str] = []  # messages decoded anew: a new payload, new signals
         count = 0
         known, decoded = self._frames, self._decoded
         # _decode's steps inlined: a call and its result tuple per frame cost as much as the
@@ -239,12 +242,14 @@ class BroadcastState:
             if last is None or last[0] != data:
                 payload = bytes(data)
                 last = decoded[arbitration_id] = (payload, message[1](payload))
+                fresh.append(message[0])
             batch[message[0]] = last[1]
             count += 1
         if count:
             stamp = self._clock()
             with self._lock:
                 self._latest.update(batch)
+                self._changed.update(fresh)
                 self._stamps.update(dict.fromkeys(batch, stamp))
                 self._received(count, stamp)
         return count
@@ -297,25 +302,23 @@ class BroadcastState:
         """The latest values, typed. Taken every control interval: a message's fields are derived
         again only when its signals changed (a new payload: see _decode), into one dict of the
         latest fields kept between snapshots; most of the 11 messages repeat from cycle to cycle."""
-        fields, seen = self._fields, self._derived_from
+        fields, latest = self._fields, self._latest
         # under the lock throughout: the kept fields are shared by every caller of snapshot
         with self._lock:
             stamps = dict(self._stamps)
-            changed = False
-            for name, signals in self._latest.items():
-                if seen.get(name) is not signals:
-                    seen[name] = signals
-                    changed = True
+            changed = self._changed
+            if changed:
+                for name in changed:
                     derive = _DERIVED.get(name)
                     if derive is not None:
-                        fields.update(derive(signals))
-            # the fields two messages carry, once both arrived (one of each pair, BMS_Status or a
-            # cell-voltage frame, changes nearly every cycle: no finer test)
-            if changed:
+                        fields.update(derive(latest[name]))
+                # the fields two messages carry, once both arrived (one of each pair, BMS_Status
+                # or a cell-voltage frame, changes nearly every cycle: no finer test)
                 for field_name, (first, second), combine in _COMBINED:
-                    a, b = seen.get(first), seen.get(second)
+                    a, b = latest.get(first), latest.get(second)
                     if a is not None and b is not None:
                         fields[field_name] = combine(a, b)
+                changed.clear()
             values = dict(_EMPTY_SNAPSHOT)
             values.update(fields)
         # lists (kept as tuples here): each snapshot gets its own, so a caller changing one cannot
