@@ -182,7 +182,7 @@ class BroadcastState:
         self._clock = clock
         #: per frame ID: (message name, decoder); cantools' ``Message.name`` is a property, and
         #: this lookup runs for every frame on the bus
-        self._frames = {m.frame_id: (m.name, _FrameDecoder(m)) for m in self.db.messages}
+        self._frames = {m.frame_id: (m.name, _FrameDecoder(m).decode) for m in self.db.messages}
         self.message_names = [m.name for m in self.db.messages]
         #: per message, the latest signals and the clock time they arrived (two dicts: a snapshot
         #: copies each whole, every control interval)
@@ -426,17 +426,15 @@ class _FrameDecoder:
         self.message = message
         self.length: int = message.length
         #: per signal: name, start bit, mask, sign bit (0: unsigned), then either scale and offset
-        #: of a linear conversion inlined in __call__ and None, or cantools' raw -> physical;
+        #: of a linear conversion (inlined) and None, or cantools' raw -> physical;
         #: None: the frame goes to cantools
         self.fields: list[tuple[str, int, int, int, Any, Any, Callable[..., Any] | None]] | None = []
-        if message.is_multiplexed() or message.is_container:
-            self.fields = None
-            return
         for s in message.signals:
             conversion = s.conversion
-            if s.byte_order != "little_endian" or conversion.is_float or s.start + s.length > 8 * message.length:
+            if (message.is_multiplexed() or message.is_container or s.byte_order != "little_endian"
+                    or conversion.is_float or s.start + s.length > 8 * message.length):
                 self.fields = None
-                return
+                break
             sign_bit = 1 << (s.length - 1) if s.is_signed else 0
             # cantools' linear conversions are raw * scale + offset, its identity raw (= raw * 1 + 0
             # for an integer): inlined, since a method call per signal is most of a frame's decoding
@@ -447,15 +445,42 @@ class _FrameDecoder:
             else:
                 scale, offset, to_scaled = 1, 0, conversion.raw_to_scaled
             self.fields.append((s.name, s.start, (1 << s.length) - 1, sign_bit, scale, offset, to_scaled))
+        #: payload -> signals: the fields' function (see _compile_decoder), or cantools'
+        self.decode: Callable[[bytes], dict[str, Any]] = (
+            self._by_cantools if self.fields is None else _compile_decoder(self.length, self.fields, self._by_cantools))
+
+    def _by_cantools(self, payload: bytes) -> dict[str, Any]:
+        return cast(dict[str, Any], self.message.decode(payload, decode_choices=False))
 
     def __call__(self, payload: bytes) -> dict[str, Any]:
-        if self.fields is None or len(payload) != self.length:
-            return cast(dict[str, Any], self.message.decode(payload, decode_choices=False))
-        bits = int.from_bytes(payload, "little")
-        signals: dict[str, Any] = {}
-        for name, start, mask, sign_bit, scale, offset, to_scaled in self.fields:
-            raw = bits >> start & mask
-            if raw & sign_bit:
-                raw -= mask + 1
-            signals[name] = raw * scale + offset if to_scaled is None else to_scaled(raw, False)
-        return signals
+        return self.decode(payload)
+
+
+def _compile_decoder(length: int, fields: list[tuple[str, int, int, int, Any, Any, Callable[..., Any] | None]],
+                     fallback: Callable[[bytes], dict[str, Any]]) -> Callable[[bytes], dict[str, Any]]:
+    """One frame's decoding as a function generated from its ``fields``: per signal, its field
+    taken out of the payload read as an integer, sign-extended if signed, then scaled; the
+    signals returned as one dict in DBC order. The arithmetic of a loop over ``fields``, written
+    out: the loop's per-signal tuple unpacking and tests were half of a frame's decoding, and the
+    decoder runs for every changed broadcast frame. Bit positions are written into the source
+    as integers; names are string literals (repr); scales, offsets and conversions are passed as
+    variables. A payload of another length goes to ``fallback`` (cantools judges it)."""
+    namespace: dict[str, Any] = {"from_bytes": int.from_bytes, "fallback": fallback}
+    lines = ["def decode(payload):",
+             f"    if len(payload) != {int(length)}:",
+             "        return fallback(payload)",
+             "    bits = from_bytes(payload, 'little')"]
+    for i, (_, start, mask, sign_bit, scale, offset, to_scaled) in enumerate(fields):
+        lines.append(f"    v{i} = bits >> {int(start)} & {int(mask)}")
+        if sign_bit:
+            lines.append(f"    if v{i} & {int(sign_bit)}:")
+            lines.append(f"        v{i} -= {int(mask) + 1}")
+        if to_scaled is None:
+            namespace[f"scale{i}"], namespace[f"offset{i}"] = scale, offset
+            lines.append(f"    v{i} = v{i} * scale{i} + offset{i}")
+        else:
+            namespace[f"to_scaled{i}"] = to_scaled
+            lines.append(f"    v{i} = to_scaled{i}(v{i}, False)")
+    lines.append("    return {" + ", ".join(f"{name!r}: v{i}" for i, (name, *_) in enumerate(fields)) + "}")
+    exec("\n".join(lines), namespace)  # the source above: DBC numbers and quoted signal names only
+    return cast(Callable[[bytes], dict[str, Any]], namespace["decode"])
