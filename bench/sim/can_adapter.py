@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import can
 import cantools
@@ -313,9 +313,6 @@ def _signal_range(signal: Any) -> tuple[Any, Any]:
     return signal.minimum, high
 
 
-_NEVER_PACKED = object()
-
-
 class _FramePacker:
     """One plain DBC frame packed by shifts: each signal's raw value (its cantools conversion of
     the clamped physical value) masked to its width (two's complement for signed signals) and
@@ -328,9 +325,8 @@ class _FramePacker:
         #: physical -> raw function, or None and the (offset, scale) of the linear conversion
         #: inlined in pack, then mask and start bit
         self.fields = fields
-        #: per signal, the value last packed (none yet: a sentinel equal to no value) and its bits
-        self._last_values: list[Any] = [_NEVER_PACKED] * len(fields)
-        self._parts: list[int] = [0] * len(fields)
+        #: the packing of a row: generated from ``fields`` (see _compile_packer)
+        self.pack: Callable[[Sequence[Any]], bytes] = _compile_packer(length, fields)
 
     @classmethod
     def for_message(cls, message: Any) -> _FramePacker | None:
@@ -355,31 +351,41 @@ class _FramePacker:
             fields.append((*_signal_range(s), to_raw, offset, scale, (1 << s.length) - 1, s.start))
         return cls(message.length, fields)
 
-    def pack(self, row: Sequence[Any]) -> bytes:
-        """The payload of ``row``: the message's signal values in DBC order.
 
-        A signal's bits are a function of its value alone, so each is recomputed only when its
-        value differs from the last row packed: a changed frame usually differs in one or two
-        signals (BMS_Status: the counter and the uptime), and comparing a value costs a fraction
-        of clamping, scaling and rounding it."""
-        fields, last, parts = self.fields, self._last_values, self._parts
-        payload = 0
-        # a row has its message's shape by construction (broadcast_rows, encode): not checked
-        for i, physical in enumerate(row):
-            if physical == last[i]:
-                payload |= parts[i]
-                continue
-            low, high, to_raw, offset, scale, mask, start = fields[i]
-            value = physical
-            if low is not None and value < low:
-                value = low
-            elif high is not None and value > high:
-                value = high
-            raw = round((value - offset) / scale) if to_raw is None else to_raw(value)
-            last[i] = physical
-            parts[i] = part = (raw & mask) << start
-            payload |= part
-        return payload.to_bytes(self.length, "little")
+
+def _compile_packer(length: int, fields: list[tuple[Any, Any, Callable[[Any], Any] | None, float, float, int, int]]
+                    ) -> Callable[[Sequence[Any]], bytes]:
+    """The payload of a row (the message's signal values in DBC order) as a function generated
+    from its ``fields``: per signal, the value clamped to its range, converted to raw (cantools'
+    ``round((value - offset) / scale)`` inlined, or the conversion's own function), masked and
+    shifted to its start bit; the fields OR-ed into a little-endian payload. The arithmetic of a
+    loop over ``fields``, written out: the loop's per-signal tuple unpacking and tests were most
+    of a changed frame's packing. Bit positions are written into the source as integers; ranges,
+    scales, offsets and conversions are passed as variables. A row has its message's shape by
+    construction (broadcast_rows, encode): one of another length raises ValueError."""
+    namespace: dict[str, Any] = {"round": round}
+    names = [f"v{i}" for i in range(len(fields))]
+    lines = ["def pack(row):", f"    ({', '.join(names)},) = row"]
+    parts = []
+    for i, (low, high, to_raw, offset, scale, mask, start) in enumerate(fields):
+        v = names[i]
+        namespace[f"low{i}"], namespace[f"high{i}"] = low, high
+        clamp = "if"
+        if low is not None:
+            lines += [f"    if {v} < low{i}:", f"        {v} = low{i}"]
+            clamp = "elif"
+        if high is not None:
+            lines += [f"    {clamp} {v} > high{i}:", f"        {v} = high{i}"]
+        if to_raw is None:
+            namespace[f"offset{i}"], namespace[f"scale{i}"] = offset, scale
+            raw = f"round(({v} - offset{i}) / scale{i})"
+        else:
+            namespace[f"to_raw{i}"] = to_raw
+            raw = f"to_raw{i}({v})"
+        parts.append(f"({raw} & {int(mask)}) << {int(start)}")
+    lines.append(f"    return ({' | '.join(parts) or '0'}).to_bytes({int(length)}, 'little')")
+    exec("\n".join(lines), namespace)  # the source above: DBC numbers only
+    return cast(Callable[[Sequence[Any]], bytes], namespace["pack"])
 
 
 def _clamp(value: Any, low: float | None, high: float | None) -> Any:

@@ -146,10 +146,11 @@ def test_packed_frames_are_the_bytes_cantools_encodes():
             assert packer.pack(row) == message.encode(clamped, scaling=True, strict=False), (message.name, row)
 
 
-def test_packer_repacking_a_row_with_one_value_changed_gives_cantools_bytes():
-    """A packer recomputes only the signals whose value changed since its last row: rows that
-    change one signal at a time, repeat a row, or come back to an earlier value give the bytes
-    cantools encodes (and a fresh packer gives) for each row."""
+def test_packer_gives_cantools_bytes_row_after_row_as_values_change_one_at_a_time():
+    """One packer fed rows that change one signal at a time, repeat a row, or come back to an
+    earlier one gives, for each row, the bytes cantools encodes and a fresh packer gives (a
+    packer keeps nothing from one row to the next that changes the bytes); a row of another
+    shape is refused."""
     from bench.sim.can_adapter import BroadcastEncoder, _clamp, _FramePacker, _signal_range
 
     for message in BroadcastEncoder().db.messages:
@@ -167,6 +168,8 @@ def test_packer_repacking_a_row_with_one_value_changed_gives_cantools_bytes():
             expected = message.encode(clamped, scaling=True, strict=False)
             assert packer.pack(row_k) == expected == _FramePacker.for_message(message).pack(row_k), \
                 (message.name, row_k)
+        with pytest.raises(ValueError):
+            packer.pack(rows[0][:-1])
 
 
 def test_encoded_payloads_are_the_frames_and_repeat_the_same_object_for_an_unchanged_row():
