@@ -425,15 +425,12 @@ class _FrameDecoder:
     def __init__(self, message: Any) -> None:
         self.message = message
         self.length: int = message.length
-        #: per signal: name, start bit, mask, sign bit (0: unsigned), then either scale and offset
-        #: of a linear conversion (inlined) and None, or cantools' raw -> physical;
-        #: None: the frame goes to cantools
-        self.fields: list[tuple[str, int, int, int, Any, Any, Callable[..., Any] | None]] | None = []
-        for s in message.signals:
+        fields: list[tuple[str, int, int, int, Any, Any, Callable[..., Any] | None]] = []
+        plain = not (message.is_multiplexed() or message.is_container)
+        for s in message.signals if plain else ():
             conversion = s.conversion
-            if (message.is_multiplexed() or message.is_container or s.byte_order != "little_endian"
-                    or conversion.is_float or s.start + s.length > 8 * message.length):
-                self.fields = None
+            if s.byte_order != "little_endian" or conversion.is_float or s.start + s.length > 8 * message.length:
+                plain = False
                 break
             sign_bit = 1 << (s.length - 1) if s.is_signed else 0
             # cantools' linear conversions are raw * scale + offset, its identity raw (= raw * 1 + 0
@@ -444,7 +441,11 @@ class _FrameDecoder:
                 scale, offset, to_scaled = 1, 0, None
             else:
                 scale, offset, to_scaled = 1, 0, conversion.raw_to_scaled
-            self.fields.append((s.name, s.start, (1 << s.length) - 1, sign_bit, scale, offset, to_scaled))
+            fields.append((s.name, s.start, (1 << s.length) - 1, sign_bit, scale, offset, to_scaled))
+        #: per signal: name, start bit, mask, sign bit (0: unsigned), then either scale and offset
+        #: of a linear conversion (inlined) and None, or cantools' raw -> physical;
+        #: None: the frame goes to cantools
+        self.fields = fields if plain else None
         #: payload -> signals: the fields' function (see _compile_decoder), or cantools'
         self.decode: Callable[[bytes], dict[str, Any]] = (
             self._by_cantools if self.fields is None else _compile_decoder(self.length, self.fields, self._by_cantools))

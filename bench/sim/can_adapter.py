@@ -352,7 +352,6 @@ class _FramePacker:
         return cls(message.length, fields)
 
 
-
 def _compile_packer(length: int, fields: list[tuple[Any, Any, Callable[[Any], Any] | None, float, float, int, int]]
                     ) -> Callable[[Sequence[Any]], bytes]:
     """The payload of a row (the message's signal values in DBC order) as a function generated
