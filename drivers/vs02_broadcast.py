@@ -192,10 +192,11 @@ class BroadcastState:
         self._newest: float | None = None
         #: per frame ID, the last payload and its decoded signals (never mutated once stored)
         self._decoded: dict[int, tuple[bytes, dict[str, Any]]] = {}
-        #: the messages whose signals changed (a new payload) since the last snapshot, and the
-        #: snapshot fields derived so far (lists kept as tuples): a snapshot derives only those
+        #: the messages whose signals changed (a new payload) since the last snapshot, and every
+        #: snapshot field as derived so far (None: never received; lists kept as tuples): a
+        #: snapshot derives only those messages
         self._changed: set[str] = set()
-        self._fields: dict[str, Any] = {}
+        self._fields: dict[str, Any] = dict(_EMPTY_SNAPSHOT)
         self._lock = threading.Lock()
         self.frames_received = 0
         self.frames_received_changed = threading.Condition(self._lock)
@@ -319,8 +320,7 @@ class BroadcastState:
                     if a is not None and b is not None:
                         fields[field_name] = combine(a, b)
                 changed.clear()
-            values = dict(_EMPTY_SNAPSHOT)
-            values.update(fields)
+            values = dict(fields)
         # lists (kept as tuples here): each snapshot gets its own, so a caller changing one cannot
         # change the next snapshot
         for list_field in _LIST_FIELDS:
