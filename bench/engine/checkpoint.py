@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from bench.engine.throughput import ReferenceSoc, Throughput
@@ -61,7 +61,12 @@ class EngineState:
         return cls(run_id=run_id)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+        # the JSON of asdict(self), without asdict's deep copy of every variable and timer on the
+        # way (~0.4 ms a checkpoint): json.dumps only reads; the three dataclasses become dicts
+        data = {name: getattr(self, name) for name in _STATE_FIELDS}
+        for name in _NESTED_FIELDS:
+            data[name] = asdict(data[name])
+        return json.dumps(data, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> EngineState:
@@ -71,6 +76,10 @@ class EngineState:
         data["reference"] = ReferenceSoc(**data["reference"])
         return cls(**data)
 
+
+#: EngineState's fields in declaration order (asdict's key order), and the dataclass-valued ones
+_STATE_FIELDS = tuple(f.name for f in fields(EngineState))
+_NESTED_FIELDS = ("throughput", "step_throughput", "reference")
 
 SIM_STATE = "sim_state.pkl"
 #: the next simulator state, until the checkpoint naming it is in place

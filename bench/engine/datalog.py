@@ -76,10 +76,10 @@ def _plain_line(t_s: float, step: str, values: Sequence[Value], supply_on: bool,
     text = (_FORMAT_NO_REF if ref_missing else _FORMAT) % numbers + ","
     if "n" in text:  # nan, inf
         return None
-    # every field has a decimal point, so a "0," is always a trailing zero of a fraction: one
-    # pass strips one from each field (3.3100 -> 3.31 in two, 26.0000 -> 26. in four)
-    while "0," in text:
-        text = text.replace("0,", ",")
+    # every field has a decimal point, so a "0," is always a trailing zero of a fraction. A field
+    # has at most 6 decimals, so at most 7 zeros end it (0.000000): four, then two, then one
+    # leave none, in three passes instead of one pass a zero (issue 17; 26.0000 -> 26.)
+    text = text.replace("0000,", ",").replace("00,", ",").replace("0,", ",")
     t_text, _, rest = text.replace(".,", ".0,").partition(",")  # 26. -> 26.0
     return f"{t_text},{step},{rest}{supply_on:d},{load_on:d}\r\n"
 

@@ -201,7 +201,8 @@ class Supervisor:
                 deviation = (f"supply current limit {commanded.current_a:.2f} A but {current:.2f} A is "
                              f"measured (tolerance {tolerance:.2f} A)")
         if deviation is None:
-            self._since.pop("setpoint", None)
+            if self._since:
+                self._since.pop("setpoint", None)
             return
         since = self._since.setdefault("setpoint", t_s)
         if t_s - since >= cfg.setpoint_hold_s - 1e-9:
@@ -211,6 +212,7 @@ class Supervisor:
     # ---------------------------------------------------------------- cross-checks
     def _cross_check(self, engine: RunContext, env: EnvView, t_s: float) -> None:
         get = env.get
+        since_of, warned = self._since, self._warned
         for check in self.checks:
             a, b = get(check.first), get(check.second)
             if a.__class__ is float and b.__class__ is float:  # nearly every sample: no conversions
@@ -224,10 +226,11 @@ class Supervisor:
                 a, b, diff = found
             limit = check.tolerance(a, b)
             if abs(diff) <= limit:
-                self._since.pop(check.id, None)
-                self._warned.discard(check.id)
+                if since_of or warned:  # nearly every sample agrees and nothing is pending
+                    since_of.pop(check.id, None)
+                    warned.discard(check.id)
                 continue
-            since = self._since.setdefault(check.id, t_s)
+            since = since_of.setdefault(check.id, t_s)
             held = t_s - since
             if held >= check.hold_s - 1e-9:
                 _trip(engine, check.id, check.describe(a, b, diff, limit, held))
