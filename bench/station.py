@@ -164,7 +164,8 @@ class Bench(BenchPort):
             self.supply.set_current(current_a)
         else:
             current_a = old.current_a
-        self.commanded = Commanded("charge", current_a=current_a, voltage_v=voltage_v)
+        if current_a != old.current_a or voltage_v != old.voltage_v:  # most intervals change nothing
+            self.commanded = Commanded("charge", current_a=current_a, voltage_v=voltage_v)
 
     def supply_ovp_v(self, voltage_v: float) -> float:
         """OVP for a charge: the pack's absolute maximum (battery.md §2, §8: 3.65 V/cell) plus a

@@ -61,17 +61,9 @@ def read_bench(bench: BenchPort, t_s: float, links: LinkSupervisor | None = None
     else:
         supply_v, supply_i = links.measure("supply", bench.supply, t_s)
         load_v, load_i = links.measure("load", bench.load, t_s)
-    return RawReading(
-        t_s=t_s,
-        supply_v=supply_v,
-        supply_i=supply_i,
-        load_v=load_v,
-        load_i=load_i,
-        supply_on=supply_on,
-        load_on=load_on,
-        bms=bench.adapter.snapshot(),
-        lost=tuple(sorted(links.lost)) if links is not None and links.lost else (),
-    )
+    # positional, in the field order (t_s, supply V/A, load V/A, outputs, bms, lost): every interval
+    return RawReading(t_s, supply_v, supply_i, load_v, load_i, supply_on, load_on, bench.adapter.snapshot(),
+                      tuple(sorted(links.lost)) if links is not None and links.lost else ())
 
 
 def quantities(reading: RawReading, can_age_s: float, into: Env | None = None) -> Env:
