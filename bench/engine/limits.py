@@ -118,7 +118,7 @@ class LimitMonitor:
         """Return (new warnings, trips) for this sample."""
         warnings: list[Breach] = []
         trips: list[Breach] = []
-        trip_since, warn_since = self._trip_since, self._warn_since
+        trip_since, warn_since, warned = self._trip_since, self._warn_since, self._warned
         for judged in self._judged:
             limit = judged.limit
             key = limit.id
@@ -131,9 +131,10 @@ class LimitMonitor:
             band = judged.band
             if band is not None and band[0] <= value <= band[1] and band[2] <= value <= band[3]:
                 # inside every constant threshold: what _check finds at both levels, without it
-                trip_since.pop(key, None)
-                warn_since.pop(key, None)
-                self._warned.discard(key)
+                if trip_since or warn_since or warned:  # nearly every sample: no breach pending anywhere
+                    trip_since.pop(key, None)
+                    warn_since.pop(key, None)
+                    warned.discard(key)
                 continue
             trip = _check(judged, "trip", judged.trip, value, env, functions)
             if trip is not None and _held(trip_since, key, t_s, judged.hold_s):

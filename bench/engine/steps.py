@@ -339,7 +339,7 @@ class StepExecutor:
                         self.end_reason = cond.reason or cond.when.text
                         self._compare(step, env, final=True)
                         return cond.goto
-                else:
+                elif st.hold_since:  # nearly every sample: no condition holding
                     st.hold_since.pop(key, None)
 
     def _pause(self, step: Step, breach: PauseRequest, configure: Callable[[], None] | None,
