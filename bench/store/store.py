@@ -555,6 +555,19 @@ def _sample_columns(run_id: str, rows: Sequence[Sequence[Any]]) -> dict[str, lis
     for name, values in zip(SAMPLE_COLUMNS, zip(*rows, strict=True), strict=True):
         if name in TEXT_SAMPLE_COLUMNS:
             columns[name] = [str(v) for v in values]
-        else:  # x != x only for NaN
-            columns[name] = [None if v is None or v == "" or (x := float(v)) != x else x for v in values]
+        else:
+            columns[name] = _float_column(values)
     return columns
+
+
+def _float_column(values: Sequence[Any]) -> list[float | None]:
+    """One column as floats, None where not measured (empty, None or NaN). The common column, all
+    numbers, converts in C (``map(float)``: ~0.1 us a value against ~0.25 us for the general
+    comprehension, on the writer thread that shares the GIL with the engine's loop)."""
+    try:
+        column: list[float | None] = list(map(float, values))
+    except (TypeError, ValueError):  # an empty field or None: not measured
+        return [None if v is None or v == "" or (x := float(v)) != x else x for v in values]
+    if True in map(math.isnan, column):  # type: ignore[arg-type]  # all floats here
+        return [None if x is not None and math.isnan(x) else x for x in column]
+    return column

@@ -321,3 +321,15 @@ def test_a_failed_write_is_not_remembered_as_written(db_url: str, synthetic_run)
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM steps WHERE run_id = 'run-f'")).scalar_one() == 2
     store.close()
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    (["3.25", "1", "-0.5"], [3.25, 1.0, -0.5]),                 # text rows, as samples.csv syncs them
+    ([3.25, True, 0], [3.25, 1.0, 0.0]),                       # values, bools as 0/1
+    (["3.25", "", "nan"], [3.25, None, None]),                 # empty and NaN: not measured
+    ([1.0, float("nan"), None], [1.0, None, None]),
+])
+def test_a_sample_column_converts_to_floats_with_none_where_not_measured(values, expected) -> None:
+    from bench.store.store import _float_column
+
+    assert _float_column(values) == expected
