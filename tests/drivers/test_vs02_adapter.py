@@ -446,3 +446,18 @@ def test_fast_blf_capture_of_rows_writes_the_stock_writers_bytes(tmp_path: Path)
     fast.stop()
     assert fast_path.read_bytes() == stock_path.read_bytes()
     assert len(list(can.BLFReader(str(fast_path)))) == 3000 * 11 + 60 + 2
+
+
+def test_broadcast_states_of_one_database_share_its_decoders_and_keep_their_own_signals() -> None:
+    """The generated decoders are built once per DBC (an adapter reconnect does not pay again);
+    what each state has received stays its own."""
+    from drivers.vs02_broadcast import BroadcastState
+
+    first, second = BroadcastState(time.monotonic), BroadcastState(time.monotonic)
+    assert first._frames is second._frames
+    frame_id = next(iter(first._frames))
+    message = first.db.get_message_by_frame_id(frame_id)
+    payload = bytes(message.length)
+    assert first.update(frame_id, payload)
+    assert first._latest[message.name] == message.decode(payload, decode_choices=False)
+    assert message.name not in second._latest
