@@ -224,6 +224,18 @@ def read_input(path: str | Path) -> str:
         raise ConfigError(f"cannot read file: not UTF-8: {exc}", file=file) from None
 
 
+def _character_index(text: str, error: ReaderError) -> int:
+    """Where in ``text`` the reader refused a character. libyaml counts its ``position`` in
+    UTF-8 bytes, not characters: any non-ASCII character before it would shift a line/column
+    taken from it. The refused character is the first of its kind in the text (the reader stops
+    at the first character it does not allow), so it is looked up; the byte count otherwise."""
+    character = error.character if isinstance(error.character, str) else chr(error.character)
+    found = text.find(character)
+    if found >= 0:
+        return found
+    return len(text.encode("utf-8")[: error.position or 0].decode("utf-8", "ignore"))
+
+
 def load_yaml(path: str | Path, text: str | None = None) -> LocatedData:
     """Parse a YAML file (or ``text`` attributed to ``path``) keeping node positions."""
     file = str(path)
@@ -236,7 +248,7 @@ def load_yaml(path: str | Path, text: str | None = None) -> LocatedData:
         loader = _BoundedLoader(text, file)
         node = loader.get_single_node()
     except ReaderError as exc:  # a character YAML does not allow (e.g. a control character)
-        at = exc.position or 0
+        at = _character_index(text, exc)
         raise ConfigError(f"invalid YAML: {str(exc).splitlines()[0]}", file=file,
                           line=text.count("\n", 0, at) + 1, column=at - text.rfind("\n", 0, at)) from None
     except yaml.MarkedYAMLError as exc:

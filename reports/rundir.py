@@ -112,7 +112,10 @@ def _read_plain(header: list[str], body: str, wanted: Collection[str] | None = N
     wall time, this ~0.15 s."""
     if '"' in body:
         return None
-    body = body[: body.rfind("\n") + 1]  # a torn last line is dropped
+    cut = body.rfind("\n") + 1
+    body, tail = body[:cut], body[cut:]
+    if tail.count(",") == len(header) - 1:  # a last line without its line end: kept when whole,
+        body += tail + "\n"                 # as the csv reader keeps it; a torn one is dropped
     if not body:
         return None
     # an empty field is a quantity not measured at that sample: NaN, as _floats reads it

@@ -123,10 +123,12 @@ class RunStore:
                                              pool_timeout=timeout_s or 30.0)
         except (NoSuchModuleError, ImportError) as exc:
             raise StoreError(f"records store {self.display_url}: driver not installed: {exc}") from exc
-        #: What this store's committed transactions wrote: a shared row's id by its values, a
-        #: run's child rows by table. The engine rewrites the record every checkpoint; rows equal
-        #: to those already committed are not written again (see :meth:`_write_record`).
+        #: What this store's committed transactions wrote for the run being written: a shared
+        #: row's values and id by its key, the run's child rows by table. The engine rewrites the
+        #: record every checkpoint; rows equal to those already committed are not written again
+        #: (see :meth:`_write_record`).
         self._written: dict[tuple[Any, ...], Any] = {}
+        self._written_run: str | None = None  # the run whose rows _written remembers
 
     @property
     def engine(self) -> Engine:
@@ -346,6 +348,10 @@ class RunStore:
         ~0.2 s of CPU per calibration, taken from the engine's loop (issue 17). Only this store
         writes a run's rows while it runs (another process marks it aborted only once it is dead).
         """
+        if self._written_run != record.run_id:
+            # what was written for another run is forgotten (at worst written once more): another
+            # store may have changed a shared row since; only this run's rows are this store's alone
+            self._written, self._written_run = {}, record.run_id
         written: dict[tuple[Any, ...], Any] = {}  # remembered once the transaction commits
         with self._transaction(f"{operation}({record.run_id})") as conn:
             station_id = self._upsert_id(conn, Station.__table__, {
@@ -372,19 +378,18 @@ class RunStore:
                 if rows:
                     conn.execute(table.__table__.insert(), rows)
                 written[key] = rows
-        # the child rows of other runs are forgotten: at worst they are written once more
-        self._written = {k: v for k, v in self._written.items() if k[0] != "children" or k[1] == record.run_id}
         self._written.update(written)
 
     def _upsert_id(self, conn: Connection, table: Any, values: dict[str, Any], key: tuple[str, ...],
                    written: dict[tuple[Any, ...], Any]) -> int:
-        """:func:`_upsert_id`, skipped when this store committed the same values before."""
-        remembered = (table.name, *values.items())
-        known = self._written.get(remembered)
-        if known is not None:
-            return int(known)
+        """:func:`_upsert_id`, skipped when the last values this store committed for the row's key
+        during this run are the same (values A, B, then A again are written three times)."""
+        natural = (table.name, *(values[k] for k in key))
+        known = written.get(natural, self._written.get(natural))
+        if known is not None and known[0] == values:
+            return int(known[1])
         row_id = _upsert_id(conn, table, values, key)
-        written[remembered] = row_id
+        written[natural] = (dict(values), row_id)
         return row_id
 
     def _children(self, conn: Connection, record: RunRecord,

@@ -167,6 +167,16 @@ def test_a_character_yaml_refuses_is_one_located_error(tmp_path: Path, parser: s
     assert "#x0007" in info.value.message and "\n" not in info.value.format()
 
 
+def test_a_refused_character_after_non_ascii_text_is_located_in_characters(tmp_path: Path, parser: str) -> None:
+    """libyaml counts its reader position in UTF-8 bytes: umlauts before the character moved the
+    reported line and column (here to line 4 of a 3-line file)."""
+    path = tmp_path / "control.yaml"
+    path.write_text("name: Prüfung ääääää öööööö üüüüüü\ndescription: Kalibrierung\nsteps: \x07\n", encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        load_yaml(path)
+    assert (info.value.line, info.value.column) == (3, 8)
+
+
 def test_both_parsers_give_the_same_data_and_positions() -> None:
     """libyaml's events are composed exactly as PyYAML's: every repository input, same data, same
     line and column for every path."""

@@ -96,3 +96,10 @@ def test_a_real_run_reads_the_same_through_both_readers(tmp_path: Path) -> None:
     fast = load_samples(run / "samples.csv")
     assert len(fast) > 1000
     _assert_same(fast, _general(run / "samples.csv"))
+
+
+def test_a_whole_last_line_without_its_line_end_is_kept_by_both_readers(tmp_path: Path) -> None:
+    path = _write(tmp_path, HEADER + "1.0,settle,26.4,,0\r\n2.0,settle,26.5,,0")
+    samples = load_samples(path)
+    assert list(samples["t_s"]) == [1.0, 2.0]
+    _assert_same(samples, _general(path))

@@ -333,3 +333,24 @@ def test_a_sample_column_converts_to_floats_with_none_where_not_measured(values,
     from bench.store.store import _float_column
 
     assert _float_column(values) == expected
+
+
+def test_a_shared_row_written_a_b_a_holds_a_at_the_end(store: RunStore, synthetic_run) -> None:
+    """The store skips rewriting a shared row only when the last values it wrote for that row are
+    the same: a pack's part number A, then B, then A again ends as A (across runs and in one)."""
+    from sqlalchemy import text
+
+    record, _ = synthetic_run
+    other = record.pack.model_copy(update={"part_number": "OTHER-PN"})
+
+    def part_number() -> str:
+        with store.engine.connect() as conn:
+            return str(conn.execute(text("SELECT part_number FROM packs")).scalar_one())
+
+    store.start_run(_running(record, "run-a"))
+    store.start_run(_running(record, "run-b", pack=other))
+    store.start_run(_running(record, "run-c"))
+    assert part_number() == record.pack.part_number
+    store.update_run(_running(record, "run-c", pack=other))
+    store.update_run(_running(record, "run-c"))
+    assert part_number() == record.pack.part_number
