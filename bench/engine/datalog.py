@@ -99,8 +99,6 @@ def _rounded(value: Value, digits: int) -> float | str:
     return str(value)
 
 
-
-
 class SampleLog:
     def __init__(self, path: Path, *, sync_every_s: float = 5.0, fsync: bool = True) -> None:
         self.path = path
@@ -108,9 +106,8 @@ class SampleLog:
         self.fsync = fsync
         new = not path.exists() or path.stat().st_size == 0
         self._file = path.open("a", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._file)
         if new:
-            self._writer.writerow(SAMPLE_COLUMNS)
+            csv.writer(self._file).writerow(SAMPLE_COLUMNS)  # the header; rows come as format_row lines
             self._sync()
         self._last_sync_t = float("-inf")
         self.rows_written = 0
