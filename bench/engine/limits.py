@@ -70,7 +70,6 @@ class _Judged:
     limit: Limit
     quantity: str
     when: Expr | None
-    when_names: tuple[str, ...]
     hold_s: float
     #: per level, the thresholds in the order they are judged: above, then below
     trip: tuple[_Threshold, ...]
@@ -84,8 +83,8 @@ class _Judged:
         when = limit.when
         trip = _thresholds(limit.trip_above, limit.trip_below)
         warn = _thresholds(limit.warn_above, limit.warn_below)
-        return cls(limit, limit.quantity, when, tuple(sorted(when.names())) if when is not None else (),
-                   float(getattr(limit, "hold_s", 0.0) or 0.0), trip, warn, _band(trip, warn))
+        return cls(limit, limit.quantity, when, float(getattr(limit, "hold_s", 0.0) or 0.0), trip, warn,
+                   _band(trip, warn))
 
 
 def _band(trip: tuple[_Threshold, ...], warn: tuple[_Threshold, ...]) -> tuple[float, float, float, float] | None:
@@ -145,9 +144,9 @@ class LimitMonitor:
             warn = _check(judged, "warning", judged.warn, value, env, functions)
             if warn is None:
                 warn_since.pop(key, None)
-                self._warned.discard(key)
-            elif _held(warn_since, key, t_s, judged.hold_s) and key not in self._warned:
-                self._warned.add(key)
+                warned.discard(key)
+            elif _held(warn_since, key, t_s, judged.hold_s) and key not in warned:
+                warned.add(key)
                 warnings.append(warn)
         return warnings, trips
 
@@ -169,8 +168,6 @@ def _check(judged: _Judged, level: Level, thresholds: tuple[_Threshold, ...], va
 def _holds(judged: _Judged, env: EnvView, functions: Functions) -> bool:
     """A limit's ``when``: false while a quantity it reads has no value yet (the limit is not
     judged then); any other failure is an error of the procedure and propagates."""
-    for name in judged.when_names:  # Expr.lacks_value, names read once (a loop: no generator per sample)
-        if env.get(name, 0) is None:
-            return False
-    assert judged.when is not None
-    return bool(judged.when.evaluate(env, functions))
+    when = judged.when
+    assert when is not None
+    return not when.lacks_value(env) and bool(when.evaluate(env, functions))

@@ -587,7 +587,7 @@ def _common(dims: list[str | None], node: Node, problems: list[tuple[int, str]])
 class Expr:
     """A parsed expression that remembers its source text and where it came from."""
 
-    __slots__ = ("_compiled", "_node", "capacity_ah", "column", "exact", "file", "line", "text")
+    __slots__ = ("_compiled", "_names", "_node", "capacity_ah", "column", "exact", "file", "line", "text")
 
     _EMPTY: ClassVar[Mapping[str, Callable[..., Any]]] = {}
 
@@ -601,6 +601,9 @@ class Expr:
         self.capacity_ah = capacity_ah
         self._node = node
         self._compiled = _compile(node, capacity_ah)
+        #: the names it reads, found once: lacks_value runs every sample for a limit's ``when``
+        #: and a step's end conditions
+        self._names = tuple(sorted({n.name for n in _walk(node) if isinstance(n, Name)}))
 
     @classmethod
     def parse(cls, text: str, *, file: str | None = None, line: int | None = None,
@@ -625,12 +628,12 @@ class Expr:
         return self._node.kind
 
     def names(self) -> set[str]:
-        return {n.name for n in _walk(self._node) if isinstance(n, Name)}
+        return set(self._names)
 
     def lacks_value(self, env: Mapping[str, Any]) -> bool:
         """True when a quantity this expression reads is in ``env`` without a value yet (None: a
         BMS value not received): the expression cannot be judged now, which is not an error."""
-        return any(env.get(name, 0) is None for name in self.names())
+        return any(env.get(name, 0) is None for name in self._names)
 
     def nodes(self) -> list[Node]:
         """Every node of the expression tree, root first."""
