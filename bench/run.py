@@ -18,7 +18,7 @@ from bench.clock import WallClock
 from bench.config import StationConfig, load_station
 from bench.engine.checkpoint import load_checkpoint
 from bench.engine.events import EventBus
-from bench.engine.runner import AutoPrompter, Engine, Prompter, RunOptions, _new_run_id
+from bench.engine.runner import STORE_DRAIN_TIMEOUT_S, AutoPrompter, Engine, Prompter, RunOptions, _new_run_id
 from bench.errors import InputError
 from bench.fault_injection import ControllerFaultInjector, carried_out, control_port_source, in_process_source
 from bench.procedure.loader import load
@@ -28,6 +28,7 @@ from bench.record import RunRecord
 from bench.station import Bench, connect_bench
 from bench.store import RunStore, resolve_db_url
 from bench.store.liveness import RunLock
+from bench.store.writer import StoreWriter
 from bench.watchdog import start_watchdog
 from reports.html import write_report
 
@@ -150,11 +151,13 @@ def _run_locked(bench: Bench, station: StationConfig, procedure: Procedure, sha:
             hand_over=watchdog.hand_over if watchdog is not None else None,
             stop_requested=request.stop_requested,
         )
-        engine = Engine(bench, procedure, options, resume=resume)
+        engine = Engine(bench, procedure, options, resume=resume)  # from here on it closes the store
         if request.on_engine is not None:
             request.on_engine(engine)
         record = engine.run()
     finally:
+        if engine is None:
+            store.close(STORE_DRAIN_TIMEOUT_S)
         if injector is not None:
             injector.stop()
         if watchdog is not None:
@@ -181,11 +184,15 @@ def _fault_injector(bench: Bench, station: StationConfig, watchdog: Any, run_dir
     return ControllerFaultInjector(source, lambda: getattr(watchdog, "pid", None), run_dir).start()
 
 
-def _open_store(db: str | None, station: StationConfig, run_dir: Path) -> RunStore:
+def _open_store(db: str | None, station: StationConfig, run_dir: Path) -> StoreWriter:
+    """The run's records store, brought to the current schema here; written by its own process."""
     url = resolve_db_url(db, station.database_url, Path(station.runs_dir))
     store = RunStore(url)
-    store.migrate()
-    return store
+    try:
+        store.migrate()
+    finally:
+        store.close()
+    return StoreWriter(url, timeout_s=store.timeout_s)
 
 
 def _render_report(run_dir: Path) -> None:

@@ -114,8 +114,8 @@ class SampleLog:
         #: lines written since the last sync, for the records store's copy
         self._pending: list[str] = []
 
-    def append(self, line: str, t_s: float) -> list[Row] | None:
-        """Write one line (:func:`format_row`); return the rows made durable when this call
+    def append(self, line: str, t_s: float) -> list[str] | None:
+        """Write one line (:func:`format_row`); return the lines made durable when this call
         synced, else None."""
         self._file.write(line)
         self._pending.append(line)
@@ -125,13 +125,12 @@ class SampleLog:
             return self.sync()
         return None
 
-    def sync(self) -> list[Row]:
-        """Make the lines written durable; return them as rows of text, as the file holds them
-        (the store reads each number with ``float``: the same value as before it was written)."""
+    def sync(self) -> list[str]:
+        """Make the lines written durable; return them as the file holds them, for the records
+        store's copy (``RunStore.add_sample_lines`` reads them in its own process)."""
         self._sync()
         synced, self._pending = self._pending, []
-        # a quoted field (a comma in it) only from the csv path; every other line splits plainly
-        return [next(csv.reader([line])) if '"' in line else line[:-2].split(",") for line in synced]
+        return synced
 
     def _sync(self) -> None:
         self._file.flush()

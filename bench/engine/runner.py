@@ -20,13 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-
-from pydantic import ValidationError
+from typing import Protocol
 
 from bench import __version__
 from bench.engine.checkpoint import CheckpointWriter, EngineState, atomic_write, checkpoint_policy
 from bench.engine.context import AutoPrompter, EndVerdict, PauseRequest, Prompter, RunEnd, Sample
-from bench.engine.datalog import Row, SampleLog, format_row, sha256_file
+from bench.engine.datalog import SampleLog, format_row, sha256_file
 from bench.engine.events import EventBus, EventKind, ProgressEvent
 from bench.engine.journal import RecordEventKind
 from bench.engine.limits import Breach, LimitMonitor
@@ -34,7 +33,6 @@ from bench.engine.links import LinkSupervisor, confirm_outputs_off
 from bench.engine.port import BenchPort, Role
 from bench.engine.sampler import RawReading, Sampler, read_bench
 from bench.engine.steps import StepExecutor
-from bench.engine.store_writer import StoreWriter
 from bench.engine.supervision import Supervisor
 from bench.engine.throughput import ReferenceSoc, Throughput
 from bench.engine.values import Env, Functions, JsonObject, Value
@@ -83,13 +81,27 @@ class RunEnded(Exception):
         self.end = end
 
 
+class StoreQueue(Protocol):
+    """The records store as the engine reaches it: calls queued and applied elsewhere, in order,
+    never waited on (a hung database must not stall the loop); failures read back later."""
+
+    def submit(self, method: str, *args: object) -> None:
+        """Queue ``RunStore.<method>(*args)``; the arguments are copied at once."""
+
+    def failures(self) -> list[str]:
+        """Failures since the last call, for the record."""
+
+    def close(self, timeout_s: float) -> bool:
+        """Let the queued calls finish within ``timeout_s``; False if they did not."""
+
+
 @dataclass
 class RunOptions:
     run_dir: Path
     operator: str = ""
     serial: str | None = None
     prompter: Prompter = field(default_factory=AutoPrompter)
-    store: object | None = None  # bench.store.RunStore, called through bench.engine.store_writer
+    store: StoreQueue | None = None  # the records store's copy (bench.store.writer.StoreWriter)
     events: EventBus = field(default_factory=EventBus)
     run_id: str | None = None
     procedure_path: str = ""
@@ -138,9 +150,9 @@ class Engine:
         self.checkpoints = CheckpointWriter(self.run_dir, every_s=self.durability.every_s,
                                             fsync=self.durability.fsync)
         self._last: RawReading | None = None
-        self._store_writer: StoreWriter | None = None
+        self._store_writer: StoreQueue | None = None
         self._store_failed = False
-        self._unstored: list[Row] = []
+        self._unstored: list[str] = []  # samples.csv lines not yet handed to the records store
         #: samples taken in this run (the record's ``sample_count``, written into it with the totals)
         self._sample_count = 0
         self._executor = StepExecutor(self)
@@ -207,8 +219,8 @@ class Engine:
                                  sync_every_s=self.durability.sample_sync_every_s)
         self._write_record()
         if self.opts.store is not None:
-            self._store_writer = StoreWriter(self.opts.store)
-            self._store_call("start_run", self.record.model_copy(deep=True))
+            self._store_writer = self.opts.store
+            self._store_call("start_run", self.record)
 
     def _note_watchdog_trips(self) -> None:
         """What the watchdog did while no engine ran (bench.watchdog), into the record once."""
@@ -238,7 +250,7 @@ class Engine:
             self._unstored.extend(self.samples.sync())
             self.samples.close()
         if self._unstored:
-            self._store_call("add_samples", rec.run_id, self._unstored)
+            self._store_call("add_sample_lines", rec.run_id, self._unstored)
         self._unstored = []
         self.bench.finish_record(rec)
         self._write_record()
@@ -290,7 +302,7 @@ class Engine:
                      for p in sorted(self.run_dir.iterdir())
                      if p.is_file() and p.name not in UNHASHED_FILES and not p.name.endswith(".tmp")]
         self._write_record()
-        self._store_call("finish_run", rec.model_copy(deep=True))
+        self._store_call("finish_run", rec)
         writer = self._store_writer
         if writer is not None:
             drained = writer.close(STORE_DRAIN_TIMEOUT_S)
@@ -603,15 +615,15 @@ class Engine:
             if self.samples is not None:
                 self._unstored.extend(self.samples.sync())
             if self._unstored:
-                self._store_call("add_samples", self.record.run_id, self._unstored)
+                self._store_call("add_sample_lines", self.record.run_id, self._unstored)
             self._unstored = []
             self.checkpoints.write(self.state, self.clock.now(), self.bench.simulator_checkpoint())
-            self._store_call("update_run", _store_copy(self.record))
+            self._store_call("update_run", self.record)
             self._note_store_failures()
 
     def _store_call(self, method: str, *args: object) -> None:
-        """Queue a copy for the records store (bench.engine.store_writer): the engine never waits on
-        a database. The arguments are handed over: the caller must not change them afterwards."""
+        """Queue a call for the records store's copy (:class:`StoreQueue`): the engine never waits
+        on a database. The arguments are copied at once: the record may go on changing."""
         if self._store_writer is not None:
             self._store_writer.submit(method, *args)
 
@@ -640,17 +652,6 @@ class Engine:
 
 #: The cell columns of a sample whose BMS has not sent its cell voltages yet.
 _NO_CELLS = [math.nan] * 8
-
-
-def _store_copy(record: RunRecord) -> RunRecord:
-    """A deep copy of ``record`` for the records store's thread: dumped to plain data and validated
-    back (pydantic's own code, ~0.15 ms), not ``model_copy(deep=True)``'s ``copy.deepcopy`` of every
-    step, check and event (~0.55 ms, at every checkpoint: issue 17). A record that does not
-    validate as it stands (a value assigned past its field's type) is deep-copied as before."""
-    try:
-        return RunRecord.model_validate(record.model_dump())
-    except ValidationError:
-        return record.model_copy(deep=True)
 
 
 def _new_run_id() -> str:

@@ -12,6 +12,7 @@ several benches can write to one database at once.
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import json
 import math
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +105,7 @@ class RunStore:
         except ArgumentError as exc:
             raise InputError(f"not a database URL: {url!r} ({exc})", field="db") from exc
         self.url = url
+        self.timeout_s = timeout_s
         self.display_url = parsed.render_as_string(hide_password=True)
         self.backend = parsed.get_backend_name()
         if self.backend not in ("sqlite", "postgresql"):
@@ -214,23 +217,36 @@ class RunStore:
             raise StoreError(f"records store: finish_run({record.run_id}): verdict is still 'running'")
         self._write_record(record, "finish_run")
 
+    def add_sample_lines(self, run_id: str, lines: Sequence[str]) -> None:
+        """Insert samples given as lines of ``samples.csv``, as the sample log wrote them."""
+        self.add_samples(run_id, list(csv.reader(lines)))
+
     def add_samples(self, run_id: str, rows: Sequence[Sequence[Any]]) -> None:
         """Insert sample rows (values in :data:`SAMPLE_COLUMNS` order); rows already stored are skipped."""
         if not rows:
             return
         columns = _sample_columns(run_id, rows)
+        values = list(zip(*columns.values(), strict=True))
         with self._transaction(f"add_samples({run_id})") as conn:
-            # A checkpoint hands over hundreds of rows of 28 plain numbers and strings. SQLAlchemy's
-            # executemany processes every bound value of every row in Python (~25 us per row); the
-            # statement is compiled once per dialect here and the rows go to the DBAPI driver's
-            # executemany as they are (the values are already the columns' Python types).
-            sql, names = _samples_insert(conn)
-            if names is None:
-                keys = tuple(columns)
-                rows_out = zip(*columns.values(), strict=True)
-                conn.exec_driver_sql(sql, [dict(zip(keys, row, strict=True)) for row in rows_out])
-            else:
-                conn.exec_driver_sql(sql, list(zip(*(columns[n] for n in names), strict=True)))
+            # A checkpoint hands over hundreds of rows of 25 plain numbers and strings, already the
+            # columns' Python types: they go to the DBAPI driver as they are, in multi-row INSERTs
+            # of up to 64 rows (statements compiled once per dialect and size). Not executemany:
+            # SQLAlchemy's processes every bound value in Python (~25 us a row), and the driver's
+            # releases the GIL around every row's step -- on the writer thread, each release hands
+            # the GIL to the engine's loop and back, which cost the loop ~0.5 s a calibration (issue 17).
+            start = 0
+            while start < len(values):
+                size = _SAMPLES_CHUNK
+                while size > len(values) - start:
+                    size //= 2
+                chunk = values[start:start + size]
+                start += size
+                sql, names = _samples_insert(conn, size)
+                if names is None:
+                    keys = tuple(f"{c}__{i}" for i in range(size) for c in columns)
+                    conn.exec_driver_sql(sql, dict(zip(keys, chain.from_iterable(chunk), strict=True)))
+                else:
+                    conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk)))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -529,19 +545,25 @@ def _check_row(run_id: str, seq: int, check: CheckRecord) -> dict[str, Any]:
     }
 
 
-_SAMPLES_INSERT: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+#: rows per samples INSERT at most (a power of two: a batch goes as 64, 32, .. 1-row statements)
+_SAMPLES_CHUNK = 64
+_SAMPLES_INSERT: dict[tuple[str, int], tuple[str, tuple[str, ...] | None]] = {}
 
 
-def _samples_insert(conn: Connection) -> tuple[str, tuple[str, ...] | None]:
-    """The samples INSERT .. ON CONFLICT DO NOTHING compiled for the connection's dialect: its SQL,
-    and for a positional parameter style the column order of the values (None: named parameters)."""
+def _samples_insert(conn: Connection, size: int) -> tuple[str, tuple[str, ...] | None]:
+    """The ``size``-row samples INSERT .. ON CONFLICT DO NOTHING compiled for the connection's
+    dialect: its SQL, and for a positional parameter style the parameters' names in order (None:
+    named parameters ``<column>__<row>``). Both orders are row by row, columns in table order."""
     dialect = conn.dialect
-    key = f"{dialect.name}:{dialect.driver}:{dialect.paramstyle}"
+    key = (f"{dialect.name}:{dialect.driver}:{dialect.paramstyle}", size)
     if key not in _SAMPLES_INSERT:
         columns = ["run_id", *SAMPLE_COLUMNS]
-        statement = _insert(conn, samples_table).values({c: bindparam(c) for c in columns})
-        compiled = statement.on_conflict_do_nothing().compile(dialect=dialect)
+        rows: list[dict[str, Any]] = [{c: bindparam(f"{c}__{i}") for c in columns} for i in range(size)]
+        compiled = _insert(conn, samples_table).values(rows).on_conflict_do_nothing().compile(dialect=dialect)
         names = tuple(compiled.positiontup or ()) if compiled.positional else None
+        if names is not None and names != tuple(f"{c}__{i}" for i in range(size) for c in columns):
+            raise StoreError(f"records store: {dialect.name} orders the samples INSERT's parameters "
+                             "unexpectedly")
         _SAMPLES_INSERT[key] = (compiled.string, names)
     return _SAMPLES_INSERT[key]
 

@@ -1,0 +1,177 @@
+"""The records store's writer process (bench.store.writer), against SQLite and a real PostgreSQL:
+calls applied in order from copies taken at submit time; failures reported back; a hung database
+does not outlive ``close``; Ctrl-C does not stop it; the engine's death does not lose what it
+had handed over."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.record import RunRecord, StepRecord
+from bench.store import RunStore
+from bench.store.writer import StoreWriter
+from tests.synthetic import make_run_folder
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunRecord, list[str]]:
+    run_dir = make_run_folder(tmp_path_factory.mktemp("runs"), hours=0.2)
+    record = RunRecord.model_validate_json((run_dir / "record.json").read_text())
+    with (run_dir / "samples.csv").open(newline="") as stream:
+        lines = stream.readlines()[1:]  # as the sample log hands them over: CRLF-terminated
+    return record, lines
+
+
+@pytest.fixture
+def migrated(db_url: str) -> str:
+    store = RunStore(db_url)
+    store.migrate()
+    store.close()
+    return db_url
+
+
+def _read(url: str, run_id: str) -> tuple[RunRecord | None, list[tuple[object, ...]]]:
+    store = RunStore(url)
+    try:
+        return store.get_record(run_id), store.sample_rows(run_id)
+    finally:
+        store.close()
+
+
+def test_calls_apply_in_order_from_copies_taken_at_submit(migrated: str, synthetic_run) -> None:
+    record, lines = synthetic_run
+    record = record.model_copy(deep=True)
+    record.verdict, record.ended_at = "running", None
+    steps_at_start = len(record.steps)
+    writer = StoreWriter(migrated)
+    writer.submit("start_run", record)
+    # the engine goes on changing its record right away: the store gets the state at submit time
+    record.steps.append(StepRecord(id="later", kind="rest", start_s=1e6, started_at=record.started_at))
+    record.pack.serial = "CHANGED-AFTER-SUBMIT"
+    for start in range(0, len(lines), 97):  # batches of odd sizes: every multi-row INSERT size
+        writer.submit("add_sample_lines", record.run_id, lines[start:start + 97])
+    assert writer.close(60.0)
+    assert writer.failures() == []
+    stored, rows = _read(migrated, record.run_id)
+    assert stored is not None and stored.verdict == "running"
+    assert len(stored.steps) == steps_at_start and stored.pack.serial != "CHANGED-AFTER-SUBMIT"
+    expected = list(csv.reader(lines))
+    assert len(rows) == len(expected) > 700
+    for got, want in zip(rows, expected, strict=True):
+        assert [float(got[0]), got[1]] == [float(want[0]), want[1]]
+        assert [None if v is None else float(v) for v in got[2:]] == [None if v == "" else float(v) for v in want[2:]]
+
+
+def test_a_failing_call_is_reported_and_the_next_ones_still_run(migrated: str, synthetic_run) -> None:
+    record, lines = synthetic_run
+    writer = StoreWriter(migrated)
+    writer.submit("add_sample_lines", record.run_id, ["1.0,charge,too,few\r\n"])
+    writer.submit("start_run", record)
+    assert writer.close(60.0)
+    failures = writer.failures()
+    assert len(failures) == 1 and failures[0].startswith("add_sample_lines failed: ") and "expected" in failures[0]
+    assert _read(migrated, record.run_id)[0] is not None
+
+
+def _silent_server() -> tuple[socket.socket, list[socket.socket]]:
+    """A TCP port that accepts and never answers (a hung PostgreSQL)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, accepted
+
+
+def test_a_hung_database_does_not_outlive_close(synthetic_run) -> None:
+    record, _ = synthetic_run
+    server, accepted = _silent_server()
+    try:
+        url = f"postgresql+psycopg://bench@127.0.0.1:{server.getsockname()[1]}/bench"
+        writer = StoreWriter(url, timeout_s=30.0)
+        writer.submit("start_run", record)
+        writer.submit("update_run", record)
+        started = time.monotonic()
+        assert writer.close(2.0) is False  # still connecting when the time was up
+        assert time.monotonic() - started < 10.0
+        assert not writer._process.is_alive()  # killed, not left behind
+        assert accepted, "the writer never reached the database"
+    finally:
+        server.close()
+
+
+def test_ctrl_c_to_the_process_group_does_not_stop_the_writer(migrated: str, synthetic_run) -> None:
+    record, lines = synthetic_run
+    writer = StoreWriter(migrated)
+    writer.submit("start_run", record)
+    deadline = time.monotonic() + 30.0
+    while writer._process.pid is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)  # past the child's start-up
+    os.kill(writer._process.pid, signal.SIGINT)
+    writer.submit("add_sample_lines", record.run_id, lines)
+    assert writer.close(60.0)
+    assert writer.failures() == []
+    assert len(_read(migrated, record.run_id)[1]) == len(lines)
+
+
+_DIES = textwrap.dedent("""
+    import os, signal, sys, time
+    from bench.record import RunRecord
+    from bench.store.writer import StoreWriter
+    url, record_path, samples_path = sys.argv[1:]
+    record = RunRecord.model_validate_json(open(record_path).read())
+    lines = open(samples_path, newline="").readlines()[1:]
+    writer = StoreWriter(url)
+    writer.submit("start_run", record)
+    writer.submit("add_sample_lines", record.run_id, lines)
+    while writer._process.pid is None:
+        time.sleep(0.01)
+    print(writer._process.pid, flush=True)
+    time.sleep(0.2)  # the feeder has written the calls to the pipe
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_the_engine_killed_the_writer_applies_what_it_had_and_ends(migrated: str, tmp_path: Path) -> None:
+    run_dir = make_run_folder(tmp_path, hours=0.2)
+    engine = subprocess.run([sys.executable, "-c", _DIES, migrated, str(run_dir / "record.json"),
+                             str(run_dir / "samples.csv")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert engine.returncode == -signal.SIGKILL, engine.stderr
+    child = int(engine.stdout.split()[0])
+    deadline = time.monotonic() + 60.0
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the writer outlived its engine"
+    record = RunRecord.model_validate_json((run_dir / "record.json").read_text())
+    with (run_dir / "samples.csv").open(newline="") as stream:
+        expected = len(stream.readlines()) - 1
+    stored, rows = _read(migrated, record.run_id)
+    assert stored is not None and len(rows) == expected > 700
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
