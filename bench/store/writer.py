@@ -9,33 +9,32 @@ this module:
 * The store's work must not slow the loop either. On a thread it shares the interpreter's lock
   with the engine: converting and binding the ~40,000 sample rows of a calibration and rewriting
   the record at every checkpoint took ~0.7 s from a 10 s simulated calibration (issue 17). So
-  the calls run in a child process with its own connection to the same database URL.
+  the calls run in a child process, ``python -m bench.store.writer``, with its own connection to
+  the same database URL (started like the watchdog: no fork of the engine, nothing of the
+  caller's ``__main__`` re-imported, no descriptor of the engine's inherited).
 
 A call is pickled at once on the engine's thread (a copy: the caller may go on changing its
-arguments) and queued; a feeder thread writes the queue to the child's pipe, so ``submit`` never
-waits on a full pipe. The child is forked from multiprocessing's fork server, which imports the
-store once per engine process (a pytest session or the operator station runs many runs: a few
-ms a child instead of ~0.4 s of imports); the feeder starts it, so even that first start does
-not hold up the engine. The child reports failures back over a second pipe, read on the engine's
-thread. It ignores SIGINT (Ctrl-C reaches the whole process group: the engine decides how the
-run ends and still needs its store), applies every call it received, and ends when the engine's
-end of the pipe closes: at :meth:`StoreWriter.close`, or when the engine process dies
-(SIGKILL included).
+arguments) and queued; a feeder thread writes the queue to the child's stdin, so ``submit`` never
+waits on a full pipe (the child starts up, ~0.4 s of imports on the other core, while the engine
+runs). The child answers with one JSON line per failed call on its stdout, read on the engine's
+thread. It runs in a session of its own (Ctrl-C or a hang-up reaching the engine's process group
+does not stop it: the engine decides how the run ends and still needs its copy), applies every
+call it received, and ends when its stdin closes: at :meth:`StoreWriter.close`, or when the
+engine process dies (SIGKILL included).
 """
 
 from __future__ import annotations
 
-import logging
-import multiprocessing
+import contextlib
+import json
+import os
 import pickle
 import queue
-import signal
+import subprocess
+import sys
 import threading
 import time
-from multiprocessing.connection import Connection
-from typing import Any
-
-log = logging.getLogger(__name__)
+from typing import Any, BinaryIO
 
 _STOP = b""  # the end of the calls (a pickled call is never empty)
 
@@ -46,19 +45,23 @@ class StoreWriter:
 
     def __init__(self, url: str, *, timeout_s: float | None = None) -> None:
         """``url`` and ``timeout_s``: as for :class:`bench.store.RunStore`, which the child opens."""
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__, "bench.store.store"])  # what every child needs
-        calls_in, self._calls_out = context.Pipe(duplex=False)
-        self._failures_in, failures_out = context.Pipe(duplex=False)
-        self._process = context.Process(target=_serve, args=(url, timeout_s, calls_in, failures_out),
-                                        name="records-store-writer", daemon=True)
+        command = [sys.executable, "-m", __name__, url, "" if timeout_s is None else repr(timeout_s)]
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         start_new_session=True)
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._replies = self._process.stdout
+        os.set_blocking(self._replies.fileno(), False)  # failures() never waits
+        self._unread = b""
         self._queue: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._failures: list[str] = []  # found on the feeder's side (start, a broken pipe)
-        self._started = threading.Event()
-        self._feeder = threading.Thread(target=self._feed, args=(calls_in, failures_out),
+        self._failures: list[str] = []  # found on the feeder's side (a broken pipe)
+        self._feeder = threading.Thread(target=self._feed, args=(self._process.stdin,),
                                         name="records-store-feeder", daemon=True)
         self._feeder.start()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def submit(self, method: str, *args: object) -> None:
         """Queue one call; its arguments are copied now (pickled), never waited on."""
@@ -69,11 +72,12 @@ class StoreWriter:
         with self._lock:
             found, self._failures = self._failures, []
         try:
-            while self._failures_in.poll():
-                found.append(self._failures_in.recv())
-        except (EOFError, OSError):  # the child is gone; the feeder reports why
+            while chunk := self._replies.read():
+                self._unread += chunk
+        except (OSError, ValueError):  # closed: what was read is all there is
             pass
-        return found
+        *lines, self._unread = self._unread.split(b"\n")
+        return found + [json.loads(line) for line in lines]
 
     def close(self, timeout_s: float) -> bool:
         """Let the queued calls finish for at most ``timeout_s`` of wall time; False if they did not
@@ -81,55 +85,50 @@ class StoreWriter:
         deadline = time.monotonic() + timeout_s
         self._queue.put(_STOP)
         self._feeder.join(timeout_s)
-        if self._started.is_set():
-            self._process.join(max(0.0, deadline - time.monotonic()))
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join(5.0)
-                return False
-        return not self._feeder.is_alive()
-
-    def _feed(self, calls_in: Connection, failures_out: Connection) -> None:
         try:
-            self._process.start()  # waits for the fork server: its first start imports the store
-        except Exception as exc:  # any reason: the store is a copy, the run goes on
-            self._fail(f"could not start its writer process: {exc}")
-            return
-        finally:
-            calls_in.close()  # the child has its own ends now: its end-of-file must come from ours
-            failures_out.close()
-        self._started.set()
+            self._process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+            return False
+        return True
+
+    def _feed(self, calls: BinaryIO) -> None:
         try:
             while (call := self._queue.get()) != _STOP:
-                self._calls_out.send_bytes(call)
+                calls.write(call)
+                calls.flush()
         except OSError as exc:  # the child died (killed, out of memory): nothing more reaches the store
-            self._fail(f"writer process ended (exit code {self._process.exitcode}): {exc}")
+            with self._lock:
+                self._failures.append(f"writer process ended (exit code {self._process.poll()}): {exc}")
         finally:
-            self._calls_out.close()
-
-    def _fail(self, message: str) -> None:
-        log.warning("records store %s", message)
-        with self._lock:
-            self._failures.append(message)
+            with contextlib.suppress(OSError):  # its buffer could not be flushed to a dead child
+                calls.close()
 
 
-def _serve(url: str, timeout_s: float | None, calls: Connection, failures: Connection) -> None:
-    """The child: apply each call to the store until the engine's end of ``calls`` closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from bench.store.store import RunStore  # lazy like every user of the store; preloaded here
+def _serve(url: str, timeout_s: float | None, calls: BinaryIO, replies: BinaryIO) -> None:
+    """The child: apply each call to the store until ``calls`` ends; a JSON line per failure."""
+    from bench.store.store import RunStore  # lazy like every user of the store
 
     store: Any = None
     while True:
         try:
-            method, args = pickle.loads(calls.recv_bytes())
-        except EOFError:  # the engine is done, or gone
+            method, args = pickle.load(calls)
+        except (EOFError, pickle.UnpicklingError):  # the engine is done, or gone (maybe mid-call)
             break
         try:
             if store is None:
                 store = RunStore(url, timeout_s=timeout_s)
             getattr(store, method)(*args)
         except Exception as exc:  # the store is a copy: a failure is recorded, not fatal
-            log.warning("records store %s failed: %s", method, exc)
-            failures.send(f"{method} failed: {exc}")
+            try:
+                replies.write(json.dumps(f"{method} failed: {exc}").encode() + b"\n")
+                replies.flush()
+            except OSError:  # the engine is gone: nobody to tell
+                pass
     if store is not None:
         store.close()
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], float(sys.argv[2]) if sys.argv[2] else None, sys.stdin.buffer, sys.stdout.buffer)

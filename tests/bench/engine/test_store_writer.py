@@ -37,5 +37,5 @@ def test_a_hung_records_store_does_not_stall_the_run(tmp_path: Path, monkeypatch
     assert record.sample_count > 2000  # every control interval of the 35 bench minutes was sampled
     assert accepted  # the writer was stuck connecting all along
     assert any(e.message.startswith("records store did not answer") for e in record.events)
-    assert not writers[0]._process.is_alive()
+    assert writers[0]._process.poll() is not None  # killed at the end, not left behind
     assert time.monotonic() - started < 120.0

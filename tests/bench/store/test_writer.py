@@ -76,7 +76,7 @@ def test_calls_apply_in_order_from_copies_taken_at_submit(migrated: str, synthet
 
 
 def test_a_failing_call_is_reported_and_the_next_ones_still_run(migrated: str, synthetic_run) -> None:
-    record, lines = synthetic_run
+    record, _ = synthetic_run
     writer = StoreWriter(migrated)
     writer.submit("add_sample_lines", record.run_id, ["1.0,charge,too,few\r\n"])
     writer.submit("start_run", record)
@@ -113,29 +113,14 @@ def test_a_hung_database_does_not_outlive_close(synthetic_run) -> None:
         started = time.monotonic()
         assert writer.close(2.0) is False  # still connecting when the time was up
         assert time.monotonic() - started < 10.0
-        assert not writer._process.is_alive()  # killed, not left behind
+        assert writer._process.poll() is not None  # killed, not left behind
         assert accepted, "the writer never reached the database"
     finally:
         server.close()
 
 
-def test_ctrl_c_to_the_process_group_does_not_stop_the_writer(migrated: str, synthetic_run) -> None:
-    record, lines = synthetic_run
-    writer = StoreWriter(migrated)
-    writer.submit("start_run", record)
-    deadline = time.monotonic() + 30.0
-    while writer._process.pid is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.5)  # past the child's start-up
-    os.kill(writer._process.pid, signal.SIGINT)
-    writer.submit("add_sample_lines", record.run_id, lines)
-    assert writer.close(60.0)
-    assert writer.failures() == []
-    assert len(_read(migrated, record.run_id)[1]) == len(lines)
-
-
-_DIES = textwrap.dedent("""
-    import os, signal, sys, time
+_CTRL_C = textwrap.dedent("""
+    import sys, time
     from bench.record import RunRecord
     from bench.store.writer import StoreWriter
     url, record_path, samples_path = sys.argv[1:]
@@ -143,11 +128,50 @@ _DIES = textwrap.dedent("""
     lines = open(samples_path, newline="").readlines()[1:]
     writer = StoreWriter(url)
     writer.submit("start_run", record)
+    print(writer.pid, flush=True)
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:  # the engine ends the run after a Ctrl-C, and still writes its copy
+        writer.submit("add_sample_lines", record.run_id, lines)
+        print("closed", writer.close(60.0), writer.failures(), flush=True)
+""")
+
+
+def test_ctrl_c_to_the_engines_process_group_does_not_stop_the_writer(migrated: str, tmp_path: Path) -> None:
+    run_dir = make_run_folder(tmp_path, hours=0.2)
+    engine = subprocess.Popen([sys.executable, "-c", _CTRL_C, migrated, str(run_dir / "record.json"),
+                               str(run_dir / "samples.csv")], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)  # a process group of its own, as a terminal gives
+    try:
+        child = int(engine.stdout.readline())
+        time.sleep(1.0)  # the writer is up and has stored the run
+        os.killpg(engine.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        out, _ = engine.communicate(timeout=90)
+    finally:
+        engine.kill()
+    assert out.strip() == "closed True []"
+    assert not _alive(child)
+    record = RunRecord.model_validate_json((run_dir / "record.json").read_text())
+    with (run_dir / "samples.csv").open(newline="") as stream:
+        assert len(_read(migrated, record.run_id)[1]) == len(stream.readlines()) - 1
+
+
+_DIES = textwrap.dedent("""
+    import os, signal, sys, time
+    from bench.record import RunRecord
+    from bench.store import RunStore
+    from bench.store.writer import StoreWriter
+    url, record_path, samples_path = sys.argv[1:]
+    record = RunRecord.model_validate_json(open(record_path).read())
+    lines = open(samples_path, newline="").readlines()[1:]
+    writer = StoreWriter(url)
+    writer.submit("start_run", record)
+    print(writer.pid, flush=True)
+    reader = RunStore(url)
+    while reader.get_record(record.run_id) is None:  # the writer is up and reading its pipe
+        time.sleep(0.05)
     writer.submit("add_sample_lines", record.run_id, lines)
-    while writer._process.pid is None:
-        time.sleep(0.01)
-    print(writer._process.pid, flush=True)
-    time.sleep(0.2)  # the feeder has written the calls to the pipe
+    time.sleep(0.3)  # the feeder has written the call into the pipe
     os.kill(os.getpid(), signal.SIGKILL)
 """)
 
