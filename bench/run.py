@@ -135,38 +135,39 @@ def _run_locked(bench: Bench, station: StationConfig, procedure: Procedure, sha:
     prompter = request.prompter or (AutoPrompter() if request.yes or not request.interactive
                                     else TerminalPrompter(console or Console()))
     store = _open_store(request.db, station, run_dir)
-    watchdog = None
-    injector = None
-    engine: Engine | None = None
-    try:
-        if request.watchdog and station.watchdog.enabled and not bench.simulated:
-            watchdog = start_watchdog(station, run_dir, request.station,
-                                      interval_s=float(procedure.control_interval_s))
-        injector = _fault_injector(bench, station, watchdog, run_dir)
-        options = RunOptions(
-            run_dir=run_dir, operator=request.operator, serial=request.serial,
-            prompter=prompter, store=store, events=events, run_id=run_id,
-            procedure_path=str(request.procedure), procedure_sha256=sha,
-            heartbeat=watchdog.heartbeat if watchdog is not None else None,
-            hand_over=watchdog.hand_over if watchdog is not None else None,
-            stop_requested=request.stop_requested,
-        )
-        engine = Engine(bench, procedure, options, resume=resume)  # from here on it closes the store
-        if request.on_engine is not None:
-            request.on_engine(engine)
-        record = engine.run()
+    try:  # the store's writer is closed on every path (the engine closes it when it seals the files)
+        watchdog = None
+        injector = None
+        engine: Engine | None = None
+        try:
+            if request.watchdog and station.watchdog.enabled and not bench.simulated:
+                watchdog = start_watchdog(station, run_dir, request.station,
+                                          interval_s=float(procedure.control_interval_s))
+            injector = _fault_injector(bench, station, watchdog, run_dir)
+            options = RunOptions(
+                run_dir=run_dir, operator=request.operator, serial=request.serial,
+                prompter=prompter, store=store, events=events, run_id=run_id,
+                procedure_path=str(request.procedure), procedure_sha256=sha,
+                heartbeat=watchdog.heartbeat if watchdog is not None else None,
+                hand_over=watchdog.hand_over if watchdog is not None else None,
+                stop_requested=request.stop_requested,
+            )
+            engine = Engine(bench, procedure, options, resume=resume)
+            if request.on_engine is not None:
+                request.on_engine(engine)
+            record = engine.run()
+        finally:
+            if injector is not None:
+                injector.stop()
+            if watchdog is not None:
+                watchdog.stop()
+            bench.close()
+            # hash only now: closing the adapter completes can.blf, and the watchdog and the
+            # fault injector may have written into the folder until they stopped
+            if engine is not None:
+                engine.seal_files()
     finally:
-        if engine is None:
-            store.close(STORE_DRAIN_TIMEOUT_S)
-        if injector is not None:
-            injector.stop()
-        if watchdog is not None:
-            watchdog.stop()
-        bench.close()
-        # hash only now: closing the adapter completes can.blf, and the watchdog and the
-        # fault injector may have written into the folder until they stopped
-        if engine is not None:
-            engine.seal_files()
+        store.close(STORE_DRAIN_TIMEOUT_S)  # idempotent
     _render_report(run_dir)
     return record
 

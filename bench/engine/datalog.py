@@ -125,6 +125,12 @@ class SampleLog:
             return self.sync()
         return None
 
+    def lines_written(self) -> list[str]:
+        """Every sample line the file holds (the header left out), as written."""
+        self._file.flush()
+        with self.path.open(newline="", encoding="utf-8") as f:
+            return f.readlines()[1:]
+
     def sync(self) -> list[str]:
         """Make the lines written durable; return them as the file holds them, for the records
         store's copy (``RunStore.add_sample_lines`` reads them in its own process)."""

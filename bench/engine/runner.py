@@ -221,6 +221,9 @@ class Engine:
         if self.opts.store is not None:
             self._store_writer = self.opts.store
             self._store_call("start_run", self.record)
+            if resumed:  # what the store missed when the engine died (calls still queued): again;
+                # samples are keyed by time and inserted "on conflict do nothing"
+                self._store_call("add_sample_lines", self.record.run_id, self.samples.lines_written())
 
     def _note_watchdog_trips(self) -> None:
         """What the watchdog did while no engine ran (bench.watchdog), into the record once."""

@@ -230,7 +230,7 @@ class RunStore:
         with self._transaction(f"add_samples({run_id})") as conn:
             # A checkpoint hands over hundreds of rows of 25 plain numbers and strings, already the
             # columns' Python types: they go to the DBAPI driver as they are, in multi-row INSERTs
-            # of up to 64 rows (statements compiled once per dialect and size). Not executemany:
+            # of up to 32 rows (statements compiled once per dialect and size). Not executemany:
             # SQLAlchemy's processes every bound value in Python (~25 us a row), and the driver's
             # releases the GIL around every row's step -- on the writer thread, each release hands
             # the GIL to the engine's loop and back, which cost the loop ~0.5 s a calibration (issue 17).
@@ -545,8 +545,9 @@ def _check_row(run_id: str, seq: int, check: CheckRecord) -> dict[str, Any]:
     }
 
 
-#: rows per samples INSERT at most (a power of two: a batch goes as 64, 32, .. 1-row statements)
-_SAMPLES_CHUNK = 64
+#: rows per samples INSERT at most (a power of two: a batch goes as 32, 16, .. 1-row statements):
+#: 32 x 25 bound values stay under the 999 variables SQLite allowed before 3.32 (Ubuntu 20.04, RHEL 8)
+_SAMPLES_CHUNK = 32
 _SAMPLES_INSERT: dict[tuple[str, int], tuple[str, tuple[str, ...] | None]] = {}
 
 

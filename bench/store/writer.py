@@ -36,23 +36,29 @@ import threading
 import time
 from typing import Any, BinaryIO
 
-_STOP = b""  # the end of the calls (a pickled call is never empty)
+#: how long a writer whose engine died may go on applying what it received (a hung database
+#: must not keep it alive for ever, nor let it write a stale record after a resume took over)
+ORPHAN_GRACE_S = 60.0
 
 
 class StoreWriter:
     """Applies ``RunStore(url).<method>(*args)`` calls in the order they were submitted, in a
     child process (see the module's docstring)."""
 
-    def __init__(self, url: str, *, timeout_s: float | None = None) -> None:
-        """``url`` and ``timeout_s``: as for :class:`bench.store.RunStore`, which the child opens."""
-        command = [sys.executable, "-m", __name__, url, "" if timeout_s is None else repr(timeout_s)]
+    def __init__(self, url: str, *, timeout_s: float | None = None,
+                 orphan_grace_s: float = ORPHAN_GRACE_S) -> None:
+        """``url`` and ``timeout_s``: as for :class:`bench.store.RunStore`, which the child opens;
+        ``orphan_grace_s``: how long it may go on once this process is gone."""
+        command = [sys.executable, "-m", __name__, url, "" if timeout_s is None else repr(timeout_s),
+                   str(os.getpid()), repr(orphan_grace_s)]
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          start_new_session=True)
         assert self._process.stdin is not None and self._process.stdout is not None
         self._replies = self._process.stdout
         os.set_blocking(self._replies.fileno(), False)  # failures() never waits
         self._unread = b""
-        self._queue: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()  # None: the end
+        self._closed: bool | None = None  # close()'s answer, once given
         self._lock = threading.Lock()
         self._failures: list[str] = []  # found on the feeder's side (a broken pipe)
         self._feeder = threading.Thread(target=self._feed, args=(self._process.stdin,),
@@ -71,44 +77,66 @@ class StoreWriter:
         """Failures since the last call (``"<method> failed: <error>"``), for the engine to record."""
         with self._lock:
             found, self._failures = self._failures, []
-        try:
-            while chunk := self._replies.read():
-                self._unread += chunk
-        except (OSError, ValueError):  # closed: what was read is all there is
-            pass
+        while not self._replies.closed:
+            chunk = self._replies.read()
+            if chunk is None:  # nothing more for now
+                break
+            if not chunk:  # the child has ended: every line is in
+                self._replies.close()
+            self._unread += chunk
         *lines, self._unread = self._unread.split(b"\n")
         return found + [json.loads(line) for line in lines]
 
     def close(self, timeout_s: float) -> bool:
         """Let the queued calls finish for at most ``timeout_s`` of wall time; False if they did not
-        (the child is then killed: a hung database does not outlive the run)."""
+        (the child is then killed: a hung database does not outlive the run). A child that ended
+        on an error is a failure (:meth:`failures`). Closing again answers at once, the same."""
+        if self._closed is not None:
+            return self._closed
         deadline = time.monotonic() + timeout_s
-        self._queue.put(_STOP)
+        self._queue.put(None)
         self._feeder.join(timeout_s)
         try:
-            self._process.wait(max(0.0, deadline - time.monotonic()))
+            code = self._process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+            self._closed = False
             return False
+        if code != 0:
+            self._fail(f"writer process ended with exit code {code}: what it had not stored is "
+                       "missing from the database")
+        self._closed = True
         return True
+
+    def _fail(self, message: str) -> None:
+        with self._lock:
+            self._failures.append(message)
 
     def _feed(self, calls: BinaryIO) -> None:
         try:
-            while (call := self._queue.get()) != _STOP:
+            while (call := self._queue.get()) is not None:
                 calls.write(call)
                 calls.flush()
         except OSError as exc:  # the child died (killed, out of memory): nothing more reaches the store
-            with self._lock:
-                self._failures.append(f"writer process ended (exit code {self._process.poll()}): {exc}")
+            self._fail(f"writer process ended: {exc}")
         finally:
             with contextlib.suppress(OSError):  # its buffer could not be flushed to a dead child
                 calls.close()
 
 
-def _serve(url: str, timeout_s: float | None, calls: BinaryIO, replies: BinaryIO) -> None:
+def _serve(url: str, timeout_s: float | None, engine: int, orphan_grace_s: float, calls: BinaryIO,
+           replies: BinaryIO) -> None:
     """The child: apply each call to the store until ``calls`` ends; a JSON line per failure."""
     from bench.store.store import RunStore  # lazy like every user of the store
+
+    def end_when_orphaned() -> None:
+        while os.getppid() == engine:
+            time.sleep(1.0)
+        time.sleep(orphan_grace_s)
+        os._exit(3)  # still busy with a database that does not answer: give up
+
+    threading.Thread(target=end_when_orphaned, name="orphan-deadline", daemon=True).start()
 
     store: Any = None
     while True:
@@ -131,4 +159,5 @@ def _serve(url: str, timeout_s: float | None, calls: BinaryIO, replies: BinaryIO
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1], float(sys.argv[2]) if sys.argv[2] else None, sys.stdin.buffer, sys.stdout.buffer)
+    _serve(sys.argv[1], float(sys.argv[2]) if sys.argv[2] else None, int(sys.argv[3]), float(sys.argv[4]),
+           sys.stdin.buffer, sys.stdout.buffer)

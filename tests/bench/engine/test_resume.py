@@ -63,6 +63,7 @@ def test_sigkill_mid_discharge_then_resume_matches_uninterrupted(run_procedure, 
         times = [float(r["t_s"]) for r in csv.DictReader(f)]
     assert all(b > a for a, b in zip(times, times[1:], strict=False))
     assert abs(times[-1] - 35 * 60) <= 2
+    _assert_store_holds_the_run_folder(db, run_dir)
 
 
 def test_injected_controller_death_kills_the_run_and_resume_completes(run_procedure, tmp_path: Path):
@@ -86,3 +87,21 @@ def test_injected_controller_death_kills_the_run_and_resume_completes(run_proced
     assert json.loads(out.strip().splitlines()[-1])["verdict"] == "pass"
     final = json.loads((run_dir / "record.json").read_text())
     assert abs(final["ah_discharged"] - 10.0) < 0.05
+    _assert_store_holds_the_run_folder(db, run_dir)
+
+
+def _assert_store_holds_the_run_folder(db: str, run_dir: Path) -> None:
+    """The database's copy ends complete: what the killed engine still had queued for its writer
+    died with it, and the resumed run hands the whole samples.csv over again."""
+    from bench.store import RunStore
+
+    final = json.loads((run_dir / "record.json").read_text())
+    with (run_dir / "samples.csv").open(newline="") as f:
+        times = [float(r["t_s"]) for r in csv.DictReader(f)]
+    store = RunStore(db)
+    try:
+        stored = store.get_record(final["run_id"])
+        assert stored is not None and stored.verdict == final["verdict"]
+        assert [row[0] for row in store.sample_rows(final["run_id"])] == times
+    finally:
+        store.close()

@@ -39,3 +39,25 @@ def test_a_hung_records_store_does_not_stall_the_run(tmp_path: Path, monkeypatch
     assert any(e.message.startswith("records store did not answer") for e in record.events)
     assert writers[0]._process.poll() is not None  # killed at the end, not left behind
     assert time.monotonic() - started < 120.0
+
+
+def test_a_run_that_fails_before_its_record_leaves_no_writer_behind(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    writers: list[StoreWriter] = []
+    open_store = run_module._open_store
+
+    def recorded(*args: object) -> StoreWriter:
+        writers.append(open_store(*args))
+        return writers[-1]
+
+    def broken_hook(engine: object) -> None:
+        raise RuntimeError("the caller's hook failed")
+
+    monkeypatch.setattr(run_module, "_open_store", recorded)
+    with pytest.raises(RuntimeError, match="hook failed"):
+        execute_run(RunRequest(procedure=PROCEDURES / "short_cycle.yaml", out_dir=tmp_path / "run", yes=True,
+                               watchdog=False, db=f"sqlite:///{tmp_path / 'bench.db'}", on_engine=broken_hook),
+                    console=None)
+    assert len(writers) == 1
+    assert writers[0]._process.poll() == 0  # closed and ended, not left waiting on its stdin
+    assert not writers[0]._feeder.is_alive()

@@ -61,8 +61,10 @@ def test_calls_apply_in_order_from_copies_taken_at_submit(migrated: str, synthet
     # the engine goes on changing its record right away: the store gets the state at submit time
     record.steps.append(StepRecord(id="later", kind="rest", start_s=1e6, started_at=record.started_at))
     record.pack.serial = "CHANGED-AFTER-SUBMIT"
-    for start in range(0, len(lines), 97):  # batches of odd sizes: every multi-row INSERT size
-        writer.submit("add_sample_lines", record.run_id, lines[start:start + 97])
+    start, size = 0, 1
+    while start < len(lines):  # batches of 1, 2, .. 40 lines: every multi-row INSERT size (32 .. 1)
+        writer.submit("add_sample_lines", record.run_id, lines[start:start + size])
+        start, size = start + size, size % 40 + 1
     assert writer.close(60.0)
     assert writer.failures() == []
     stored, rows = _read(migrated, record.run_id)
@@ -199,3 +201,46 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_writer_that_dies_is_a_failure_and_close_answers_again_the_same(migrated: str, synthetic_run) -> None:
+    record, lines = synthetic_run
+    writer = StoreWriter(migrated)
+    writer.submit("start_run", record)
+    os.kill(writer.pid, signal.SIGKILL)  # out of memory, killed by hand
+    writer.submit("add_sample_lines", record.run_id, lines)
+    assert writer.close(30.0) is True  # it answered: it is gone
+    failures = writer.failures()
+    assert any("exit code -9" in f for f in failures), failures
+    assert writer.close(30.0) is True and writer.failures() == []
+
+
+_ORPHAN = textwrap.dedent("""
+    import os, signal, sys, time
+    from bench.record import RunRecord
+    from bench.store.writer import StoreWriter
+    url, record_path = sys.argv[1:]
+    writer = StoreWriter(url, timeout_s=300.0, orphan_grace_s=1.0)
+    writer.submit("start_run", RunRecord.model_validate_json(open(record_path).read()))
+    print(writer.pid, flush=True)
+    time.sleep(1.0)  # the writer is stuck connecting to the database
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_a_writer_stuck_on_a_hung_database_ends_soon_after_its_engine(synthetic_run, tmp_path: Path) -> None:
+    record, _ = synthetic_run
+    (tmp_path / "record.json").write_text(record.model_dump_json())
+    server, accepted = _silent_server()
+    try:
+        url = f"postgresql+psycopg://bench@127.0.0.1:{server.getsockname()[1]}/bench"
+        engine = subprocess.run([sys.executable, "-c", _ORPHAN, url, str(tmp_path / "record.json")], cwd=ROOT,
+                                capture_output=True, text=True, timeout=120)
+        assert engine.returncode == -signal.SIGKILL, engine.stderr
+        child = int(engine.stdout.split()[0])
+        deadline = time.monotonic() + 30.0
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert accepted and not _alive(child), "the orphaned writer outlived its grace"
+    finally:
+        server.close()
