@@ -8,9 +8,11 @@ drive and are mounted here, each loaded only when its command runs or ``--help``
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -193,6 +195,7 @@ def _finish(record: Any, as_json: bool) -> None:
     if danger is not None:  # on stderr in every mode, impossible to scroll past unnoticed
         err.print(f"\n[bold reverse red] {escape(danger)} [/]\n")
     code = {"pass": EXIT_OK, "fail": EXIT_FAIL}.get(record.verdict, EXIT_ABORTED)
+    _process_state["run_finished"] = True
     raise typer.Exit(code)
 
 
@@ -258,6 +261,26 @@ def main() -> None:
     except BenchError as exc:
         err.print(f"error: {exc}", markup=False)
         sys.exit(EXIT_ABORTED)
+    except SystemExit as done:
+        if _process_state["run_finished"] and (done.code is None or isinstance(done.code, int)):
+            _exit_now(done.code or 0)
+        raise
+
+
+#: ``run_finished``: a run or resume has ended, its folder sealed, its report written and every
+#: file and process of it closed: what is left for the interpreter is to free memory
+_process_state = {"run_finished": False}
+
+
+def _exit_now(code: int) -> None:
+    """Exit at once, without the interpreter's teardown: after a calibration it frees the simulator,
+    the models and the drivers object by object (~0.2 s of every ``bench run``, issue 17). The
+    exit handlers still run and the terminal output is flushed; nothing else is left to do."""
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,17 @@ from bench.procedure.model import Procedure, procedure_sha256
 from bench.progress import ProgressPrinter, TerminalPrompter
 from bench.record import RunRecord
 from bench.station import Bench, connect_bench
-from bench.store import RunStore, resolve_db_url
 from bench.store.liveness import RunLock
+from bench.store.url import resolve_db_url
 from bench.store.writer import StoreWriter
 from bench.watchdog import start_watchdog
 from reports.html import write_report
 
 log = logging.getLogger(__name__)
+
+#: how long the records store may take to open and migrate the database before a run starts
+#: (PostgreSQL's connect time-out is 10 s; SQLite waits up to 30 s for another bench's lock)
+STORE_READY_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -84,8 +88,9 @@ def execute_run(request: RunRequest, console: Console | None) -> RunRecord:
         "scenario": request.scenario, "serial": request.serial, "operator": request.operator,
         "params": request.params, "db": request.db, "watchdog": request.watchdog,
     }, indent=2), encoding="utf-8")
-    bench = connect_bench(station, scenario=request.scenario, can_log=run_dir / "can.blf")
-    return _run(bench, station, procedure, sha, run_dir, run_id, request, console)
+    store = _open_store(request.db, station)
+    bench = _connect(store, station, scenario=request.scenario, can_log=run_dir / "can.blf")
+    return _run(bench, store, station, procedure, sha, run_dir, run_id, request, console)
 
 
 def resume_run(run_dir: Path, *, yes: bool, db: str | None, console: Console | None,
@@ -103,14 +108,24 @@ def resume_run(run_dir: Path, *, yes: bool, db: str | None, console: Console | N
     n = 1
     while (can_log := run_dir / f"can.resume-{n}.blf").exists():
         n += 1
-    bench = connect_bench(station, scenario=request.scenario, sim_state=sim_state, can_log=can_log)
+    store = _open_store(request.db, station)
+    bench = _connect(store, station, scenario=request.scenario, sim_state=sim_state, can_log=can_log)
     if isinstance(bench.clock, WallClock):
         bench.clock.resume_at(state.t_s)  # the run's bench time goes on from its checkpoint
-    return _run(bench, station, procedure, sha, run_dir, state.run_id, request, console,
+    return _run(bench, store, station, procedure, sha, run_dir, state.run_id, request, console,
                 resume=state)
 
 
-def _run(bench: Bench, station: StationConfig, procedure: Procedure, sha: str,
+def _connect(store: StoreWriter, station: StationConfig, **options: Any) -> Bench:
+    """:func:`connect_bench`, closing the run's store writer if that fails."""
+    try:
+        return connect_bench(station, **options)
+    except BaseException:
+        store.close(STORE_DRAIN_TIMEOUT_S)
+        raise
+
+
+def _run(bench: Bench, store: StoreWriter, station: StationConfig, procedure: Procedure, sha: str,
          run_dir: Path, run_id: str, request: RunRequest, console: Console | None,
          resume: Any = None) -> RunRecord:
     lock = RunLock(run_dir)
@@ -118,13 +133,14 @@ def _run(bench: Bench, station: StationConfig, procedure: Procedure, sha: str,
         lock.acquire()
     except OSError:
         bench.close()
+        store.close(STORE_DRAIN_TIMEOUT_S)
         raise InputError("the run folder is in use by another process", file=str(run_dir)) from None
     with lock:  # held for the whole run: a 'running' record with no holder is an orphan (bench db runs)
-        return _run_locked(bench, station, procedure, sha, run_dir, run_id, request, console,
+        return _run_locked(bench, store, station, procedure, sha, run_dir, run_id, request, console,
                            resume)
 
 
-def _run_locked(bench: Bench, station: StationConfig, procedure: Procedure, sha: str,
+def _run_locked(bench: Bench, store: StoreWriter, station: StationConfig, procedure: Procedure, sha: str,
                 run_dir: Path, run_id: str, request: RunRequest, console: Console | None,
                 resume: Any) -> RunRecord:
     events = request.events or EventBus()
@@ -134,12 +150,12 @@ def _run_locked(bench: Bench, station: StationConfig, procedure: Procedure, sha:
         events.subscribe(printer, sample_every_s=printer.every_s)
     prompter = request.prompter or (AutoPrompter() if request.yes or not request.interactive
                                     else TerminalPrompter(console or Console()))
-    store = _open_store(request.db, station, run_dir)
     try:  # the store's writer is closed on every path (the engine closes it when it seals the files)
         watchdog = None
         injector = None
         engine: Engine | None = None
         try:
+            store.wait_ready(STORE_READY_TIMEOUT_S)  # the database opened and migrated, or why not
             if request.watchdog and station.watchdog.enabled and not bench.simulated:
                 watchdog = start_watchdog(station, run_dir, request.station,
                                           interval_s=float(procedure.control_interval_s))
@@ -185,15 +201,10 @@ def _fault_injector(bench: Bench, station: StationConfig, watchdog: Any, run_dir
     return ControllerFaultInjector(source, lambda: getattr(watchdog, "pid", None), run_dir).start()
 
 
-def _open_store(db: str | None, station: StationConfig, run_dir: Path) -> StoreWriter:
-    """The run's records store, brought to the current schema here; written by its own process."""
-    url = resolve_db_url(db, station.database_url, Path(station.runs_dir))
-    store = RunStore(url)
-    try:
-        store.migrate()
-    finally:
-        store.close()
-    return StoreWriter(url, timeout_s=store.timeout_s)
+def _open_store(db: str | None, station: StationConfig) -> StoreWriter:
+    """The run's records store: its writer process opens the database and brings it to the
+    current schema while the bench connects (``wait_ready`` says how that went)."""
+    return StoreWriter(resolve_db_url(db, station.database_url, Path(station.runs_dir)))
 
 
 def _render_report(run_dir: Path) -> None:

@@ -113,7 +113,11 @@ class RunStore:
         try:
             if self.backend == "sqlite":
                 if parsed.database and parsed.database != ":memory:":
-                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                    except OSError as exc:
+                        raise StoreError(f"records store {self.display_url}: cannot create its folder: "
+                                         f"{exc}") from exc
                 busy = _SQLITE_BUSY_TIMEOUT_S if timeout_s is None else timeout_s
                 self._engine = create_engine(url, connect_args={"timeout": busy})
                 event.listen(self._engine, "connect", _sqlite_pragmas)

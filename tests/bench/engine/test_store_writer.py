@@ -22,7 +22,7 @@ def test_a_hung_records_store_does_not_stall_the_run(tmp_path: Path, monkeypatch
     writers: list[StoreWriter] = []
 
     def open_store(*args: object) -> StoreWriter:  # the run's own writer, without the migration
-        writers.append(StoreWriter(url, timeout_s=60.0))
+        writers.append(StoreWriter(url, timeout_s=60.0, migrate=False))
         return writers[-1]
 
     monkeypatch.setattr(run_module, "_open_store", open_store)
