@@ -76,8 +76,10 @@ class StoreWriter:
         return self._process.pid
 
     def submit(self, method: str, *args: object) -> None:
-        """Queue one call; its arguments are copied now (pickled), never waited on."""
-        self._queue.put(pickle.dumps((method, args), pickle.HIGHEST_PROTOCOL))
+        """Queue one call; its arguments are copied now (pickled), never waited on. Dropped once
+        the child is gone (the failure is reported once): nothing would carry it any more."""
+        if self._feeder.is_alive():
+            self._queue.put(pickle.dumps((method, args), pickle.HIGHEST_PROTOCOL))
 
     def wait_ready(self, timeout_s: float) -> None:
         """Wait until the child has opened the database (and migrated it); raise what it met there:
@@ -184,7 +186,7 @@ def _serve(url: str, timeout_s: float | None, engine: int, orphan_grace_s: float
         os._exit(3)  # still busy with a database that does not answer: give up
 
     threading.Thread(target=end_when_orphaned, name="orphan-deadline", daemon=True).start()
-    from bench.store.store import RunStore  # here, not in the engine's process (~0.2 s of imports)
+    from bench.store.store import RunStore  # lazy: here, not in the engine's process (~0.2 s of imports)
 
     try:
         store = RunStore(url, timeout_s=timeout_s)
