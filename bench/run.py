@@ -57,6 +57,10 @@ class RunRequest:
     stop_requested: Any = None
     #: called with the Engine once it exists (operator station: reach bench.sim, log actions)
     on_engine: Any = None
+    #: the run's records store, already started by the caller for this station and ``db``
+    #: (:func:`open_store`; the CLI starts it before loading the engine, so that the writer's
+    #: start-up overlaps the engine's); None: started here. The run closes it either way.
+    store: StoreWriter | None = None
 
 
 def prepare(request: RunRequest) -> tuple[StationConfig, Procedure, str]:
@@ -75,21 +79,26 @@ def prepare(request: RunRequest) -> tuple[StationConfig, Procedure, str]:
 
 
 def execute_run(request: RunRequest, console: Console | None) -> RunRecord:
-    station, procedure, sha = prepare(request)
-    run_id = _new_run_id()
-    runs_dir = Path(station.runs_dir)
-    run_dir = request.out_dir or runs_dir / run_id
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise InputError("run folder exists and is not empty", file=str(run_dir), field="--out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.json").write_text(json.dumps({
-        "procedure": str(Path(request.procedure).resolve()),
-        "station": str(Path(request.station).resolve()) if request.station else None,
-        "scenario": request.scenario, "serial": request.serial, "operator": request.operator,
-        "params": request.params, "db": request.db, "watchdog": request.watchdog,
-    }, indent=2), encoding="utf-8")
-    store = _open_store(request.db, station)
-    bench = _connect(store, station, scenario=request.scenario, can_log=run_dir / "can.blf")
+    # first: its writer process opens the database while the procedure loads and the bench connects
+    store = request.store or open_store(request.db, load_station(request.station))
+    try:
+        station, procedure, sha = prepare(request)
+        run_id = _new_run_id()
+        runs_dir = Path(station.runs_dir)
+        run_dir = request.out_dir or runs_dir / run_id
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise InputError("run folder exists and is not empty", file=str(run_dir), field="--out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "run.json").write_text(json.dumps({
+            "procedure": str(Path(request.procedure).resolve()),
+            "station": str(Path(request.station).resolve()) if request.station else None,
+            "scenario": request.scenario, "serial": request.serial, "operator": request.operator,
+            "params": request.params, "db": request.db, "watchdog": request.watchdog,
+        }, indent=2), encoding="utf-8")
+        bench = connect_bench(station, scenario=request.scenario, can_log=run_dir / "can.blf")
+    except BaseException:
+        store.close(STORE_DRAIN_TIMEOUT_S)
+        raise
     return _run(bench, store, station, procedure, sha, run_dir, run_id, request, console)
 
 
@@ -104,25 +113,20 @@ def resume_run(run_dir: Path, *, yes: bool, db: str | None, console: Console | N
                          scenario=meta["scenario"], serial=meta["serial"], operator=meta["operator"],
                          params=meta["params"], yes=yes, db=db or meta.get("db"),
                          watchdog=meta.get("watchdog", True), events=events)
-    station, procedure, sha = prepare(request)
-    n = 1
-    while (can_log := run_dir / f"can.resume-{n}.blf").exists():
-        n += 1
-    store = _open_store(request.db, station)
-    bench = _connect(store, station, scenario=request.scenario, sim_state=sim_state, can_log=can_log)
+    store = open_store(request.db, load_station(request.station))  # first, as in execute_run
+    try:
+        station, procedure, sha = prepare(request)
+        n = 1
+        while (can_log := run_dir / f"can.resume-{n}.blf").exists():
+            n += 1
+        bench = connect_bench(station, scenario=request.scenario, sim_state=sim_state, can_log=can_log)
+    except BaseException:
+        store.close(STORE_DRAIN_TIMEOUT_S)
+        raise
     if isinstance(bench.clock, WallClock):
         bench.clock.resume_at(state.t_s)  # the run's bench time goes on from its checkpoint
     return _run(bench, store, station, procedure, sha, run_dir, state.run_id, request, console,
                 resume=state)
-
-
-def _connect(store: StoreWriter, station: StationConfig, **options: Any) -> Bench:
-    """:func:`connect_bench`, closing the run's store writer if that fails."""
-    try:
-        return connect_bench(station, **options)
-    except BaseException:
-        store.close(STORE_DRAIN_TIMEOUT_S)
-        raise
 
 
 def _run(bench: Bench, store: StoreWriter, station: StationConfig, procedure: Procedure, sha: str,
@@ -201,9 +205,10 @@ def _fault_injector(bench: Bench, station: StationConfig, watchdog: Any, run_dir
     return ControllerFaultInjector(source, lambda: getattr(watchdog, "pid", None), run_dir).start()
 
 
-def _open_store(db: str | None, station: StationConfig) -> StoreWriter:
-    """The run's records store: its writer process opens the database and brings it to the
-    current schema while the bench connects (``wait_ready`` says how that went)."""
+def open_store(db: str | None, station: StationConfig) -> StoreWriter:
+    """The run's records store (``db``, else the station's, else SQLite in its runs folder): its
+    writer process opens the database and brings it to the current schema while the caller goes
+    on; the run waits for that (``wait_ready``) just before its engine starts."""
     return StoreWriter(resolve_db_url(db, station.database_url, Path(station.runs_dir)))
 
 

@@ -39,6 +39,8 @@ from typing import Any, BinaryIO
 
 from bench.errors import BenchError, InputError, StoreError
 
+#: the call that only opens the database (:meth:`StoreWriter.wait_ready`)
+_OPEN = "open"
 #: how long a writer whose engine died may go on applying what it received (a hung database
 #: must not keep it alive for ever, nor let it write a stale record after a resume took over)
 ORPHAN_GRACE_S = 60.0
@@ -85,6 +87,8 @@ class StoreWriter:
         """Wait until the child has opened the database (and migrated it); raise what it met there:
         :class:`InputError` for a URL it cannot use, :class:`StoreError` otherwise."""
         deadline = time.monotonic() + timeout_s
+        if self._answer is None:
+            self.submit(_OPEN)  # the go-ahead: until a first call the child only loads its modules
         while self._answer is None:
             ended = self._read_replies()
             if self._answer is not None:
@@ -168,8 +172,8 @@ class StoreWriter:
 
 def _serve(url: str, timeout_s: float | None, engine: int, orphan_grace_s: float, migrate: bool,
            calls: BinaryIO, replies: BinaryIO) -> None:
-    """The child: open (and migrate) the store and say so; then apply each call until ``calls``
-    ends. One JSON line per answer: ``{"ready": true}`` or ``{"refused": ...}`` first, then
+    """The child: at the first call, open (and migrate) the store and say so; then apply each
+    call until ``calls`` ends. One JSON line per answer: ``{"ready": true}`` or ``{"refused": ...}`` first, then
     ``{"failed": "<method> failed: <error>"}`` per failed call."""
 
     def reply(answer: dict[str, Any]) -> None:
@@ -188,6 +192,10 @@ def _serve(url: str, timeout_s: float | None, engine: int, orphan_grace_s: float
     threading.Thread(target=end_when_orphaned, name="orphan-deadline", daemon=True).start()
     from bench.store.store import RunStore  # lazy: here, not in the engine's process (~0.2 s of imports)
 
+    try:  # the database is opened on the first call: a run refused before it starts creates nothing
+        first: tuple[str, tuple[Any, ...]] = pickle.load(calls)
+    except (EOFError, pickle.UnpicklingError):
+        return
     try:
         store = RunStore(url, timeout_s=timeout_s)
         if migrate:
@@ -200,15 +208,17 @@ def _serve(url: str, timeout_s: float | None, engine: int, orphan_grace_s: float
                            "field": getattr(exc, "field", None)}})
         return
     reply({"ready": True})
+    method, args = first
     while True:
+        try:
+            if method != _OPEN:
+                getattr(store, method)(*args)
+        except Exception as exc:  # the store is a copy: a failure is recorded, not fatal
+            reply({"failed": f"{method} failed: {exc}"})
         try:
             method, args = pickle.load(calls)
         except (EOFError, pickle.UnpicklingError):  # the engine is done, or gone (maybe mid-call)
             break
-        try:
-            getattr(store, method)(*args)
-        except Exception as exc:  # the store is a copy: a failure is recorded, not fatal
-            reply({"failed": f"{method} failed: {exc}"})
     store.close()
 
 

@@ -25,7 +25,7 @@ def test_a_hung_records_store_does_not_stall_the_run(tmp_path: Path, monkeypatch
         writers.append(StoreWriter(url, timeout_s=60.0, migrate=False))
         return writers[-1]
 
-    monkeypatch.setattr(run_module, "_open_store", open_store)
+    monkeypatch.setattr(run_module, "open_store", open_store)
     monkeypatch.setattr(runner, "STORE_DRAIN_TIMEOUT_S", 1.0)
     started = time.monotonic()
     try:
@@ -44,7 +44,7 @@ def test_a_hung_records_store_does_not_stall_the_run(tmp_path: Path, monkeypatch
 def test_a_run_that_fails_before_its_record_leaves_no_writer_behind(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     writers: list[StoreWriter] = []
-    open_store = run_module._open_store
+    open_store = run_module.open_store
 
     def recorded(*args: object) -> StoreWriter:
         writers.append(open_store(*args))
@@ -53,7 +53,7 @@ def test_a_run_that_fails_before_its_record_leaves_no_writer_behind(tmp_path: Pa
     def broken_hook(engine: object) -> None:
         raise RuntimeError("the caller's hook failed")
 
-    monkeypatch.setattr(run_module, "_open_store", recorded)
+    monkeypatch.setattr(run_module, "open_store", recorded)
     with pytest.raises(RuntimeError, match="hook failed"):
         execute_run(RunRequest(procedure=PROCEDURES / "short_cycle.yaml", out_dir=tmp_path / "run", yes=True,
                                watchdog=False, db=f"sqlite:///{tmp_path / 'bench.db'}", on_engine=broken_hook),
