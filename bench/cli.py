@@ -157,14 +157,13 @@ def _start_store(station: str | None, db: str | None) -> Any:
     (issue 17). None when the station file does not load: the run then reports why."""
     # lazy: as above; the station's models are the engine's too, the writer module is small
     from bench.config import load_station
-    from bench.store.url import resolve_db_url
-    from bench.store.writer import StoreWriter
+    from bench.store.writer import open_run_store
 
     try:
         config = load_station(station)
     except InputError:
         return None
-    return StoreWriter(resolve_db_url(db, config.database_url, Path(config.runs_dir)))  # as bench.run.open_store
+    return open_run_store(db, config.database_url, Path(config.runs_dir))
 
 
 @app.command()

@@ -27,8 +27,7 @@ from bench.progress import ProgressPrinter, TerminalPrompter
 from bench.record import RunRecord
 from bench.station import Bench, connect_bench
 from bench.store.liveness import RunLock
-from bench.store.url import resolve_db_url
-from bench.store.writer import StoreWriter
+from bench.store.writer import StoreWriter, open_run_store
 from bench.watchdog import start_watchdog
 from reports.html import write_report
 
@@ -209,7 +208,7 @@ def open_store(db: str | None, station: StationConfig) -> StoreWriter:
     """The run's records store (``db``, else the station's, else SQLite in its runs folder): its
     writer process opens the database and brings it to the current schema while the caller goes
     on; the run waits for that (``wait_ready``) just before its engine starts."""
-    return StoreWriter(resolve_db_url(db, station.database_url, Path(station.runs_dir)))
+    return open_run_store(db, station.database_url, Path(station.runs_dir))
 
 
 def _render_report(run_dir: Path) -> None:

@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 
 #: Wall seconds the end of a run waits for the records store to take the last of its copy.
 STORE_DRAIN_TIMEOUT_S = 30.0
+#: samples.csv lines per call when a resumed run hands the whole file to the records store again
+_RESEND_LINES = 10_000
 
 #: Files of a run folder not listed with a digest in ``record.files``: the record itself, the
 #: checkpoint and simulator state (rewritten until the end), and the reports rendered from the
@@ -223,7 +225,9 @@ class Engine:
             self._store_call("start_run", self.record)
             if resumed:  # what the store missed when the engine died (calls still queued): again;
                 # samples are keyed by time and inserted "on conflict do nothing"
-                self._store_call("add_sample_lines", self.record.run_id, self.samples.lines_written())
+                lines = self.samples.lines_written()
+                for start in range(0, len(lines), _RESEND_LINES):  # a multi-day run: bounded calls
+                    self._store_call("add_sample_lines", self.record.run_id, lines[start:start + _RESEND_LINES])
 
     def _note_watchdog_trips(self) -> None:
         """What the watchdog did while no engine ran (bench.watchdog), into the record once."""

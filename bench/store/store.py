@@ -549,9 +549,10 @@ def _check_row(run_id: str, seq: int, check: CheckRecord) -> dict[str, Any]:
     }
 
 
-#: rows per samples INSERT at most (a power of two: a batch goes as 32, 16, .. 1-row statements):
-#: 32 x 25 bound values stay under the 999 variables SQLite allowed before 3.32 (Ubuntu 20.04, RHEL 8)
-_SAMPLES_CHUNK = 32
+#: rows per samples INSERT at most: the largest power of two (a batch goes as 32, 16, .. 1-row
+#: statements) whose bound values stay under the 999 variables SQLite allowed before 3.32 (Ubuntu
+#: 20.04, RHEL 8): 32 rows of 25 values
+_SAMPLES_CHUNK = 1 << ((999 // (len(SAMPLE_COLUMNS) + 1)).bit_length() - 1)
 _SAMPLES_INSERT: dict[tuple[str, int], tuple[str, tuple[str, ...] | None]] = {}
 
 

@@ -16,11 +16,15 @@ this module:
 A call is pickled at once on the engine's thread (a copy: the caller may go on changing its
 arguments) and queued; a feeder thread writes the queue to the child's stdin, so ``submit`` never
 waits on a full pipe (the child starts up, ~0.4 s of imports on the other core, while the engine
-runs). The child answers with one JSON line per failed call on its stdout, read on the engine's
-thread. It runs in a session of its own (Ctrl-C or a hang-up reaching the engine's process group
-does not stop it: the engine decides how the run ends and still needs its copy), applies every
-call it received, and ends when its stdin closes: at :meth:`StoreWriter.close`, or when the
-engine process dies (SIGKILL included).
+runs). The child loads its modules at once but opens (and migrates) the database only at the
+first call, which :meth:`StoreWriter.wait_ready` sends: a run refused before it starts creates
+nothing. It answers with JSON lines on its stdout (``ready`` or ``refused`` first, then one per
+failed call), read on the engine's thread; its own stray output goes to stderr. Its arguments
+travel in its environment, not on its command line (a database URL may hold a password). It runs
+in a session of its own (Ctrl-C or a hang-up reaching the engine's process group does not stop
+it: the engine decides how the run ends and still needs its copy), applies every call it
+received, and ends when its stdin closes: at :meth:`StoreWriter.close`, or when the engine
+process dies (SIGKILL included).
 """
 
 from __future__ import annotations
@@ -35,12 +39,17 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from bench.errors import BenchError, InputError, StoreError
+from bench.store.url import resolve_db_url
 
 #: the call that only opens the database (:meth:`StoreWriter.wait_ready`)
 _OPEN = "open"
+#: the child's settings (JSON): in its environment, which only its user can read, not on its
+#: command line, which every user can (``ps``): a database URL may hold a password
+_SETTINGS_ENV = "BENCH_STORE_WRITER"
 #: how long a writer whose engine died may go on applying what it received (a hung database
 #: must not keep it alive for ever, nor let it write a stale record after a resume took over)
 ORPHAN_GRACE_S = 60.0
@@ -53,22 +62,27 @@ class StoreWriter:
     def __init__(self, url: str, *, timeout_s: float | None = None, migrate: bool = True,
                  orphan_grace_s: float = ORPHAN_GRACE_S) -> None:
         """``url`` and ``timeout_s``: as for :class:`bench.store.RunStore`, which the child opens at
-        once and, with ``migrate``, brings to the current schema (:meth:`wait_ready` tells how that
-        went); ``orphan_grace_s``: how long it may go on once this process is gone."""
-        command = [sys.executable, "-m", __name__, url, "" if timeout_s is None else repr(timeout_s),
-                   str(os.getpid()), repr(orphan_grace_s), "migrate" if migrate else ""]
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         start_new_session=True)
+        the first call and, with ``migrate``, brings to the current schema (:meth:`wait_ready`
+        tells how that went); ``orphan_grace_s``: how long it may go on once this process is gone."""
+        settings = {"url": url, "timeout_s": timeout_s, "engine": os.getpid(),
+                    "orphan_grace_s": orphan_grace_s, "migrate": migrate}
+        # the child imports this very package, whatever put it on this process's path
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, _SETTINGS_ENV: json.dumps(settings),
+               "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        self._process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, start_new_session=True, env=env)
         assert self._process.stdin is not None and self._process.stdout is not None
         self._replies = self._process.stdout
         os.set_blocking(self._replies.fileno(), False)  # failures() never waits
         self._unread = b""
         self._answer: dict[str, Any] | None = None  # the child's first line: ready, or refused
+        self._opening = False  # wait_ready is (or was) waiting for that answer
         self._failed: list[str] = []  # the child's failure lines, read but not yet handed out
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()  # None: the end
         self._closed: bool | None = None  # close()'s answer, once given
         self._lock = threading.Lock()
-        self._failures: list[str] = []  # found on the feeder's side (a broken pipe)
+        self._failures: list[str] = []  # found on the engine's side (a broken pipe, a bad argument)
         self._feeder = threading.Thread(target=self._feed, args=(self._process.stdin,),
                                         name="records-store-feeder", daemon=True)
         self._feeder.start()
@@ -80,14 +94,21 @@ class StoreWriter:
     def submit(self, method: str, *args: object) -> None:
         """Queue one call; its arguments are copied now (pickled), never waited on. Dropped once
         the child is gone (the failure is reported once): nothing would carry it any more."""
-        if self._feeder.is_alive():
-            self._queue.put(pickle.dumps((method, args), pickle.HIGHEST_PROTOCOL))
+        if not self._feeder.is_alive():
+            return
+        try:
+            call = pickle.dumps((method, args), pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # the store is a copy: a call that cannot travel is a failure
+            self._fail(f"{method} failed: its arguments cannot be handed over: {exc}")
+            return
+        self._queue.put(call)
 
     def wait_ready(self, timeout_s: float) -> None:
         """Wait until the child has opened the database (and migrated it); raise what it met there:
         :class:`InputError` for a URL it cannot use, :class:`StoreError` otherwise."""
         deadline = time.monotonic() + timeout_s
         if self._answer is None:
+            self._opening = True
             self.submit(_OPEN)  # the go-ahead: until a first call the child only loads its modules
         while self._answer is None:
             ended = self._read_replies()
@@ -112,6 +133,10 @@ class StoreWriter:
         self._read_replies()
         found += self._failed
         self._failed = []
+        refused = (self._answer or {}).get("refused")
+        if refused is not None and not self._opening:  # calls sent without wait_ready: say why they failed
+            self._opening = True
+            found.append(f"open failed: {refused['message']}")
         return found
 
     def _read_replies(self) -> bool:
@@ -125,7 +150,10 @@ class StoreWriter:
             self._unread += chunk
         *lines, self._unread = self._unread.split(b"\n")
         for line in lines:
-            reply = json.loads(line)
+            try:
+                reply = json.loads(line)
+            except ValueError:  # not the protocol's: the child's stray output, kept as a failure
+                reply = {"failed": line.decode(errors="replace")}
             if "failed" in reply:
                 self._failed.append(reply["failed"])
             else:
@@ -135,24 +163,38 @@ class StoreWriter:
     def close(self, timeout_s: float) -> bool:
         """Let the queued calls finish for at most ``timeout_s`` of wall time; False if they did not
         (the child is then killed: a hung database does not outlive the run). A child that ended
-        on an error is a failure (:meth:`failures`). Closing again answers at once, the same."""
+        on an error is a failure (:meth:`failures`). Closing again answers at once, the same. A
+        child interrupted while opening the database, or a close interrupted itself (Ctrl-C,
+        SIGTERM), ends the child at once: nothing of the run waits on it any more."""
         if self._closed is not None:
             return self._closed
+        if self._opening and self._answer is None:  # wait_ready gave up or was interrupted
+            self._kill()
+            return True
         deadline = time.monotonic() + timeout_s
         self._queue.put(None)
-        self._feeder.join(timeout_s)
         try:
-            code = self._process.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-            self._closed = False
-            return False
+            while not self._read_replies():  # read while it drains: a full pipe would stop it
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._kill()
+                    return False
+                select.select([self._replies], [], [], left)
+            code = self._process.wait()
+        except BaseException:
+            self._kill()
+            raise
+        self._feeder.join(1.0)
         if code != 0:
             self._fail(f"writer process ended with exit code {code}: what it had not stored is "
                        "missing from the database")
         self._closed = True
         return True
+
+    def _kill(self) -> None:
+        self._closed = False
+        self._process.kill()
+        self._process.wait()
 
     def _fail(self, message: str) -> None:
         with self._lock:
@@ -163,18 +205,24 @@ class StoreWriter:
             while (call := self._queue.get()) is not None:
                 calls.write(call)
                 calls.flush()
-        except OSError as exc:  # the child died (killed, out of memory): nothing more reaches the store
-            self._fail(f"writer process ended: {exc}")
+        except OSError as exc:  # the child died (out of memory, by hand): nothing more reaches the store
+            if self._closed is None:  # not killed by close() (which says so itself)
+                self._fail(f"writer process ended: {exc}")
         finally:
             with contextlib.suppress(OSError):  # its buffer could not be flushed to a dead child
                 calls.close()
 
 
+def open_run_store(db: str | None, station_database_url: str | None, runs_dir: Path) -> StoreWriter:
+    """The run's writer: ``db``, else the station's database, else SQLite in its runs folder."""
+    return StoreWriter(resolve_db_url(db, station_database_url, runs_dir))
+
+
 def _serve(url: str, timeout_s: float | None, engine: int, orphan_grace_s: float, migrate: bool,
            calls: BinaryIO, replies: BinaryIO) -> None:
     """The child: at the first call, open (and migrate) the store and say so; then apply each
-    call until ``calls`` ends. One JSON line per answer: ``{"ready": true}`` or ``{"refused": ...}`` first, then
-    ``{"failed": "<method> failed: <error>"}`` per failed call."""
+    call until ``calls`` ends. One JSON line per answer: ``{"ready": true}`` or
+    ``{"refused": ...}`` first, then ``{"failed": "<method> failed: <error>"}`` per failed call."""
 
     def reply(answer: dict[str, Any]) -> None:
         try:
@@ -223,8 +271,12 @@ def _serve(url: str, timeout_s: float | None, engine: int, orphan_grace_s: float
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1], float(sys.argv[2]) if sys.argv[2] else None, int(sys.argv[3]), float(sys.argv[4]),
-           sys.argv[5] == "migrate", sys.stdin.buffer, sys.stdout.buffer)
+    settings = json.loads(os.environ.pop(_SETTINGS_ENV))
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # the protocol has stdout's pipe to itself: anything else printed goes to stderr
+    _serve(settings["url"], settings["timeout_s"], settings["engine"], settings["orphan_grace_s"],
+           settings["migrate"], sys.stdin.buffer, replies)
+    replies.close()
     sys.stderr.flush()
     # every call is applied and the database closed: skip the interpreter's teardown (~0.1 s with
     # SQLAlchemy loaded), which the engine's close() -- the end of every run -- would wait out

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -48,6 +49,9 @@ def test_sigkill_mid_discharge_then_resume_matches_uninterrupted(run_procedure, 
     proc.wait()
     record = json.loads((run_dir / "record.json").read_text())
     assert record["verdict"] == "running"  # killed: nothing had the chance to finish it
+    # what the killed engine still had queued for its store writer died with it: here, all of it
+    with sqlite3.connect(tmp_path / "bench.db") as connection:
+        assert connection.execute("DELETE FROM samples WHERE run_id = ?", (record["run_id"],)).rowcount > 0
 
     resumed = _bench("resume", str(run_dir), "--yes", "--json", "--db", db, cwd=tmp_path)
     out, err = resumed.communicate(timeout=300)

@@ -279,3 +279,39 @@ def test_a_run_leaves_the_database_to_the_writer() -> None:
                             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic')))"],
                            cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert probe.stdout.strip() == "[]", probe.stderr
+
+
+def test_close_reads_the_failures_while_the_writer_drains(migrated: str) -> None:
+    """More failure lines than a pipe holds: close() must read them as they come, not let the
+    child block on its stdout until the time-out kills it."""
+    writer = StoreWriter(migrated)
+    writer.wait_ready(120.0)
+    for i in range(1500):
+        writer.submit("add_sample_lines", "run-x", [f"{i}.0,charge,too,few\r\n"])
+    assert writer.close(60.0) is True
+    failures = writer.failures()
+    assert len(failures) == 1500 and all(f.startswith("add_sample_lines failed: ") for f in failures)
+
+
+def test_the_database_url_is_not_on_the_writers_command_line(tmp_path: Path) -> None:
+    """A PostgreSQL URL may hold a password: the command line is readable by every user (ps)."""
+    writer = StoreWriter("postgresql+psycopg://bench:S3cretPassw0rd@127.0.0.1:1/bench")
+    try:
+        command_line = Path(f"/proc/{writer.pid}/cmdline").read_bytes()
+        assert b"S3cretPassw0rd" not in command_line and b"bench.store.writer" in command_line
+    finally:
+        writer.close(30.0)
+
+
+def test_an_interrupted_wait_for_the_database_ends_the_writer_at_once(synthetic_run) -> None:
+    server, _ = _silent_server()
+    try:
+        writer = StoreWriter(f"postgresql+psycopg://bench@127.0.0.1:{server.getsockname()[1]}/bench",
+                             timeout_s=60.0)
+        with pytest.raises(StoreError, match="did not answer within 1 s"):
+            writer.wait_ready(1.0)  # what Ctrl-C during the wait leaves behind, too
+        started = time.monotonic()
+        writer.close(30.0)
+        assert time.monotonic() - started < 5.0 and writer._process.poll() is not None
+    finally:
+        server.close()
