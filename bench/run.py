@@ -82,6 +82,7 @@ def execute_run(request: RunRequest, console: Console | None) -> RunRecord:
     store = request.store or open_store(request.db, load_station(request.station))
     try:
         station, procedure, sha = prepare(request)
+        store.open()  # the input holds: the database opens while the bench connects
         run_id = _new_run_id()
         runs_dir = Path(station.runs_dir)
         run_dir = request.out_dir or runs_dir / run_id
@@ -115,6 +116,7 @@ def resume_run(run_dir: Path, *, yes: bool, db: str | None, console: Console | N
     store = open_store(request.db, load_station(request.station))  # first, as in execute_run
     try:
         station, procedure, sha = prepare(request)
+        store.open()  # as in execute_run
         n = 1
         while (can_log := run_dir / f"can.resume-{n}.blf").exists():
             n += 1

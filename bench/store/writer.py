@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bench.errors import BenchError, InputError, StoreError
-from bench.store.url import resolve_db_url
+from bench.store.url import check_db_url, resolve_db_url
 
 #: the call that only opens the database (:meth:`StoreWriter.wait_ready`)
 _OPEN = "open"
@@ -77,7 +77,8 @@ class StoreWriter:
         os.set_blocking(self._replies.fileno(), False)  # failures() never waits
         self._unread = b""
         self._answer: dict[str, Any] | None = None  # the child's first line: ready, or refused
-        self._opening = False  # wait_ready is (or was) waiting for that answer
+        self._opening = False  # the open call was sent (open, wait_ready)
+        self._refusal_told = False  # a refusal nobody waited for went out through failures()
         self._failed: list[str] = []  # the child's failure lines, read but not yet handed out
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()  # None: the end
         self._closed: bool | None = None  # close()'s answer, once given
@@ -103,13 +104,18 @@ class StoreWriter:
             return
         self._queue.put(call)
 
+    def open(self) -> None:
+        """Let the child open (and migrate) the database now, without waiting: until a first call
+        it only loads its modules. Once is enough."""
+        if not self._opening:
+            self._opening = True
+            self.submit(_OPEN)
+
     def wait_ready(self, timeout_s: float) -> None:
         """Wait until the child has opened the database (and migrated it); raise what it met there:
         :class:`InputError` for a URL it cannot use, :class:`StoreError` otherwise."""
         deadline = time.monotonic() + timeout_s
-        if self._answer is None:
-            self._opening = True
-            self.submit(_OPEN)  # the go-ahead: until a first call the child only loads its modules
+        self.open()
         while self._answer is None:
             ended = self._read_replies()
             if self._answer is not None:
@@ -134,8 +140,8 @@ class StoreWriter:
         found += self._failed
         self._failed = []
         refused = (self._answer or {}).get("refused")
-        if refused is not None and not self._opening:  # calls sent without wait_ready: say why they failed
-            self._opening = True
+        if refused is not None and not self._opening and not self._refusal_told:
+            self._refusal_told = True  # calls sent without open/wait_ready: say why they all failed
             found.append(f"open failed: {refused['message']}")
         return found
 
@@ -168,7 +174,7 @@ class StoreWriter:
         SIGTERM), ends the child at once: nothing of the run waits on it any more."""
         if self._closed is not None:
             return self._closed
-        if self._opening and self._answer is None:  # wait_ready gave up or was interrupted
+        if self._opening and self._answer is None:  # the run stopped before the database answered
             self._kill()
             return True
         deadline = time.monotonic() + timeout_s
@@ -214,8 +220,11 @@ class StoreWriter:
 
 
 def open_run_store(db: str | None, station_database_url: str | None, runs_dir: Path) -> StoreWriter:
-    """The run's writer: ``db``, else the station's database, else SQLite in its runs folder."""
-    return StoreWriter(resolve_db_url(db, station_database_url, runs_dir))
+    """The run's writer: ``db``, else the station's database, else SQLite in its runs folder. A
+    URL that cannot be a SQLite or PostgreSQL one is refused here, before a process starts."""
+    url = resolve_db_url(db, station_database_url, runs_dir)
+    check_db_url(url)
+    return StoreWriter(url)
 
 
 def _serve(url: str, timeout_s: float | None, engine: int, orphan_grace_s: float, migrate: bool,

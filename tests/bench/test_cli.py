@@ -154,13 +154,20 @@ def test_instruments_names_the_instrument_that_does_not_answer(results) -> None:
     assert "IT8514C+" in result.stdout  # the load still answered and is reported
 
 
-def test_a_run_refused_for_its_input_creates_no_database(tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", ["procedure", "db"])
+def test_a_run_refused_for_its_input_creates_no_database(tmp_path: Path, case: str) -> None:
     """`bench run` starts its records store's writer first (issue 17); refused input must still
-    leave nothing behind: no runs folder, no database, no writer process."""
+    leave nothing behind: no runs folder (no bench connected), no database, no writer process."""
     broken = tmp_path / "broken.yaml"
     broken.write_text(BROKEN_YAML)
-    result = run_bench("run", str(broken), "--yes", cwd=tmp_path, timeout=120)
-    assert _one_line_input_error(result).startswith(f"error: {broken}:3:1: invalid YAML")
+    if case == "procedure":
+        result = run_bench("run", str(broken), "--yes", cwd=tmp_path, timeout=120)
+        assert _one_line_input_error(result).startswith(f"error: {broken}:3:1: invalid YAML")
+    else:
+        result = run_bench("run", PROCEDURE, "--yes", "--db", "mysql://bench@localhost/bench", cwd=tmp_path,
+                           timeout=120)
+        assert _one_line_input_error(result) == ("error: db: unsupported database mysql://bench@localhost/bench: "
+                                                 "use sqlite or postgresql")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.yaml"]
     writers = subprocess.run(["pgrep", "-f", "bench.store.writer"], capture_output=True, text=True)
     assert not any(f"sqlite:///{tmp_path}" in line for line in writers.stdout.splitlines())

@@ -21,7 +21,7 @@ import pytest
 from bench.errors import InputError, StoreError
 from bench.record import RunRecord, StepRecord
 from bench.store import RunStore
-from bench.store.writer import StoreWriter
+from bench.store.writer import StoreWriter, open_run_store
 from tests.synthetic import make_run_folder
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -315,3 +315,18 @@ def test_an_interrupted_wait_for_the_database_ends_the_writer_at_once(synthetic_
         assert time.monotonic() - started < 5.0 and writer._process.poll() is not None
     finally:
         server.close()
+
+
+@pytest.mark.parametrize(("db", "text"), [
+    ("not a url", "db: not a database URL: 'not a url'"),
+    ("mysql://bench:S3cret@localhost/bench", "db: unsupported database mysql://bench:***@localhost/bench"),
+])
+def test_a_url_that_cannot_be_a_database_is_refused_before_a_writer_starts(db: str, text: str,
+                                                                          tmp_path: Path) -> None:
+    before = set(os.listdir("/proc"))
+    with pytest.raises(InputError) as raised:
+        open_run_store(db, None, tmp_path)
+    assert str(raised.value).startswith(text)
+    started = [pid for pid in set(os.listdir("/proc")) - before if pid.isdigit() and _alive(int(pid))
+               and b"bench.store.writer" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert started == [] and list(tmp_path.iterdir()) == []
