@@ -153,7 +153,7 @@ def run(
 
 def _start_store(station: str | None, db: str | None) -> Any:
     """The run's records store writer, started before the engine's modules load: its process
-    (~0.6 s to open the database) then starts up while they do, not while the run waits for it
+    (~0.6 s to load its own) then starts up while they do, not while the run waits for it
     (issue 17). None when the station file does not load: the run then reports why. A database
     URL that cannot be one is refused here (InputError), before anything else happens."""
     # lazy: as above; the station's models are the engine's too, the writer module is small

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,10 +64,10 @@ class RunRequest:
     store: StoreWriter | None = None
 
 
-def prepare(request: RunRequest) -> tuple[StationConfig, Procedure, str]:
-    """Load and validate every input; touch no instrument. The procedure comes from the one
-    :func:`bench.procedure.loader.load`: checked against this station, overrides applied."""
-    station = load_station(request.station)
+def prepare(request: RunRequest, station: StationConfig) -> tuple[Procedure, str]:
+    """Load and validate the rest of the input for ``station`` (``request.station``, loaded);
+    touch no instrument. The procedure comes from the one :func:`bench.procedure.loader.load`:
+    checked against this station, overrides applied."""
     if request.scenario is not None:
         if station.simulator is None:
             raise InputError("--scenario applies only to a simulated station", field="--scenario")
@@ -74,14 +76,15 @@ def prepare(request: RunRequest) -> tuple[StationConfig, Procedure, str]:
 
         load_scenario_option(request.scenario)  # fail early on a bad scenario
     procedure = load(request.procedure, station, request.params)
-    return station, procedure, procedure_sha256(request.procedure)
+    return procedure, procedure_sha256(request.procedure)
 
 
 def execute_run(request: RunRequest, console: Console | None) -> RunRecord:
+    station = load_station(request.station)
     # first: its writer process opens the database while the procedure loads and the bench connects
-    store = request.store or open_store(request.db, load_station(request.station))
-    try:
-        station, procedure, sha = prepare(request)
+    store = request.store or open_store(request.db, station)
+    with _closed_if_this_fails(store):
+        procedure, sha = prepare(request, station)
         store.open()  # the input holds: the database opens while the bench connects
         run_id = _new_run_id()
         runs_dir = Path(station.runs_dir)
@@ -96,9 +99,6 @@ def execute_run(request: RunRequest, console: Console | None) -> RunRecord:
             "params": request.params, "db": request.db, "watchdog": request.watchdog,
         }, indent=2), encoding="utf-8")
         bench = connect_bench(station, scenario=request.scenario, can_log=run_dir / "can.blf")
-    except BaseException:
-        store.close(STORE_DRAIN_TIMEOUT_S)
-        raise
     return _run(bench, store, station, procedure, sha, run_dir, run_id, request, console)
 
 
@@ -113,21 +113,29 @@ def resume_run(run_dir: Path, *, yes: bool, db: str | None, console: Console | N
                          scenario=meta["scenario"], serial=meta["serial"], operator=meta["operator"],
                          params=meta["params"], yes=yes, db=db or meta.get("db"),
                          watchdog=meta.get("watchdog", True), events=events)
-    store = open_store(request.db, load_station(request.station))  # first, as in execute_run
-    try:
-        station, procedure, sha = prepare(request)
+    station = load_station(request.station)
+    store = open_store(request.db, station)  # first, as in execute_run
+    with _closed_if_this_fails(store):
+        procedure, sha = prepare(request, station)
         store.open()  # as in execute_run
         n = 1
         while (can_log := run_dir / f"can.resume-{n}.blf").exists():
             n += 1
         bench = connect_bench(station, scenario=request.scenario, sim_state=sim_state, can_log=can_log)
-    except BaseException:
-        store.close(STORE_DRAIN_TIMEOUT_S)
-        raise
     if isinstance(bench.clock, WallClock):
         bench.clock.resume_at(state.t_s)  # the run's bench time goes on from its checkpoint
     return _run(bench, store, station, procedure, sha, run_dir, state.run_id, request, console,
                 resume=state)
+
+
+@contextmanager
+def _closed_if_this_fails(store: StoreWriter) -> Iterator[None]:
+    """Close the run's store writer if the block raises (the run then never starts)."""
+    try:
+        yield
+    except BaseException:
+        store.close(STORE_DRAIN_TIMEOUT_S)
+        raise
 
 
 def _run(bench: Bench, store: StoreWriter, station: StationConfig, procedure: Procedure, sha: str,

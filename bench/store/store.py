@@ -105,7 +105,6 @@ class RunStore:
         except ArgumentError as exc:
             raise InputError(f"not a database URL: {url!r} ({exc})", field="db") from exc
         self.url = url
-        self.timeout_s = timeout_s
         self.display_url = parsed.render_as_string(hide_password=True)
         self.backend = parsed.get_backend_name()
         if self.backend not in ("sqlite", "postgresql"):
@@ -234,23 +233,18 @@ class RunStore:
         with self._transaction(f"add_samples({run_id})") as conn:
             # A checkpoint hands over hundreds of rows of 25 plain numbers and strings, already the
             # columns' Python types: they go to the DBAPI driver as they are, in multi-row INSERTs
-            # of up to 32 rows (statements compiled once per dialect and size). Not executemany:
-            # SQLAlchemy's processes every bound value in Python (~25 us a row), and the driver's
-            # releases the GIL around every row's step -- on the writer thread, each release hands
-            # the GIL to the engine's loop and back, which cost the loop ~0.5 s a calibration (issue 17).
+            # of up to 32 rows (statements compiled once per dialect and size), not through
+            # SQLAlchemy's executemany, which processes every bound value in Python (~25 us a
+            # row), nor the driver's, which steps one statement a row (issue 17).
             start = 0
             while start < len(values):
                 size = _SAMPLES_CHUNK
                 while size > len(values) - start:
                     size //= 2
-                chunk = values[start:start + size]
+                sql, names, positional = _samples_insert(conn, size)
+                chunk = chain.from_iterable(values[start:start + size])
                 start += size
-                sql, names = _samples_insert(conn, size)
-                if names is None:
-                    keys = tuple(f"{c}__{i}" for i in range(size) for c in columns)
-                    conn.exec_driver_sql(sql, dict(zip(keys, chain.from_iterable(chunk), strict=True)))
-                else:
-                    conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk)))
+                conn.exec_driver_sql(sql, tuple(chunk) if positional else dict(zip(names, chunk, strict=True)))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -553,24 +547,24 @@ def _check_row(run_id: str, seq: int, check: CheckRecord) -> dict[str, Any]:
 #: statements) whose bound values stay under the 999 variables SQLite allowed before 3.32 (Ubuntu
 #: 20.04, RHEL 8): 32 rows of 25 values
 _SAMPLES_CHUNK = 1 << ((999 // (len(SAMPLE_COLUMNS) + 1)).bit_length() - 1)
-_SAMPLES_INSERT: dict[tuple[str, int], tuple[str, tuple[str, ...] | None]] = {}
+_SAMPLES_INSERT: dict[tuple[str, int], tuple[str, tuple[str, ...], bool]] = {}
 
 
-def _samples_insert(conn: Connection, size: int) -> tuple[str, tuple[str, ...] | None]:
+def _samples_insert(conn: Connection, size: int) -> tuple[str, tuple[str, ...], bool]:
     """The ``size``-row samples INSERT .. ON CONFLICT DO NOTHING compiled for the connection's
-    dialect: its SQL, and for a positional parameter style the parameters' names in order (None:
-    named parameters ``<column>__<row>``). Both orders are row by row, columns in table order."""
+    dialect: its SQL, its parameters' names (``<column>__<row>``, row by row, columns in table
+    order) and whether they are positional (then bound in that order) or named."""
     dialect = conn.dialect
     key = (f"{dialect.name}:{dialect.driver}:{dialect.paramstyle}", size)
     if key not in _SAMPLES_INSERT:
         columns = ["run_id", *SAMPLE_COLUMNS]
+        names = tuple(f"{c}__{i}" for i in range(size) for c in columns)
         rows: list[dict[str, Any]] = [{c: bindparam(f"{c}__{i}") for c in columns} for i in range(size)]
         compiled = _insert(conn, samples_table).values(rows).on_conflict_do_nothing().compile(dialect=dialect)
-        names = tuple(compiled.positiontup or ()) if compiled.positional else None
-        if names is not None and names != tuple(f"{c}__{i}" for i in range(size) for c in columns):
+        if compiled.positional and tuple(compiled.positiontup or ()) != names:
             raise StoreError(f"records store: {dialect.name} orders the samples INSERT's parameters "
                              "unexpectedly")
-        _SAMPLES_INSERT[key] = (compiled.string, names)
+        _SAMPLES_INSERT[key] = (compiled.string, names, compiled.positional)
     return _SAMPLES_INSERT[key]
 
 

@@ -122,16 +122,21 @@ def test_a_hung_database_does_not_outlive_close(synthetic_run) -> None:
         server.close()
 
 
-_CTRL_C = textwrap.dedent("""
-    import sys, time
-    from bench.record import RunRecord
-    from bench.store.writer import StoreWriter
-    url, record_path, samples_path = sys.argv[1:]
-    record = RunRecord.model_validate_json(open(record_path).read())
-    lines = open(samples_path, newline="").readlines()[1:]
-    writer = StoreWriter(url)
-    writer.submit("start_run", record)
-    print(writer.pid, flush=True)
+#: the start of an engine script: a writer for argv's database, handed the run of argv's folder
+_ENGINE = """
+import os, signal, sys, time
+from bench.record import RunRecord
+from bench.store import RunStore
+from bench.store.writer import StoreWriter
+url, record_path, samples_path = sys.argv[1:]
+record = RunRecord.model_validate_json(open(record_path).read())
+lines = open(samples_path, newline="").readlines()[1:]
+writer = StoreWriter(url)
+writer.submit("start_run", record)
+print(writer.pid, flush=True)
+"""
+
+_CTRL_C = _ENGINE + textwrap.dedent("""
     try:
         time.sleep(60)
     except KeyboardInterrupt:  # the engine ends the run after a Ctrl-C, and still writes its copy
@@ -140,11 +145,22 @@ _CTRL_C = textwrap.dedent("""
 """)
 
 
+def _engine_args(script: str, url: str, run_dir: Path) -> list[str]:
+    return [sys.executable, "-c", script, url, str(run_dir / "record.json"), str(run_dir / "samples.csv")]
+
+
+def _assert_every_sample_stored(url: str, run_dir: Path) -> None:
+    record = RunRecord.model_validate_json((run_dir / "record.json").read_text())
+    with (run_dir / "samples.csv").open(newline="") as stream:
+        expected = len(stream.readlines()) - 1
+    stored, rows = _read(url, record.run_id)
+    assert stored is not None and len(rows) == expected > 700
+
+
 def test_ctrl_c_to_the_engines_process_group_does_not_stop_the_writer(migrated: str, tmp_path: Path) -> None:
     run_dir = make_run_folder(tmp_path, hours=0.2)
-    engine = subprocess.Popen([sys.executable, "-c", _CTRL_C, migrated, str(run_dir / "record.json"),
-                               str(run_dir / "samples.csv")], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                              start_new_session=True)  # a process group of its own, as a terminal gives
+    engine = subprocess.Popen(_engine_args(_CTRL_C, migrated, run_dir), cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True, start_new_session=True)  # a process group of its own, as a terminal gives
     try:
         child = int(engine.stdout.readline())
         time.sleep(1.0)  # the writer is up and has stored the run
@@ -154,22 +170,10 @@ def test_ctrl_c_to_the_engines_process_group_does_not_stop_the_writer(migrated: 
         engine.kill()
     assert out.strip() == "closed True []"
     assert not _alive(child)
-    record = RunRecord.model_validate_json((run_dir / "record.json").read_text())
-    with (run_dir / "samples.csv").open(newline="") as stream:
-        assert len(_read(migrated, record.run_id)[1]) == len(stream.readlines()) - 1
+    _assert_every_sample_stored(migrated, run_dir)
 
 
-_DIES = textwrap.dedent("""
-    import os, signal, sys, time
-    from bench.record import RunRecord
-    from bench.store import RunStore
-    from bench.store.writer import StoreWriter
-    url, record_path, samples_path = sys.argv[1:]
-    record = RunRecord.model_validate_json(open(record_path).read())
-    lines = open(samples_path, newline="").readlines()[1:]
-    writer = StoreWriter(url)
-    writer.submit("start_run", record)
-    print(writer.pid, flush=True)
+_DIES = _ENGINE + textwrap.dedent("""
     reader = RunStore(url)
     while reader.get_record(record.run_id) is None:  # the writer is up and reading its pipe
         time.sleep(0.05)
@@ -181,19 +185,15 @@ _DIES = textwrap.dedent("""
 
 def test_the_engine_killed_the_writer_applies_what_it_had_and_ends(migrated: str, tmp_path: Path) -> None:
     run_dir = make_run_folder(tmp_path, hours=0.2)
-    engine = subprocess.run([sys.executable, "-c", _DIES, migrated, str(run_dir / "record.json"),
-                             str(run_dir / "samples.csv")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    engine = subprocess.run(_engine_args(_DIES, migrated, run_dir), cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
     assert engine.returncode == -signal.SIGKILL, engine.stderr
     child = int(engine.stdout.split()[0])
     deadline = time.monotonic() + 60.0
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(child), "the writer outlived its engine"
-    record = RunRecord.model_validate_json((run_dir / "record.json").read_text())
-    with (run_dir / "samples.csv").open(newline="") as stream:
-        expected = len(stream.readlines()) - 1
-    stored, rows = _read(migrated, record.run_id)
-    assert stored is not None and len(rows) == expected > 700
+    _assert_every_sample_stored(migrated, run_dir)
 
 
 def _alive(pid: int) -> bool:
