@@ -79,11 +79,10 @@ class StoreWriter:
         self._answer: dict[str, Any] | None = None  # the child's first line: ready, or refused
         self._opening = False  # the open call was sent (open, wait_ready)
         self._refusal_told = False  # a refusal nobody waited for went out through failures()
-        self._failed: list[str] = []  # the child's failure lines, read but not yet handed out
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()  # None: the end
         self._closed: bool | None = None  # close()'s answer, once given
         self._lock = threading.Lock()
-        self._failures: list[str] = []  # found on the engine's side (a broken pipe, a bad argument)
+        self._failures: list[str] = []  # not yet handed out: the child's, and the engine side's
         self._feeder = threading.Thread(target=self._feed, args=(self._process.stdin,),
                                         name="records-store-feeder", daemon=True)
         self._feeder.start()
@@ -134,11 +133,9 @@ class StoreWriter:
 
     def failures(self) -> list[str]:
         """Failures since the last call (``"<method> failed: <error>"``), for the engine to record."""
+        self._read_replies()
         with self._lock:
             found, self._failures = self._failures, []
-        self._read_replies()
-        found += self._failed
-        self._failed = []
         refused = (self._answer or {}).get("refused")
         if refused is not None and not self._opening and not self._refusal_told:
             self._refusal_told = True  # calls sent without open/wait_ready: say why they all failed
@@ -161,7 +158,7 @@ class StoreWriter:
             except ValueError:  # not the protocol's: the child's stray output, kept as a failure
                 reply = {"failed": line.decode(errors="replace")}
             if "failed" in reply:
-                self._failed.append(reply["failed"])
+                self._fail(reply["failed"])
             else:
                 self._answer = reply
         return self._replies.closed
