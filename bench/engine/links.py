@@ -157,12 +157,17 @@ def confirm_outputs_off(bench: BenchPort, problems: list[str], lost: set[Role], 
     sent the off command again, with back-off, until it is confirmed or ``deadline_s`` (bench s) of
     retrying has passed. Returns the outputs still unconfirmed.
 
-    A KeyboardInterrupt (the engine must exit now) ends the retrying early; the caller hands the
-    rest to the watchdog."""
+    A KeyboardInterrupt (the engine must exit now) ends the retrying early, also while the outputs
+    are read back before it: what is not confirmed by then is returned, and the caller hands it
+    to the watchdog."""
     pending: dict[Role, str] = {}
     for role in ROLES:
         failed = [p for p in problems if p.startswith(f"{role}:")]
-        if role in lost or failed or not confirmed_off(bench.instrument(role)):
+        try:
+            off = not failed and role not in lost and confirmed_off(bench.instrument(role))
+        except KeyboardInterrupt:  # no retrying now: the read back is cut short, so unconfirmed
+            off, deadline_s = False, 0.0
+        if not off:
             pending[role] = "; ".join(failed) or f"{role}: output state could not be read back"
     started = now()
     delay = RETRY_FIRST_S

@@ -158,6 +158,8 @@ class Engine:
         #: samples taken in this run (the record's ``sample_count``, written into it with the totals)
         self._sample_count = 0
         self._executor = StepExecutor(self)
+        #: interrupted (Ctrl-C, SIGTERM) while the outputs were being switched off at the end
+        self._told_to_exit = False
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> RunRecord:
@@ -240,7 +242,7 @@ class Engine:
                                 "detected_at", "done_at", "verified", "bench_t_s_estimate")}})
 
     def _finish(self, verdict: Verdict, abort_reason: str | None, note: str | None = None) -> None:
-        problems = self.bench.safe_state(skip=set(self.links.lost))
+        problems = self._switch_everything_off()
         for problem in problems:
             self.event("warning", f"safe state: {problem}")
         if abort_reason:
@@ -267,12 +269,31 @@ class Engine:
                                     "outputs_warning": unconfirmed_outputs_warning(
                                         rec.outputs_not_confirmed_off)})
 
+    def _switch_everything_off(self) -> list[str]:
+        """``bench.safe_state()`` carried to its end even if the engine is told to exit meanwhile:
+        a second Ctrl-C, or a SIGTERM that arrives just as an abort begins (seen in CI: it left
+        the record 'running' and the CLI exited 130 without a word). The off commands are sent
+        again from the start, since one may have been cut halfway, and the engine then exits
+        without retrying what it cannot confirm: it hands that to the watchdog."""
+        while True:
+            try:
+                problems = self.bench.safe_state(skip=set(self.links.lost))
+            except KeyboardInterrupt:
+                self._told_to_exit = True
+                continue
+            if self._told_to_exit:
+                self.event("info", "told to exit while switching the outputs off: "
+                                   "the off commands were sent again")
+            return problems
+
     def _confirm_outputs_off(self, problems: list[str]) -> None:
         """Every output read back off, or the off command repeated until it is (or the station's
-        ``off_retry_s`` has passed); what stays unconfirmed goes into the record, in words."""
+        ``off_retry_s`` has passed, or the engine is told to exit); what stays unconfirmed goes
+        into the record, in words."""
         deadline = self.supervisor.cfg.off_retry_s
         started = self.clock.now()
-        unconfirmed = confirm_outputs_off(self.bench, problems, set(self.links.lost), deadline,
+        unconfirmed = confirm_outputs_off(self.bench, problems, set(self.links.lost),
+                                          0.0 if self._told_to_exit else deadline,
                                           self._wait_alive, self.clock.now)
         retried = self.clock.now() - started
         retried_roles: set[str] = {p.split(":", 1)[0] for p in problems} | set(self.links.lost)

@@ -5,6 +5,9 @@ a drop longer than the station's window aborts with every output confirmed off o
 from __future__ import annotations
 
 import json
+import math
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -120,3 +123,87 @@ def test_cli_says_an_output_is_not_confirmed_off_in_words_an_operator_will_not_m
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["outputs_not_confirmed_off"][0]["instrument"] == "supply"
     assert "DANGER: the supply output could NOT be confirmed OFF" in done.stderr
+
+
+
+def _interrupt_when(drv, method: str, ready) -> None:
+    """Ctrl-C (a real SIGINT to this process) as ``drv.<method>`` is first called once ``ready()``
+    holds: the KeyboardInterrupt is raised before the instrument is sent anything."""
+    real = getattr(drv, method)
+    fired: list[bool] = []
+
+    def interrupted(*args, **kwargs):
+        if not fired and ready():
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    setattr(drv, method, interrupted)
+
+
+def _run_catching_interrupts(request: RunRequest):
+    try:
+        return execute_run(request, console=None)
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped the engine: no verdict, the outputs maybe left on")
+
+
+def test_ctrl_c_while_the_outputs_are_switched_off_does_not_stop_it(tmp_path: Path):
+    """The operator stops the run, then hits Ctrl-C just as the supply is to be switched off: the
+    off commands are sent again, the supply is off (simulator ground truth), the record says so."""
+    engines = []
+
+    def on_engine(engine) -> None:
+        engines.append(engine)
+        _interrupt_when(engine.bench.supply, "safe_state", lambda: True)
+
+    record = _run_catching_interrupts(RunRequest(
+        procedure=LONG_CHARGE, out_dir=tmp_path / "run", yes=True, watchdog=False,
+        db=f"sqlite:///{tmp_path / 'b.db'}", on_engine=on_engine,
+        stop_requested=lambda: "stopped by the operator" if engines[0].clock.now() >= 600 else None))
+    assert record.verdict == "aborted" and record.abort_reason == "stopped by the operator"
+    assert record.sim_truth.outputs_off_at_end and record.outputs_not_confirmed_off == []
+    assert any("told to exit while switching the outputs off" in e.message for e in record.events)
+
+
+def test_told_to_exit_as_an_abort_begins_keeps_its_reason_and_does_not_retry(tmp_path: Path):
+    """SIGTERM/Ctrl-C arriving just as a lost link's abort switches the outputs off (CI saw it
+    exit 130, the record left 'running'): the abort keeps its reason, the load is off, and the
+    engine exits without retrying the unreachable supply's off command, which the record names."""
+    station = _station(tmp_path, "{reconnect_window_s: 60, off_retry_s: 600}")
+    engines = []
+
+    def on_engine(engine) -> None:
+        engines.append(engine)
+        _interrupt_when(engine.bench.load, "safe_state",
+                        lambda: any(e.kind == "trip" for e in engine.record.events))
+
+    record = _run_catching_interrupts(RunRequest(
+        procedure=LONG_CHARGE, station=station, scenario=_drop(tmp_path, "supply", 600.0, 100000.0),
+        out_dir=tmp_path / "run", yes=True, watchdog=False, db=f"sqlite:///{tmp_path / 'b.db'}",
+        on_engine=on_engine))
+    assert record.verdict == "aborted"
+    assert (record.abort_reason or "").startswith("instrument_lost: supply unreachable")
+    (unconfirmed,) = record.outputs_not_confirmed_off
+    assert unconfirmed.instrument == "supply" and unconfirmed.retried_s == 0.0
+    assert not _state_at(record.sim_truth.output_transitions, "load", math.inf)
+    assert any("told to exit while switching the outputs off" in e.message for e in record.events)
+
+
+def test_ctrl_c_while_the_outputs_are_read_back_ends_the_run_without_claiming_them_off(tmp_path: Path):
+    """Ctrl-C as the supply's output state is read back after the stop: the run ends at once, the
+    supply (off, ground truth) is listed as not confirmed off rather than claimed off."""
+    engines = []
+
+    def on_engine(engine) -> None:
+        engines.append(engine)
+        _interrupt_when(engine.bench.supply, "output_is_on", lambda: engine.clock.now() >= 600)
+
+    record = _run_catching_interrupts(RunRequest(
+        procedure=LONG_CHARGE, out_dir=tmp_path / "run", yes=True, watchdog=False,
+        db=f"sqlite:///{tmp_path / 'b.db'}", on_engine=on_engine,
+        stop_requested=lambda: "stopped by the operator" if engines[0].clock.now() >= 600 else None))
+    assert record.verdict == "aborted" and record.abort_reason == "stopped by the operator"
+    (unconfirmed,) = record.outputs_not_confirmed_off
+    assert unconfirmed.instrument == "supply" and unconfirmed.retried_s == 0.0
+    assert record.sim_truth.outputs_off_at_end
