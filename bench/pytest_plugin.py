@@ -414,7 +414,8 @@ def run_procedure(item: pytest.Item, path: Path, *, params: dict[str, str],
         yes=True, db=guard.db_url(), interactive=False)
     record = execute_run(request, console=None)
     report_checks(item, record, request.out_dir)
-    if record.verdict == "aborted" and (record.abort_reason or "").startswith(_INTERRUPTED_PREFIX):
+    interrupted = record.verdict == "aborted" and (record.abort_reason or "").startswith(_INTERRUPTED_PREFIX)
+    if interrupted or record.exit_requested:
         raise KeyboardInterrupt  # the engine made the bench safe; now stop the session too
     return record
 

@@ -233,6 +233,11 @@ class RunRecord(_Model):
     def failed_checks(self) -> list[CheckRecord]:
         return [c for c in self.checks if not c.passed and not c.retried]
 
+    @property
+    def exit_requested(self) -> bool:
+        """Ctrl-C or SIGTERM arrived while the run was ending (bench.engine.end_of_run)."""
+        return any(e.kind == "operator" and e.data.get("exit_requested") for e in self.events)
+
 
 def mark_aborted(record: RunRecord, reason: str) -> None:
     """An orphaned run in words: aborted, why, and when it was found (its true end is unknown)."""

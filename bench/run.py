@@ -19,6 +19,7 @@ from rich.console import Console
 from bench.clock import WallClock
 from bench.config import StationConfig, load_station
 from bench.engine.checkpoint import load_checkpoint
+from bench.engine.end_of_run import EndOfRun
 from bench.engine.events import EventBus
 from bench.engine.runner import STORE_DRAIN_TIMEOUT_S, AutoPrompter, Engine, Prompter, RunOptions, _new_run_id
 from bench.errors import InputError
@@ -163,10 +164,24 @@ def _run_locked(bench: Bench, store: StoreWriter, station: StationConfig, proced
         events.subscribe(printer, sample_every_s=printer.every_s)
     prompter = request.prompter or (AutoPrompter() if request.yes or not request.interactive
                                     else TerminalPrompter(console or Console()))
+    end_of_run = EndOfRun()  # from the run's end on, Ctrl-C/SIGTERM are noted, not raised
+    try:
+        record = _run_and_seal(bench, store, station, procedure, sha, run_dir, run_id, request,
+                               events, prompter, resume, end_of_run)
+        _render_report(run_dir)
+    finally:
+        end_of_run.close()
+    return record
+
+
+def _run_and_seal(bench: Bench, store: StoreWriter, station: StationConfig, procedure: Procedure, sha: str,
+                  run_dir: Path, run_id: str, request: RunRequest, events: EventBus, prompter: Prompter,
+                  resume: Any, end_of_run: EndOfRun) -> RunRecord:
     try:  # the store's writer is closed on every path (the engine closes it when it seals the files)
         watchdog = None
         injector = None
         engine: Engine | None = None
+        ended = False
         try:
             store.wait_ready(STORE_READY_TIMEOUT_S)  # the database opened and migrated, or why not
             if request.watchdog and station.watchdog.enabled and not bench.simulated:
@@ -179,17 +194,22 @@ def _run_locked(bench: Bench, store: StoreWriter, station: StationConfig, proced
                 procedure_path=str(request.procedure), procedure_sha256=sha,
                 heartbeat=watchdog.heartbeat if watchdog is not None else None,
                 hand_over=watchdog.hand_over if watchdog is not None else None,
-                stop_requested=request.stop_requested,
+                stop_requested=request.stop_requested, end_of_run=end_of_run,
             )
             engine = Engine(bench, procedure, options, resume=resume)
             if request.on_engine is not None:
                 request.on_engine(engine)
             record = engine.run()
+            ended = True
         finally:
+            end_of_run.begin()
             if injector is not None:
                 injector.stop()
             if watchdog is not None:
-                watchdog.stop()
+                if engine is not None and not ended:
+                    watchdog.leave_in_charge()  # the engine did not carry the run to its end
+                else:
+                    watchdog.stop()
             bench.close()
             # hash only now: closing the adapter completes can.blf, and the watchdog and the
             # fault injector may have written into the folder until they stopped
@@ -197,7 +217,6 @@ def _run_locked(bench: Bench, store: StoreWriter, station: StationConfig, proced
                 engine.seal_files()
     finally:
         store.close(STORE_DRAIN_TIMEOUT_S)  # idempotent
-    _render_report(run_dir)
     return record
 
 

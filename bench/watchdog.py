@@ -126,6 +126,13 @@ class WatchdogClient:
         self.handed_over = True
         return f"watchdog pid {self.pid} for {bench_s:.0f} s more"
 
+    def leave_in_charge(self) -> None:
+        """The engine did not carry its run to the end (it raised): close the heartbeat pipe
+        without ``stop``, as a crash would; the watchdog makes the bench safe and records it."""
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
     def stop(self) -> None:
         if self.handed_over:
             return  # it is still sending off commands, in its own session: not ours to wait for

@@ -31,3 +31,8 @@ class RunContext(Protocol):
     def publish(self, kind: EventKind, data: JsonObject) -> None:
         """A progress event for the displays."""
         ...
+
+    def end_begins(self) -> None:
+        """The run starts to end (a trip): from here on Ctrl-C and SIGTERM are noted, not raised
+        (bench.engine.end_of_run), so that switching off and the record are carried through."""
+        ...

@@ -100,6 +100,7 @@ class LinkSupervisor:
             return self._pause()
         for link in self.lost.values():
             if t_s - link.since_s >= self.window_s - 1e-9:
+                engine.end_begins()
                 engine.bench.safe_state(skip=set(self.lost))
                 message = (f"instrument_lost: {link.role} unreachable for {t_s - link.since_s:.0f} s "
                            f"(reconnect window {self.window_s:.0f} s, {link.attempts} attempts): "
@@ -152,38 +153,32 @@ def _output(role: Role) -> str:
 
 def confirm_outputs_off(bench: BenchPort, problems: list[str], lost: set[Role], deadline_s: float,
                         sleep_until: Callable[[float], None], now: Callable[[], float],
-                        ) -> list[UnconfirmedOutput]:
+                        exit_requested: Callable[[], bool]) -> list[UnconfirmedOutput]:
     """After ``bench.safe_state()`` returned ``problems``: every output that is not read back off is
     sent the off command again, with back-off, until it is confirmed or ``deadline_s`` (bench s) of
     retrying has passed. Returns the outputs still unconfirmed.
 
-    A KeyboardInterrupt (the engine must exit now) ends the retrying early, also while the outputs
-    are read back before it: what is not confirmed by then is returned, and the caller hands it
-    to the watchdog."""
+    ``exit_requested`` (Ctrl-C or SIGTERM while the run ends, ``bench.engine.end_of_run``) ends
+    the retrying early; the caller hands the rest to the watchdog."""
     pending: dict[Role, str] = {}
     for role in ROLES:
         failed = [p for p in problems if p.startswith(f"{role}:")]
-        try:
-            off = not failed and role not in lost and confirmed_off(bench.instrument(role))
-        except KeyboardInterrupt:  # no retrying now: the read back is cut short, so unconfirmed
-            off, deadline_s = False, 0.0
-        if not off:
+        if role in lost or failed or not confirmed_off(bench.instrument(role)):
             pending[role] = "; ".join(failed) or f"{role}: output state could not be read back"
     started = now()
     delay = RETRY_FIRST_S
-    try:
-        while pending and now() - started < deadline_s:
-            sleep_until(min(now() + delay, started + deadline_s))
-            delay = min(delay * 2.0, RETRY_MAX_S)
-            for role in list(pending):
-                try:
-                    reach_and_switch_off(bench.instrument(role))
-                except Exception as exc:
-                    pending[role] = f"{role}: {exc}"
-                else:
-                    del pending[role]
-    except KeyboardInterrupt:
-        pass
+    while pending and not exit_requested() and now() - started < deadline_s:
+        sleep_until(min(now() + delay, started + deadline_s))
+        if exit_requested():
+            break
+        delay = min(delay * 2.0, RETRY_MAX_S)
+        for role in list(pending):
+            try:
+                reach_and_switch_off(bench.instrument(role))
+            except Exception as exc:
+                pending[role] = f"{role}: {exc}"
+            else:
+                del pending[role]
     retried = now() - started
     return [UnconfirmedOutput(instrument=role, last_error=error, retried_s=retried)
             for role, error in pending.items()]

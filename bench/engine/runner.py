@@ -26,6 +26,7 @@ from bench import __version__
 from bench.engine.checkpoint import CheckpointWriter, EngineState, atomic_write, checkpoint_policy
 from bench.engine.context import AutoPrompter, EndVerdict, PauseRequest, Prompter, RunEnd, Sample
 from bench.engine.datalog import SampleLog, format_row, sha256_file
+from bench.engine.end_of_run import EndOfRun
 from bench.engine.events import EventBus, EventKind, ProgressEvent
 from bench.engine.journal import RecordEventKind
 from bench.engine.limits import Breach, LimitMonitor
@@ -115,6 +116,8 @@ class RunOptions:
     #: hand the off command of unconfirmed outputs to the watchdog when the engine must exit
     #: first: called with the instruments and the bench seconds left; returns who took it over
     hand_over: Callable[[list[str], float], str | None] | None = None
+    #: the run's owner closes it once the run is sealed (None: the engine, at the end of run())
+    end_of_run: EndOfRun | None = None
 
 
 class Engine:
@@ -158,11 +161,23 @@ class Engine:
         #: samples taken in this run (the record's ``sample_count``, written into it with the totals)
         self._sample_count = 0
         self._executor = StepExecutor(self)
-        #: interrupted (Ctrl-C, SIGTERM) while the outputs were being switched off at the end
-        self._told_to_exit = False
+        #: from the run's first trip or its end on, Ctrl-C and SIGTERM are noted, not raised;
+        #: closed by the run's owner once it is sealed (bench.run), else at the end of run()
+        self.end_of_run = options.end_of_run or EndOfRun()
+        self._owns_end_of_run = options.end_of_run is None
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> RunRecord:
+        try:
+            return self._run_to_its_end()
+        finally:
+            if self._owns_end_of_run:
+                self.end_of_run.close()
+
+    def end_begins(self) -> None:
+        self.end_of_run.begin()
+
+    def _run_to_its_end(self) -> RunRecord:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.state.step_pos is not None
         end: RunEnd | None = None
@@ -242,7 +257,8 @@ class Engine:
                                 "detected_at", "done_at", "verified", "bench_t_s_estimate")}})
 
     def _finish(self, verdict: Verdict, abort_reason: str | None, note: str | None = None) -> None:
-        problems = self._switch_everything_off()
+        self.end_begins()
+        problems = self.bench.safe_state(skip=set(self.links.lost))
         for problem in problems:
             self.event("warning", f"safe state: {problem}")
         if abort_reason:
@@ -269,32 +285,15 @@ class Engine:
                                     "outputs_warning": unconfirmed_outputs_warning(
                                         rec.outputs_not_confirmed_off)})
 
-    def _switch_everything_off(self) -> list[str]:
-        """``bench.safe_state()`` carried to its end even if the engine is told to exit meanwhile:
-        a second Ctrl-C, or a SIGTERM that arrives just as an abort begins (seen in CI: it left
-        the record 'running' and the CLI exited 130 without a word). The off commands are sent
-        again from the start, since one may have been cut halfway, and the engine then exits
-        without retrying what it cannot confirm: it hands that to the watchdog."""
-        while True:
-            try:
-                problems = self.bench.safe_state(skip=set(self.links.lost))
-            except KeyboardInterrupt:
-                self._told_to_exit = True
-                continue
-            if self._told_to_exit:
-                self.event("info", "told to exit while switching the outputs off: "
-                                   "the off commands were sent again")
-            return problems
-
     def _confirm_outputs_off(self, problems: list[str]) -> None:
         """Every output read back off, or the off command repeated until it is (or the station's
         ``off_retry_s`` has passed, or the engine is told to exit); what stays unconfirmed goes
         into the record, in words."""
         deadline = self.supervisor.cfg.off_retry_s
         started = self.clock.now()
-        unconfirmed = confirm_outputs_off(self.bench, problems, set(self.links.lost),
-                                          0.0 if self._told_to_exit else deadline,
-                                          self._wait_alive, self.clock.now)
+        unconfirmed = confirm_outputs_off(self.bench, problems, set(self.links.lost), deadline,
+                                          self._wait_alive, self.clock.now,
+                                          lambda: self.end_of_run.exit_requested)
         retried = self.clock.now() - started
         retried_roles: set[str] = {p.split(":", 1)[0] for p in problems} | set(self.links.lost)
         for role in sorted(retried_roles - {u.instrument for u in unconfirmed}):
@@ -302,6 +301,10 @@ class Engine:
                 self.event("info", f"{role} confirmed off after {retried:.0f} s of retrying the off command",
                            data={"instrument": role})
         self.links.lost.clear()
+        if self.end_of_run.exit_requested:
+            self.event("operator", "Ctrl-C / SIGTERM while the run was ending: switching off and the record "
+                       "carried through" + ("; the off command not retried" if unconfirmed else ""),
+                       data={"exit_requested": True})
         if unconfirmed and self.opts.hand_over is not None and retried < deadline:
             # the engine was told to exit before the deadline: the watchdog keeps trying
             try:
@@ -343,8 +346,8 @@ class Engine:
 
     def _wait_alive(self, until_s: float) -> None:
         """Sleep to bench time ``until_s`` one control interval at a time, heart-beating, so the
-        watchdog does not take an engine that is busy retrying for a dead one."""
-        while self.clock.now() < until_s - 1e-9:
+        watchdog does not take an engine that is busy retrying for a dead one. Told to exit: at once."""
+        while self.clock.now() < until_s - 1e-9 and not self.end_of_run.exit_requested:
             self.clock.sleep_until(min(until_s, self.clock.now() + self.interval))
             if self.opts.heartbeat is not None:
                 try:
@@ -528,6 +531,7 @@ class Engine:
                 self.supervisor.supervise(self, env, t)
             except SafetyTrip as also:
                 aborts.append(str(also))
+            self.end_begins()
             self.bench.safe_state()
             raise SafetyTrip("; ".join(aborts))
         supervision_pause = self.supervisor.supervise(self, env, t)

@@ -152,6 +152,7 @@ class Supervisor:
             reason = (f"pack voltage collapsed at the terminals: pack_v = {pack_v:.2f} V < "
                       f"{self.collapse_v:.1f} V (contactor open or a lead off)")
         if reason is not None:
+            engine.end_begins()
             engine.bench.safe_state()  # outputs off first; then ask the BMS why
             cause = contactor_cause(engine.bench.adapter)
             _trip(engine, "contactor_open", f"contactor_open: {cause}; {reason}: immediate stop",
@@ -253,6 +254,7 @@ def _trip(engine: RunContext, check_id: str, message: str, *, outputs_off: bool 
           data: JsonObject | None = None) -> None:
     """Outputs off in this control interval (unless ``outputs_off``: done already), then abort
     the run with ``message``."""
+    engine.end_begins()
     if not outputs_off:
         engine.bench.safe_state()
     engine.event("trip", message, data={"limit": check_id, "action": "abort", **(data or {})})

@@ -39,6 +39,10 @@ def _external_station(tmp_path: Path, served) -> Path:
     data["load"]["family"], data["load"]["model"] = served.info["load"]["family"], None
     data["adapter"]["channel"] = served.can_url
     data["runs_dir"] = str(tmp_path / "runs")
+    # 3 s of wall time without a heartbeat (60 x 5 s at 100x) before the watchdog takes the
+    # engine for hung: its 1 s floor tripped on a CI machine loaded by other work; these tests
+    # kill the engine (heartbeat pipe closed: at once) or hand over, they do not hang it
+    data["watchdog"]["missed_intervals"] = 60
     path = tmp_path / "station.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
@@ -242,3 +246,33 @@ def test_engine_that_must_exit_hands_the_off_command_to_the_watchdog(tmp_path: P
         assert not truth["supply_output_on"] and not truth["load_input_on"]
         off = [c for c in truth["output_transitions"] if c["instrument"] == "supply" and not c["on"]]
         assert off and off[-1]["t_s"] >= 3000
+
+
+def test_engine_that_raises_leaves_the_watchdog_in_charge(tmp_path: Path):
+    """An engine that does not carry its run to the end (a bug: its run() raises with the supply
+    on) does not tell the watchdog to stand down: it closes the heartbeat pipe as a crash would,
+    and the watchdog switches the outputs off and says so."""
+    from bench.run import RunRequest, execute_run
+
+    with served_bench("--speed", str(SPEED)) as served:
+        control = ("127.0.0.1", int(served.info["control"]["port"]))
+        station = _external_station(tmp_path, served)
+        run_dir = tmp_path / "run"
+
+        def break_the_engine(engine) -> None:
+            def broken_run():
+                engine.bench.supply.output(True)
+                assert query_truth(*control)["supply_output_on"]
+                raise RuntimeError("an engine bug")
+
+            engine.run = broken_run
+
+        with pytest.raises(RuntimeError, match="an engine bug"):
+            execute_run(RunRequest(procedure=PROCEDURE, station=str(station), out_dir=run_dir, yes=True,
+                                   db=f"sqlite:///{tmp_path / 'bench.db'}", on_engine=break_the_engine),
+                        console=None)
+        acted = _wait(lambda: [s for s in json.loads((run_dir / "watchdog.json").read_text())["sessions"]
+                               if s.get("action") == "safe_state"], 30, "the watchdog's account")
+        assert "heartbeat pipe closed" in acted[0]["reason"] and acted[0]["verified"], acted
+        truth = query_truth(*control)
+        assert not truth["supply_output_on"] and not truth["load_input_on"]
