@@ -401,21 +401,23 @@ def run_procedure(item: pytest.Item, path: Path, *, params: dict[str, str],
                   scenario: str | None) -> RunRecord:
     """Run one procedure as ``bench run --yes`` would, record its checks on ``item``."""
     # lazy: see the module docstring
+    from bench.engine.end_of_run import EndOfRun
     from bench.run import RunRequest, execute_run
 
     guard = _guard(item.config)
     if guard.active is not None and not guard.simulated:
         pytest.fail("the session's bench fixture holds the instruments: on real hardware run procedures "
                     "in a separate pytest session from the instrument fixtures", pytrace=False)
+    end_of_run = EndOfRun()
     request = RunRequest(
         procedure=path, station=item.config.getoption("station"),
         scenario=scenario or item.config.getoption("scenario"), serial=item.config.getoption("serial"),
         operator=item.config.getoption("operator"), params=params, out_dir=guard.new_run_dir(item, path),
-        yes=True, db=guard.db_url(), interactive=False)
+        yes=True, db=guard.db_url(), interactive=False, end_of_run=end_of_run)
     record = execute_run(request, console=None)
     report_checks(item, record, request.out_dir)
     interrupted = record.verdict == "aborted" and (record.abort_reason or "").startswith(_INTERRUPTED_PREFIX)
-    if interrupted or record.exit_requested:
+    if interrupted or end_of_run.exit_requested:  # Ctrl-C as it ended counts too
         raise KeyboardInterrupt  # the engine made the bench safe; now stop the session too
     return record
 

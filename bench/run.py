@@ -59,6 +59,9 @@ class RunRequest:
     stop_requested: Any = None
     #: called with the Engine once it exists (operator station: reach bench.sim, log actions)
     on_engine: Any = None
+    #: the run's end (bench.engine.end_of_run): its ``exit_requested`` says whether a Ctrl-C or
+    #: SIGTERM arrived while the run ended, also after the record was sealed
+    end_of_run: EndOfRun | None = None
     #: the run's records store, already started by the caller for this station and ``db``
     #: (:func:`open_store`; the CLI starts it before loading the engine, so that the writer's
     #: start-up overlaps the engine's); None: started here. The run closes it either way.
@@ -164,7 +167,8 @@ def _run_locked(bench: Bench, store: StoreWriter, station: StationConfig, proced
         events.subscribe(printer, sample_every_s=printer.every_s)
     prompter = request.prompter or (AutoPrompter() if request.yes or not request.interactive
                                     else TerminalPrompter(console or Console()))
-    end_of_run = EndOfRun()  # from the run's end on, Ctrl-C/SIGTERM are noted, not raised
+    # from the run's end on, Ctrl-C/SIGTERM are noted, not raised; the caller may read it after
+    end_of_run = request.end_of_run or EndOfRun()
     try:
         record = _run_and_seal(bench, store, station, procedure, sha, run_dir, run_id, request,
                                events, prompter, resume, end_of_run)
@@ -210,7 +214,9 @@ def _run_and_seal(bench: Bench, store: StoreWriter, station: StationConfig, proc
                     watchdog.leave_in_charge()  # the engine did not carry the run to its end
                 else:
                     watchdog.stop()
-            bench.close()
+            # an output the engine could not confirm off is listed and, with a watchdog, handed to
+            # it: not waited out once more here
+            bench.close(skip={u.instrument for u in record.outputs_not_confirmed_off} if ended else ())
             # hash only now: closing the adapter completes can.blf, and the watchdog and the
             # fault injector may have written into the folder until they stopped
             if engine is not None:

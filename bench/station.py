@@ -330,8 +330,9 @@ class Bench(BenchPort):
         return self.sim.checkpoint() if self.sim is not None else None
 
     # ------------------------------------------------------------------ teardown
-    def close(self) -> None:
-        self.safe_state()
+    def close(self, skip: Collection[str] = ()) -> None:
+        """Outputs off (but ``skip``: instruments the run's end could not reach) and every session closed."""
+        self.safe_state(skip)
         for drv in (self.adapter, self.load, self.supply):
             try:
                 drv.close()

@@ -248,3 +248,36 @@ def test_acceptance_soc_calibration_passes_and_fails_when_the_bms_cannot_learn(t
                     assert float(props[f"{key}.{limit}"]) == pytest.approx(check[limit])
         learned = props["check.learned_capacity.passed"]
         assert learned == ("True" if name == "healthy" else "False")
+
+
+def test_ctrl_c_as_a_procedure_item_ends_stops_the_session(pytester: pytest.Pytester) -> None:
+    """Ctrl-C while a procedure item's run is ending (here: as its report is written) is noted
+    by the run and passed on: the session stops, the next item never runs."""
+    pytester.makefile(".yaml", a_pulse=PULSE_YAML, b_pulse=PULSE_YAML)
+    pytester.makeconftest("""
+        import os
+        import signal
+
+        import bench.run
+
+        def pytest_configure(config):
+            config.saved_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
+            real = bench.run.write_report
+
+            def interrupted(run_dir):
+                os.kill(os.getpid(), signal.SIGINT)
+                return real(run_dir)
+
+            bench.run.write_report = interrupted
+            config.real_write_report = real
+
+        def pytest_unconfigure(config):
+            signal.signal(signal.SIGINT, config.saved_sigint)
+            bench.run.write_report = config.real_write_report
+    """)
+    out = pytester.path / "runs"
+    recorder = pytester.inline_run("a_pulse.yaml", "b_pulse.yaml", "-p", "no:cacheprovider",
+                                   "--bench-out", str(out), no_reraise_ctrlc=True)
+    assert recorder.ret == pytest.ExitCode.INTERRUPTED
+    (record,) = (json.loads(path.read_text()) for path in out.rglob("record.json"))  # b never ran
+    assert record["procedure"]["name"] == "pulse_check" and record["verdict"] == "pass"
