@@ -303,7 +303,8 @@ class Engine:
         self.links.lost.clear()
         if self.end_of_run.exit_requested:
             self.event("operator", "Ctrl-C / SIGTERM while the run was ending: switching off and the record "
-                       "carried through" + ("; the off command not retried" if unconfirmed else ""),
+                       "carried through" + (f"; the off command retried no more (after {retried:.0f} s of retrying)"
+                                            if unconfirmed else ""),
                        data={"exit_requested": True})
         if unconfirmed and self.opts.hand_over is not None and retried < deadline:
             # the engine was told to exit before the deadline: the watchdog keeps trying
