@@ -164,14 +164,13 @@ class Engine:
         #: from the run's first trip or its end on, Ctrl-C and SIGTERM are noted, not raised;
         #: closed by the run's owner once it is sealed (bench.run), else at the end of run()
         self.end_of_run = options.end_of_run or EndOfRun()
-        self._owns_end_of_run = options.end_of_run is None
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> RunRecord:
         try:
             return self._run_to_its_end()
         finally:
-            if self._owns_end_of_run:
+            if self.opts.end_of_run is None:  # the engine's own: nobody else closes it
                 self.end_of_run.close()
 
     def end_begins(self) -> None:

@@ -18,8 +18,15 @@ import pytest
 import bench.run
 from bench.engine.end_of_run import EndOfRun
 from bench.run import RunRequest, execute_run
-from tests.bench.engine.conftest import PROCEDURES, scenario_file
-from tests.bench.engine.test_links import LONG_CHARGE, RETRY_MAX_S, _drop, _state_at, _station
+from tests.bench.engine.conftest import (
+    LONG_CHARGE,
+    PROCEDURES,
+    RETRY_MAX_S,
+    link_drop,
+    output_on_at,
+    scenario_file,
+    sim_station_with,
+)
 
 
 @pytest.fixture
@@ -142,7 +149,7 @@ def test_told_to_exit_as_a_lost_link_trips_keeps_the_reason_and_does_not_retry(t
     twin of this exit 130, the record left 'running'): the abort keeps its reason, the load is off,
     and the engine ends without sending the unreachable supply its off command again, neither
     retrying nor while closing the bench; the record names it as not confirmed off."""
-    station = _station(tmp_path, "{reconnect_window_s: 60, off_retry_s: 600}")
+    station = sim_station_with(tmp_path, "{reconnect_window_s: 60, off_retry_s: 600}")
     fired: list[float] = []
     supply_offs: list[float] = []
 
@@ -159,7 +166,7 @@ def test_told_to_exit_as_a_lost_link_trips_keeps_the_reason_and_does_not_retry(t
 
         engine.bench.supply.safe_state = counted
 
-    record = _run(_request(tmp_path, station=station, scenario=_drop(tmp_path, "supply", 600.0, 100000.0),
+    record = _run(_request(tmp_path, station=station, scenario=link_drop(tmp_path, "supply", 600.0, 100000.0),
                            on_engine=on_engine))
     assert fired and 655 <= fired[0] <= 662
     assert record.verdict == "aborted"
@@ -167,7 +174,7 @@ def test_told_to_exit_as_a_lost_link_trips_keeps_the_reason_and_does_not_retry(t
     (unconfirmed,) = record.outputs_not_confirmed_off
     assert unconfirmed.instrument == "supply" and unconfirmed.retried_s == 0.0
     assert [t for t in supply_offs if t >= fired[0]] == []
-    assert not _state_at(record.sim_truth.output_transitions, "load", math.inf)
+    assert not output_on_at(record.sim_truth.output_transitions, "load", math.inf)
     assert record.exit_requested
 
 
@@ -203,7 +210,7 @@ def test_ctrl_c_as_a_trip_switches_off_keeps_the_trips_reason(tmp_path: Path, tr
 def test_second_ctrl_c_ends_the_retrying_of_the_off_command(tmp_path: Path):
     """docs/safety.md: the first Ctrl-C ends the run, whose end keeps sending an unreachable
     supply its off command; the second ends that at once (the watchdog's to carry on, if any)."""
-    station = _station(tmp_path, "{reconnect_window_s: 600, off_retry_s: 600}")
+    station = sim_station_with(tmp_path, "{reconnect_window_s: 600, off_retry_s: 600}")
     first: list[float] = []
     second: list[float] = []
 
@@ -213,7 +220,7 @@ def test_second_ctrl_c_ends_the_retrying_of_the_off_command(tmp_path: Path):
         _interrupt_when(engine.bench.supply, "reconnect", lambda: engine.clock.now() >= 800, second,
                         engine.clock.now)
 
-    record = _run(_request(tmp_path, station=station, scenario=_drop(tmp_path, "supply", 600.0, 100000.0),
+    record = _run(_request(tmp_path, station=station, scenario=link_drop(tmp_path, "supply", 600.0, 100000.0),
                            on_engine=on_engine))
     assert first and second
     assert record.verdict == "aborted"

@@ -10,24 +10,15 @@ from pathlib import Path
 import pytest
 
 from bench.run import RunRequest, execute_run
-from tests.bench.engine.conftest import PROCEDURES, REPO, scenario_file
+from tests.bench.engine.conftest import (
+    LONG_CHARGE,
+    RETRY_MAX_S,
+    link_drop,
+    output_on_at,
+    sim_station_with,
+)
 
-LONG_CHARGE = PROCEDURES / "long_charge.yaml"
 DROP_AT = 1800.0
-RETRY_MAX_S = 15.0  # bench.engine.links.RETRY_MAX_S: the longest gap between two attempts
-
-
-def _drop(tmp_path: Path, instrument: str, at_s: float, duration_s: float) -> str:
-    return scenario_file(tmp_path, "healthy", "faults:\n"
-                         f"  - {{at_s: {at_s}, kind: instrument_disconnect, instrument: {instrument}, "
-                         f"duration_s: {duration_s}}}\n")
-
-
-def _station(tmp_path: Path, supervision: str) -> str:
-    text = (REPO / "bench" / "stations" / "sim.yaml").read_text(encoding="utf-8")
-    path = tmp_path / "station.yaml"
-    path.write_text(text + f"supervision: {supervision}\n", encoding="utf-8")
-    return str(path)
 
 
 def _run(tmp_path: Path, scenario: str, station: str | None = None):
@@ -36,17 +27,9 @@ def _run(tmp_path: Path, scenario: str, station: str | None = None):
                                   db=f"sqlite:///{tmp_path / 'b.db'}"), console=None)
 
 
-def _state_at(transitions: list[dict], instrument: str, t_s: float) -> bool:
-    on = False
-    for change in transitions:
-        if change["instrument"] == instrument and change["t_s"] <= t_s + 1e-9:
-            on = change["on"]
-    return on
-
-
 @pytest.mark.parametrize("lost", ["supply", "load"])
 def test_two_minute_drop_pauses_with_outputs_off_and_the_charge_goes_on(tmp_path: Path, lost: str):
-    record = _run(tmp_path, _drop(tmp_path, lost, DROP_AT, 120.0))
+    record = _run(tmp_path, link_drop(tmp_path, lost, DROP_AT, 120.0))
     assert record.verdict == "pass", record.abort_reason
     charge = next(s for s in record.steps if s.id == "charge")
     assert charge.end_reason == "time"
@@ -60,7 +43,7 @@ def test_two_minute_drop_pauses_with_outputs_off_and_the_charge_goes_on(tmp_path
                    and c["t_s"] >= DROP_AT)
         assert off["t_s"] - DROP_AT <= 1.0 + 1e-6
         for t in range(int(DROP_AT) + 2, int(back)):
-            assert not _state_at(transitions, "supply", t), t
+            assert not output_on_at(transitions, "supply", t), t
     else:
         # an unreachable supply cannot be told anything: the load stays off, and the first thing
         # the supply hears when its link is back is the off command
@@ -68,7 +51,7 @@ def test_two_minute_drop_pauses_with_outputs_off_and_the_charge_goes_on(tmp_path
                    and c["t_s"] >= DROP_AT)
         assert back <= off["t_s"] <= back + RETRY_MAX_S + 1.0
     for t in range(int(DROP_AT), int(back)):
-        assert not _state_at(transitions, "load", t), t
+        assert not output_on_at(transitions, "load", t), t
     # ... and then the charge went on: the supply back on after the link returned
     assert any(c["instrument"] == "supply" and c["on"] and c["t_s"] > back for c in transitions)
     pause = next(e for e in record.events if e.kind == "pause")
@@ -79,8 +62,8 @@ def test_two_minute_drop_pauses_with_outputs_off_and_the_charge_goes_on(tmp_path
 
 
 def test_drop_longer_than_the_window_aborts_and_the_off_command_is_retried_until_confirmed(tmp_path: Path):
-    station = _station(tmp_path, "{reconnect_window_s: 60, off_retry_s: 600}")
-    record = _run(tmp_path, _drop(tmp_path, "supply", 600.0, 300.0), station)
+    station = sim_station_with(tmp_path, "{reconnect_window_s: 60, off_retry_s: 600}")
+    record = _run(tmp_path, link_drop(tmp_path, "supply", 600.0, 300.0), station)
     assert record.verdict == "aborted"
     reason = record.abort_reason or ""
     assert reason.startswith("instrument_lost: supply unreachable for 6") and "window 60 s" in reason
@@ -95,8 +78,8 @@ def test_drop_longer_than_the_window_aborts_and_the_off_command_is_retried_until
 
 
 def test_output_never_confirmed_off_is_listed_in_the_record_and_the_report(tmp_path: Path):
-    station = _station(tmp_path, "{reconnect_window_s: 60, off_retry_s: 120}")
-    record = _run(tmp_path, _drop(tmp_path, "supply", 600.0, 100000.0), station)
+    station = sim_station_with(tmp_path, "{reconnect_window_s: 60, off_retry_s: 120}")
+    record = _run(tmp_path, link_drop(tmp_path, "supply", 600.0, 100000.0), station)
     assert record.verdict == "aborted"
     # the truth: the supply is still on, and the record says so instead of claiming safety
     assert record.sim_truth.outputs_off_at_end is False
@@ -112,8 +95,8 @@ def test_output_never_confirmed_off_is_listed_in_the_record_and_the_report(tmp_p
 def test_cli_says_an_output_is_not_confirmed_off_in_words_an_operator_will_not_miss(tmp_path: Path):
     from tests.simserve import run_bench
 
-    station = _station(tmp_path, "{reconnect_window_s: 30, off_retry_s: 60}")
-    scenario = _drop(tmp_path, "supply", 120.0, 100000.0)
+    station = sim_station_with(tmp_path, "{reconnect_window_s: 30, off_retry_s: 60}")
+    scenario = link_drop(tmp_path, "supply", 120.0, 100000.0)
     done = run_bench("run", str(LONG_CHARGE), "--station", station, "--scenario", scenario, "--yes",
                      "--json", "--out", str(tmp_path / "cli-run"), "--db", f"sqlite:///{tmp_path / 'c.db'}")
     assert done.returncode == 3, done.stderr  # aborted
